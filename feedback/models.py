@@ -1,0 +1,64 @@
+"""Consumer feedback on a product unit: the seed's five ratings and a comment."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+RATING_FIELDS = [
+    "overall_rating",
+    "taste_rating",
+    "texture_rating",
+    "appearance_rating",
+    "value_rating",
+]
+COMMENT_MAX_LENGTH = 1000
+
+
+def rating_field(required: bool = True) -> models.PositiveSmallIntegerField:
+    return models.PositiveSmallIntegerField(
+        null=not required,
+        blank=not required,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+    )
+
+
+class ConsumerFeedback(models.Model):
+    product = models.OneToOneField(
+        "traceability.ConsumerProduct",
+        on_delete=models.PROTECT,
+        related_name="feedback",
+        help_text="One review per product unit.",
+    )
+    overall_rating = rating_field()
+    taste_rating = rating_field()
+    texture_rating = rating_field()
+    appearance_rating = rating_field()
+    value_rating = rating_field()
+    comment = models.TextField(blank=True, max_length=COMMENT_MAX_LENGTH)
+    consent_to_publish = models.BooleanField(default=False)
+    reward_points = models.PositiveIntegerField(default=0)
+    language = models.CharField(max_length=8, blank=True)
+    is_hidden = models.BooleanField(default=False)
+    hidden_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "consumer_feedback"
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(**{f"{f}__gte": 1}) & Q(**{f"{f}__lte": 5}),
+                name=f"feedback_{f}_1_to_5",
+            )
+            for f in RATING_FIELDS
+        ] + [
+            models.CheckConstraint(
+                condition=Q(is_hidden=False) | ~Q(hidden_reason=""),
+                name="feedback_hidden_needs_reason",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id}: {self.overall_rating}/5"

@@ -1,0 +1,7 @@
+"""Gaveurs Trace project package: settings, URLs, ASGI/WSGI, the Celery app and the producer domain."""
+
+from __future__ import annotations
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,162 @@
+"""The producer domain: sites, producers (gaveurs), lots, daily feeding records, feeding curves."""
+
+from __future__ import annotations
+
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+site_code_validator = RegexValidator(
+    r"^[A-Z]{2,5}$", "A site code is 2 to 5 capital letters (e.g. LL)."
+)
+
+
+class Site(models.Model):
+    code = models.CharField(max_length=5, unique=True, validators=[site_code_validator])
+    name = models.CharField(max_length=120)
+    region = models.CharField(max_length=120, blank=True)
+    # GS1: when set, products of this site also resolve at /01/<gtin>/10/<lot>/21/<serial>.
+    gtin = models.CharField(max_length=14, blank=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} — {self.name}"
+
+
+class Gaveur(models.Model):
+    """A producer who feeds the ducks of a lot."""
+
+    last_name = models.CharField(max_length=80)
+    first_name = models.CharField(max_length=80)
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="gaveurs")
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=30, blank=True)
+
+    class Meta:
+        ordering = ["last_name", "first_name"]
+        verbose_name = "gaveur"
+
+    def __str__(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+class FeedingCurve(models.Model):
+    """A named series of planned daily doses (grams of maize per duck, morning and evening)."""
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    is_reference = models.BooleanField(
+        default=False, help_text="The current reference curve new lots follow by default."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def duration_days(self) -> int:
+        return self.days.count()
+
+
+class FeedingCurveDay(models.Model):
+    curve = models.ForeignKey(FeedingCurve, on_delete=models.CASCADE, related_name="days")
+    day = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    morning_dose_g = models.FloatField(validators=[MinValueValidator(0)])
+    evening_dose_g = models.FloatField(validators=[MinValueValidator(0)])
+
+    class Meta:
+        ordering = ["curve", "day"]
+        constraints = [
+            models.UniqueConstraint(fields=["curve", "day"], name="feeding_curve_day_unique"),
+            models.CheckConstraint(
+                condition=Q(morning_dose_g__gte=0) & Q(evening_dose_g__gte=0),
+                name="feeding_curve_day_doses_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.curve} J{self.day}"
+
+
+class Lot(models.Model):
+    class Status(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        FEEDING = "feeding", "Feeding"
+        FINISHED = "finished", "Feeding finished"
+        SLAUGHTERED = "slaughtered", "Slaughtered"
+
+    code = models.CharField(max_length=50, unique=True)
+    gaveur = models.ForeignKey(Gaveur, on_delete=models.PROTECT, related_name="lots")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="lots")
+    feeding_start = models.DateTimeField()
+    planned_feeding_end = models.DateTimeField()
+    duration_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    # ITM: grams of maize per gram of liver (lower is better).
+    itm = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)])
+    mean_final_weight_g = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    duck_count = models.PositiveIntegerField(default=0)
+    dead_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PLANNED)
+    feeding_curve = models.ForeignKey(
+        FeedingCurve, on_delete=models.SET_NULL, null=True, blank=True, related_name="lots"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "lots_gavage"
+        ordering = ["-feeding_start"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(planned_feeding_end__gte=models.F("feeding_start")),
+                name="lot_feeding_end_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(dead_count__lte=models.F("duck_count")),
+                name="lot_dead_count_within_duck_count",
+            ),
+        ]
+        indexes = [models.Index(fields=["site", "feeding_start"])]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def mortality_rate(self) -> float | None:
+        return self.dead_count / self.duck_count if self.duck_count else None
+
+
+class FeedingRecord(models.Model):
+    """What a lot was planned to get and got, one meal of one day."""
+
+    class Meal(models.TextChoices):
+        MORNING = "morning", "Morning"
+        EVENING = "evening", "Evening"
+
+    lot = models.ForeignKey(Lot, on_delete=models.CASCADE, related_name="feeding_records")
+    day = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    meal = models.CharField(max_length=7, choices=Meal.choices)
+    planned_dose_g = models.FloatField(validators=[MinValueValidator(0)])
+    actual_dose_g = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)])
+    mean_weight_g = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)])
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["lot", "day", "meal"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["lot", "day", "meal"], name="feeding_record_one_per_meal"
+            ),
+            models.CheckConstraint(
+                condition=Q(planned_dose_g__gte=0), name="feeding_record_dose_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lot} J{self.day} {self.meal}"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the whole suite on a throwaway embedded PostgreSQL unless DATABASE_URL is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${DATABASE_URL:-}" ]; then
+  EMBEDDED_PG_DIR="$(mktemp -d /tmp/gtpg.XXXXXX)"
+  export EMBEDDED_PG_DIR
+  export EMBEDDED_PG_CLEANUP=delete
+fi
+mkdir -p artifacts
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/python -m pytest "$@"

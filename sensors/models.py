@@ -1,0 +1,137 @@
+"""SQAL stations (devices) and the samples they measure (table sqal_sensor_samples)."""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+
+GRADES = ["A+", "A", "B", "C", "REJECT"]
+
+
+class Grade(models.TextChoices):
+    A_PLUS = "A+", "A+"
+    A = "A", "A"
+    B = "B", "B"
+    C = "C", "C"
+    REJECT = "REJECT", "REJECT"
+
+
+def matrix_field() -> ArrayField:
+    """An 8×8 matrix of floats (the VL53L8CH zones)."""
+    return ArrayField(ArrayField(models.FloatField(), size=8), size=8, null=True, blank=True)
+
+
+class Device(models.Model):
+    """An SQAL station (ESP32). Authenticates with a per-device token stored hashed."""
+
+    device_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=120, blank=True)
+    site = models.ForeignKey(
+        "gaveurs.Site", on_delete=models.PROTECT, null=True, blank=True, related_name="devices"
+    )
+    location = models.CharField(max_length=120, blank=True)
+    assigned_lot = models.ForeignKey(
+        "gaveurs.Lot",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="stations",
+        help_text="Lot whose products this station inspects when a message names no lot.",
+    )
+    token_hash = models.CharField(max_length=128, blank=True, editable=False)
+    is_active = models.BooleanField(default=True)
+    firmware_version = models.CharField(max_length=40, blank=True)
+    mac_address = models.CharField(max_length=40, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["device_id"]
+
+    def __str__(self) -> str:
+        return self.device_id
+
+
+class SensorSample(models.Model):
+    """One inspected product as measured by a station (ToF + spectral + fusion)."""
+
+    time = models.DateTimeField(db_index=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    # Keyed by the station's own id string, so `sample.device_id` is e.g. "ESP32_LL_01".
+    device = models.ForeignKey(
+        Device,
+        on_delete=models.PROTECT,
+        to_field="device_id",
+        db_column="device_id",
+        related_name="samples",
+    )
+    sample_id = models.CharField(max_length=100)
+    lot = models.ForeignKey(
+        "gaveurs.Lot", on_delete=models.PROTECT, null=True, blank=True, related_name="samples"
+    )
+    site_code = models.CharField(max_length=5, blank=True)
+
+    # VL53L8CH time of flight
+    tof_volume_mm3 = models.FloatField(null=True, blank=True)
+    tof_surface_uniformity = models.FloatField(null=True, blank=True)
+    tof_quality_score = models.FloatField(null=True, blank=True)
+    tof_grade = models.CharField(max_length=10, blank=True)
+    distance_matrix = matrix_field()
+    reflectance_matrix = matrix_field()
+    amplitude_matrix = matrix_field()
+    ambient_matrix = matrix_field()
+    status_matrix = matrix_field()
+
+    # AS7341 spectral: F1..F8, Clear, NIR in this order
+    spectral_channels = ArrayField(models.FloatField(), size=10, null=True, blank=True)
+    spectral_freshness_index = models.FloatField(null=True, blank=True)
+    spectral_fat_quality_index = models.FloatField(null=True, blank=True)
+    spectral_oxidation_index = models.FloatField(null=True, blank=True)
+    spectral_quality_score = models.FloatField(null=True, blank=True)
+    spectral_grade = models.CharField(max_length=10, blank=True)
+
+    # Fusion
+    fusion_score = models.FloatField()
+    fusion_grade = models.CharField(max_length=10, choices=Grade.choices)
+    is_compliant = models.BooleanField()
+    # The simulator's packaging fill conformity (fusion.foie_gras_metrics.is_compliant).
+    fill_conformity = models.BooleanField(null=True, blank=True)
+
+    # Provenance as the station reports it
+    lot_abattage = models.CharField(max_length=100, blank=True)
+    eleveur = models.CharField(max_length=120, blank=True)
+    provenance = models.CharField(max_length=120, blank=True)
+    firmware_version = models.CharField(max_length=40, blank=True)
+    temperature_c = models.FloatField(null=True, blank=True)
+    humidity_percent = models.FloatField(null=True, blank=True)
+
+    payload = models.JSONField(help_text="The full message as received.")
+
+    class Meta:
+        db_table = "sqal_sensor_samples"
+        ordering = ["-time"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device", "sample_id"], name="sqal_sample_unique_per_device"
+            ),
+            models.CheckConstraint(
+                condition=Q(fusion_score__gte=0) & Q(fusion_score__lte=1),
+                name="sqal_fusion_score_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(fusion_grade__in=GRADES), name="sqal_fusion_grade_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["sample_id"]),
+            models.Index(fields=["lot", "time"]),
+            models.Index(fields=["fusion_grade", "time"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device_id}/{self.sample_id}"
+
+    @property
+    def qualifies_for_product(self) -> bool:
+        return self.is_compliant and self.fusion_grade != Grade.REJECT

@@ -1,0 +1,124 @@
+"""Consumer product registration and QR code signatures.
+
+The PL/pgSQL function ``register_consumer_product`` is the only writer of consumer_products;
+``product_register`` calls it and turns its SQLSTATE codes into ``ProductRegistrationError``.
+The signature is recomputable here from stored fields and ``settings.QR_SIGNING_KEY``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+
+from traceability.models import ConsumerProduct
+
+QR_PATTERN = re.compile(
+    r"^SQAL_(?P<lot_id>\d{1,18})_(?P<sample_id>.{1,100})_"
+    r"(?P<product_id>FG_(?P<site_code>[A-Z]{2,5})_(?P<day>\d{8})_(?P<seq>\d{4,}))_"
+    r"(?P<signature>[0-9a-f]{16})$"
+)
+QR_MAX_LENGTH = 300
+
+# SQLSTATE raised by the PL/pgSQL functions -> (stable error code, HTTP-ish status)
+SQLSTATE_ERRORS: dict[str, tuple[str, int]] = {
+    "GTK01": ("signing_key_missing", 500),
+    "GTL01": ("unknown_lot", 404),
+    "GTS01": ("unknown_sample", 404),
+    "GTS02": ("ambiguous_sample", 409),
+    "GTS03": ("sample_not_eligible", 422),
+    "GTS04": ("sample_not_in_lot", 422),
+    "GTS05": ("invalid_argument", 400),
+}
+
+
+class ProductRegistrationError(Exception):
+    """Registration refused; ``code`` is stable, ``detail`` says what was wrong."""
+
+    def __init__(self, code: str, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RegisteredProduct:
+    product_id: str
+    qr_code: str
+
+
+@dataclass(frozen=True)
+class ParsedQr:
+    lot_id: int
+    sample_id: str
+    product_id: str
+    site_code: str
+    signature: str
+
+
+def product_register(*, lot_id: int, sample_id: str, site_code: str | None) -> RegisteredProduct:
+    """Register (or find) the consumer product of a compliant sample. Idempotent per sample."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT product_id, qr_code FROM register_consumer_product(%s, %s, %s)",
+                [lot_id, sample_id, site_code or None],
+            )
+            product_id, qr_code = cursor.fetchone()
+    except DatabaseError as exc:
+        sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+        if sqlstate in SQLSTATE_ERRORS:
+            code, status = SQLSTATE_ERRORS[sqlstate]
+            message = str(exc.__cause__.diag.message_primary or exc)
+            raise ProductRegistrationError(code, message, status) from exc
+        raise
+    return RegisteredProduct(product_id=product_id, qr_code=qr_code)
+
+
+def qr_signature(*, lot_id: int, sample_id: str, product_id: str) -> str:
+    """The 16 hex characters that end a QR code (same computation as SQL qr_signature)."""
+    message = f"{lot_id}|{sample_id}|{product_id}".encode()
+    key = settings.QR_SIGNING_KEY.encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:16]
+
+
+def qr_parse(code: str) -> ParsedQr | None:
+    """Split a QR code into its parts, or None when it does not have the QR format."""
+    if not code or len(code) > QR_MAX_LENGTH:
+        return None
+    match = QR_PATTERN.match(code)
+    if not match:
+        return None
+    return ParsedQr(
+        lot_id=int(match["lot_id"]),
+        sample_id=match["sample_id"],
+        product_id=match["product_id"],
+        site_code=match["site_code"],
+        signature=match["signature"],
+    )
+
+
+def qr_signature_is_valid(code: str) -> bool:
+    """True when the code is well formed and its signature matches its own fields."""
+    parsed = qr_parse(code)
+    if parsed is None:
+        return False
+    expected = qr_signature(
+        lot_id=parsed.lot_id, sample_id=parsed.sample_id, product_id=parsed.product_id
+    )
+    return hmac.compare_digest(expected, parsed.signature)
+
+
+def product_signature_is_valid(product: ConsumerProduct) -> bool:
+    """Recompute a stored product's signature from its stored fields."""
+    expected = qr_signature(
+        lot_id=product.lot_id, sample_id=product.sqal_sample_id, product_id=product.product_id
+    )
+    return product.qr_code == (
+        f"SQAL_{product.lot_id}_{product.sqal_sample_id}_{product.product_id}_{expected}"
+    )
