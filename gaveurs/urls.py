@@ -11,4 +11,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("", include("traceability.urls")),
+    path("", include("feedback.urls")),
+    path("", include("sensors.urls")),
+    path("", include("optimizer.urls")),
 ]

@@ -122,3 +122,18 @@ def product_signature_is_valid(product: ConsumerProduct) -> bool:
     return product.qr_code == (
         f"SQAL_{product.lot_id}_{product.sqal_sample_id}_{product.product_id}_{expected}"
     )
+
+
+def product_registration_request(*, lot_id: int, sample_id: str, site_code: str | None) -> None:
+    """Ask for a product to be registered once the current transaction commits.
+
+    Called by ingestion for a compliant, non-REJECT sample with a lot. The Celery task runs on
+    queue "exports"; it is idempotent, so a repeated request never yields a second product.
+    """
+    from traceability.tasks import generate_qr_code_async
+
+    transaction.on_commit(
+        lambda: generate_qr_code_async.delay(
+            lot_id=lot_id, sample_id=sample_id, site_code=site_code
+        )
+    )

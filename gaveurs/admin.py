@@ -1,0 +1,87 @@
+"""Admin for the producer domain: sites, producers, lots (with feeding records and products)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from gaveurs.models import FeedingCurve, FeedingCurveDay, FeedingRecord, Gaveur, Lot, Site
+from traceability.models import ConsumerProduct
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "region", "gtin"]
+    search_fields = ["code", "name", "region"]
+
+
+@admin.register(Gaveur)
+class GaveurAdmin(admin.ModelAdmin):
+    list_display = ["last_name", "first_name", "site", "email", "phone"]
+    list_filter = ["site"]
+    search_fields = ["last_name", "first_name", "email"]
+    list_select_related = ["site"]
+
+
+class FeedingCurveDayInline(admin.TabularInline):
+    model = FeedingCurveDay
+    extra = 0
+
+
+@admin.register(FeedingCurve)
+class FeedingCurveAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_reference", "created_at"]
+    list_filter = ["is_reference"]
+    search_fields = ["name"]
+    inlines = [FeedingCurveDayInline]
+
+
+class FeedingRecordInline(admin.TabularInline):
+    model = FeedingRecord
+    extra = 0
+    fields = ["day", "meal", "planned_dose_g", "actual_dose_g", "mean_weight_g"]
+
+
+class ConsumerProductInline(admin.TabularInline):
+    model = ConsumerProduct
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["product_id", "sqal_sample_id", "fusion_grade", "fusion_score", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        # Products are registered only through register_consumer_product.
+        return False
+
+
+@admin.register(Lot)
+class LotAdmin(admin.ModelAdmin):
+    list_display = [
+        "code",
+        "gaveur",
+        "site",
+        "status",
+        "feeding_start",
+        "planned_feeding_end",
+        "duration_days",
+        "itm",
+        "mean_final_weight_g",
+        "duck_count",
+        "feeding_curve",
+    ]
+    list_filter = ["status", "site", "feeding_start"]
+    search_fields = ["code", "gaveur__last_name", "gaveur__first_name"]
+    date_hierarchy = "feeding_start"
+    list_select_related = ["gaveur", "site", "feeding_curve"]
+    autocomplete_fields = ["gaveur", "site"]
+    readonly_fields = ["created_at"]
+    inlines = [FeedingRecordInline, ConsumerProductInline]
+
+
+@admin.register(FeedingRecord)
+class FeedingRecordAdmin(admin.ModelAdmin):
+    list_display = ["lot", "day", "meal", "planned_dose_g", "actual_dose_g", "mean_weight_g"]
+    list_filter = ["meal", "lot__site"]
+    search_fields = ["lot__code"]
+    list_select_related = ["lot"]
+    autocomplete_fields = ["lot"]

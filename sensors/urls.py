@@ -1,0 +1,6 @@
+"""Server-rendered routes of the sensors app."""
+
+from __future__ import annotations
+
+app_name = "sensors"
+urlpatterns: list = []

@@ -1,0 +1,47 @@
+"""Admin for consumer products. Products are read-only: only register_consumer_product writes them."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from traceability.models import ConsumerProduct, ProductSequence
+
+
+@admin.register(ConsumerProduct)
+class ConsumerProductAdmin(admin.ModelAdmin):
+    list_display = [
+        "product_id",
+        "lot_code",
+        "sqal_sample_id",
+        "fusion_grade",
+        "fusion_score",
+        "is_compliant",
+        "site_code",
+        "created_at",
+    ]
+    list_filter = ["fusion_grade", "is_compliant", "site_code", "created_at"]
+    search_fields = ["qr_code", "product_id", "lot_code", "sqal_sample_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["lot"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ProductSequence)
+class ProductSequenceAdmin(admin.ModelAdmin):
+    list_display = ["site_code", "day", "last_value"]
+    list_filter = ["site_code"]
+    date_hierarchy = "day"
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["site_code", "day", "last_value"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
