@@ -1,4 +1,4 @@
-"""Gaveurs Trace project package: settings, URLs, ASGI/WSGI, the Celery app and the producer domain."""
+"""Gaveurs Trace project package: settings, URLs, ASGI/WSGI, Celery app, producer domain."""
 
 from __future__ import annotations
 

@@ -139,7 +139,8 @@ def test_the_hmac_matches_rfc_4231_test_case_2():
 def test_the_hmac_matches_rfc_4231_test_case_6_with_a_long_key():
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT encode(gt_hmac_sha256(decode(repeat('aa', 131), 'hex'), convert_to(%s, 'UTF8')), 'hex')",
+            "SELECT encode(gt_hmac_sha256(decode(repeat('aa', 131), 'hex'), "
+            "convert_to(%s, 'UTF8')), 'hex')",
             ["Test Using Larger Than Block-Size Key - Hash Key First"],
         )
         (digest,) = cursor.fetchone()
