@@ -1,4 +1,4 @@
-"""Admin for consumer products. Products are read-only: only register_consumer_product writes them."""
+"""Admin for consumer products, read-only: only register_consumer_product writes them."""
 
 from __future__ import annotations
 
