@@ -6,6 +6,8 @@ import os
 
 from celery import Celery
 
+from gaveurs import broker  # noqa: F401  (registers the embedded "gtsqla" transport)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gaveurs.settings")
 
 app = Celery("gaveurs")

@@ -168,9 +168,9 @@ def _embedded_broker_url(db: dict) -> str:
     password = quote(db.get("PASSWORD") or "", safe="")
     auth = f"{user}:{password}@" if password else f"{user}@"
     if host.startswith("/"):
-        return f"sqla+postgresql+psycopg://{auth}/{db['NAME']}?host={quote(host, safe='/')}"
+        return f"gtsqla+postgresql+psycopg://{auth}/{db['NAME']}?host={quote(host, safe='/')}"
     port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"sqla+postgresql+psycopg://{auth}{host}{port}/{db['NAME']}"
+    return f"gtsqla+postgresql+psycopg://{auth}{host}{port}/{db['NAME']}"
 
 
 # Celery: Redis (or RabbitMQ) when CELERY_BROKER_URL is set, else the embedded transport.
@@ -179,7 +179,7 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or _embedded_broker_url(
 )
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {"polling_interval": envfloat("CELERY_SQLA_POLL_INTERVAL", "0.1")}
-    if CELERY_BROKER_URL.startswith("sqla+")
+    if CELERY_BROKER_URL.startswith("gtsqla+")
     else {}
 )
 CELERY_RESULT_BACKEND = "django-db"
@@ -197,6 +197,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # SQAL ingestion
 SQAL_ALLOW_UNREGISTERED_DEVICES = envbool("SQAL_ALLOW_UNREGISTERED_DEVICES", "False")
 SQAL_MAX_MESSAGE_BYTES = envint("SQAL_MAX_MESSAGE_BYTES", str(512 * 1024))
+# Per-connection throttle (token bucket): sustained messages per second and burst size.
+SQAL_THROTTLE_RATE = envfloat("SQAL_THROTTLE_RATE", "50")
+SQAL_THROTTLE_BURST = envint("SQAL_THROTTLE_BURST", "100")
+# Samples of one connection waiting for their commit; beyond it the server stops reading.
+SQAL_MAX_IN_FLIGHT = envint("SQAL_MAX_IN_FLIGHT", "64")
+# Group commit: at most this many samples (and bytes) per transaction.
+SQAL_BATCH_MAX_SAMPLES = envint("SQAL_BATCH_MAX_SAMPLES", "200")
+SQAL_BATCH_MAX_BYTES = envint("SQAL_BATCH_MAX_BYTES", str(16 * 1024 * 1024))
 
 # Consumer pages
 SCAN_ALERT_THRESHOLD = envint("SCAN_ALERT_THRESHOLD", "50")
@@ -218,3 +226,21 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Optimizer (manage.py optimize_curves): data thresholds and the feasible feeding curves.
+OPTIMIZER_MIN_REVIEWS = envint("OPTIMIZER_MIN_REVIEWS", "100")
+# The model must cut the mean-rating baseline's CV error by at least this fraction.
+OPTIMIZER_MIN_IMPROVEMENT = envfloat("OPTIMIZER_MIN_IMPROVEMENT", "0.02")
+OPTIMIZER_CV_FOLDS = envint("OPTIMIZER_CV_FOLDS", "5")
+OPTIMIZER_N_ESTIMATORS = envint("OPTIMIZER_N_ESTIMATORS", "120")
+OPTIMIZER_MAX_TRAIN_ROWS = envint("OPTIMIZER_MAX_TRAIN_ROWS", "20000")
+OPTIMIZER_RANDOM_SEED = envint("OPTIMIZER_RANDOM_SEED", "0")
+OPTIMIZER_MIN_DAYS = envint("OPTIMIZER_MIN_DAYS", "9")
+OPTIMIZER_MAX_DAYS = envint("OPTIMIZER_MAX_DAYS", "16")
+OPTIMIZER_MAX_DAILY_STEP_G = envfloat("OPTIMIZER_MAX_DAILY_STEP_G", "90")
+OPTIMIZER_MAX_DAILY_DOSE_G = envfloat("OPTIMIZER_MAX_DAILY_DOSE_G", "1000")
+# A recommended curve stays within this relative RMS distance of a curve a real lot followed.
+OPTIMIZER_MAX_CURVE_DISTANCE = envfloat("OPTIMIZER_MAX_CURVE_DISTANCE", "0.12")
+OPTIMIZER_SEARCH_GENERATIONS = envint("OPTIMIZER_SEARCH_GENERATIONS", "40")
+OPTIMIZER_SEARCH_POPULATION = envint("OPTIMIZER_SEARCH_POPULATION", "160")
+OPTIMIZER_REPORT_DIR = Path(os.environ.get("OPTIMIZER_REPORT_DIR", MEDIA_ROOT / "optimizer"))

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `make run`: embedded PostgreSQL (unless DATABASE_URL), migrations, demo data, admin account,
+# then the Daphne server, the Celery worker and the SQAL simulator. Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+PORT="${PORT:-8000}"
+HOST="${HOST:-127.0.0.1}"
+export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://localhost:$PORT}"
+export DEBUG="${DEBUG:-true}"
+export SQAL_ALLOW_UNREGISTERED_DEVICES="${SQAL_ALLOW_UNREGISTERED_DEVICES:-true}"
+mkdir -p .run
+
+embedded=0
+if [ -z "${DATABASE_URL:-}" ]; then
+  embedded=1
+  echo "Starting the embedded PostgreSQL (data in .pgdata/)..."
+  DATABASE_URL="$($PY -c 'from pathlib import Path; from gaveurs.embedded_pg import url_from_env; print(url_from_env(Path(".")))' 2>/dev/null)"
+  export DATABASE_URL
+fi
+
+$PY manage.py migrate --noinput -v 0
+$PY manage.py seed_demo
+$PY manage.py ensure_admin > .run/admin-login
+$PY manage.py collectstatic --noinput -v 0 >/dev/null 2>&1 || true
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo "Stopping..."
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "$embedded" = 1 ]; then
+    $PY -c 'import pgserver, logging; logging.disable(logging.CRITICAL); pgserver.get_server(".pgdata", cleanup_mode="stop")' >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup INT TERM EXIT
+
+$PY -m daphne -b "$HOST" -p "$PORT" gaveurs.asgi:application > .run/server.log 2>&1 &
+pids+=($!)
+if [ -x scripts/worker.sh ]; then
+  bash scripts/worker.sh > .run/worker.log 2>&1 &
+else
+  $PY -m celery -A gaveurs worker -Q exports,default --concurrency 2 -l info > .run/worker.log 2>&1 &
+fi
+pids+=($!)
+if [ -n "${FLOWER_PASSWORD:-}" ] && [ -x scripts/flower.sh ]; then
+  bash scripts/flower.sh > .run/flower.log 2>&1 &
+  pids+=($!)
+fi
+
+for _ in $(seq 1 100); do
+  if $PY -c "import urllib.request,sys; urllib.request.urlopen('http://$HOST:$PORT/admin/login/', timeout=1)" 2>/dev/null; then
+    break
+  fi
+  sleep 0.2
+done
+
+if $PY manage.py help simulate_sqal >/dev/null 2>&1; then
+  $PY manage.py simulate_sqal --url "ws://$HOST:$PORT/ws/sensors/" --devices 2 --rate 0.5 \
+    > .run/simulator.log 2>&1 &
+  pids+=($!)
+fi
+
+cat <<TXT
+
+Gaveurs Trace is running.
+  Admin:      http://localhost:$PORT/admin/   ($(cat .run/admin-login))
+  API docs:   http://localhost:$PORT/api/docs
+  Websocket:  ws://localhost:$PORT/ws/sensors/
+  Logs:       .run/server.log  .run/worker.log  .run/simulator.log
+Press Ctrl-C to stop.
+TXT
+wait -n "${pids[@]}" || true
+echo "A process stopped; see the logs in .run/."
