@@ -71,3 +71,84 @@ class ProductSequence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.site_code} {self.day}: {self.last_value}"
+
+
+# --- Tamper-evident ledger (traceability/ledger.py): an RFC 9162 Merkle log of products ---
+
+
+class LedgerLeaf(models.Model):
+    """One product sealed in the log: its position, leaf hash and the canonical record hashed."""
+
+    leaf_index = models.BigIntegerField(primary_key=True)
+    product = models.OneToOneField(
+        ConsumerProduct,
+        on_delete=models.PROTECT,
+        related_name="ledger_leaf",
+        db_column="product_pk",
+    )
+    leaf_hash = models.BinaryField(max_length=32)
+    record = models.TextField(help_text="The canonical JSON record as sealed (UTF-8).")
+    sealed_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "ledger_leaves"
+        ordering = ["leaf_index"]
+
+    def __str__(self) -> str:
+        return f"#{self.leaf_index} {self.product_id}"
+
+
+class LedgerNode(models.Model):
+    """Hash of one complete subtree: level 0 holds the leaves, level l covers 2**l leaves.
+
+    Node (l, i) covers leaves [i * 2**l, (i + 1) * 2**l). Every complete subtree is stored once,
+    when its last leaf is appended, so any proof or root needs O(log n) row reads.
+    """
+
+    pk = models.CompositePrimaryKey("level", "index")
+    level = models.PositiveSmallIntegerField()
+    index = models.BigIntegerField(db_column="idx")
+    hash = models.BinaryField(max_length=32)
+
+    class Meta:
+        db_table = "ledger_nodes"
+
+    def __str__(self) -> str:
+        return f"node ({self.level}, {self.index})"
+
+
+class LedgerHead(models.Model):
+    """A signed tree head: Ed25519 over (timestamp, tree size, root hash), RFC 6962 layout."""
+
+    tree_size = models.BigIntegerField(primary_key=True)
+    root_hash = models.BinaryField(max_length=32)
+    timestamp_ms = models.BigIntegerField(help_text="Milliseconds since the Unix epoch, UTC.")
+    signature = models.BinaryField(max_length=64)
+    key_id = models.CharField(max_length=16, help_text="First 16 hex digits of SHA-256(key).")
+
+    class Meta:
+        db_table = "ledger_heads"
+        ordering = ["-tree_size"]
+
+    def __str__(self) -> str:
+        return f"STH size {self.tree_size}"
+
+
+class LedgerVerification(models.Model):
+    """The outcome of one `manage.py verify_ledger` run, for quality staff in admin."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    ok = models.BooleanField()
+    tree_size = models.BigIntegerField()
+    heads_checked = models.IntegerField(default=0)
+    products_checked = models.IntegerField(default=0)
+    findings = models.JSONField(default=list, blank=True)
+    summary = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "ledger_verifications"
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.started_at:%Y-%m-%d %H:%M} {'OK' if self.ok else 'FINDINGS'}"

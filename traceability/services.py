@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
+from traceability.ledger import ledger_append_product
 from traceability.models import ConsumerProduct
 
 QR_PATTERN = re.compile(
@@ -70,6 +71,8 @@ def product_register(*, lot_id: int, sample_id: str, site_code: str | None) -> R
                 [lot_id, sample_id, site_code or None],
             )
             product_id, qr_code = cursor.fetchone()
+            # Seal a new product in the tamper-evident log, same transaction (idempotent).
+            ledger_append_product(product_id=product_id)
     except DatabaseError as exc:
         sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
         if sqlstate in SQLSTATE_ERRORS:
