@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 
@@ -34,7 +33,7 @@ PRODUCERS = [
     ("Ducasse", "Anne"),
 ]
 GRADE_CUTOFFS = [("A+", 0.85), ("A", 0.75), ("B", 0.60), ("C", 0.45)]
-ANCHOR = datetime(2026, 1, 5, 6, 0, tzinfo=dt_timezone.utc)
+ANCHOR = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
 
 
 def grade_for(score: float) -> str:
