@@ -193,6 +193,19 @@ CELERY_TASK_ROUTES = {"traceability.tasks.*": {"queue": "exports"}}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Redis redelivers an unacknowledged task after this many seconds; it must exceed the
+        # longest retry countdown (60 s), or a waiting retry would be delivered twice.
+        "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", "3600"),
+    }
+    if os.environ.get("CELERY_REDIS_KEY_PREFIX"):
+        # Several deployments (or test runs) sharing one Redis database stay apart.
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = os.environ["CELERY_REDIS_KEY_PREFIX"]
+# Product registration: each worker, when it starts, re-enqueues the eligible samples without
+# product received more than GRACE seconds (and less than MAX_AGE days) ago (traceability.tasks).
+PRODUCT_SWEEP_GRACE_SECONDS = envint("PRODUCT_SWEEP_GRACE_SECONDS", "60")
+PRODUCT_SWEEP_MAX_AGE_DAYS = envint("PRODUCT_SWEEP_MAX_AGE_DAYS", "30")
 
 # SQAL ingestion
 SQAL_ALLOW_UNREGISTERED_DEVICES = envbool("SQAL_ALLOW_UNREGISTERED_DEVICES", "False")
@@ -208,6 +221,22 @@ SQAL_BATCH_MAX_BYTES = envint("SQAL_BATCH_MAX_BYTES", str(16 * 1024 * 1024))
 
 # Consumer pages
 SCAN_ALERT_THRESHOLD = envint("SCAN_ALERT_THRESHOLD", "50")
+FEEDBACK_REWARD_POINTS = envint("FEEDBACK_REWARD_POINTS", "10")
+# Feedback attempts allowed per client (daily-salted address hash) and window, page and API.
+FEEDBACK_RATE_LIMIT = envint("FEEDBACK_RATE_LIMIT", "10")
+FEEDBACK_RATE_WINDOW_SECONDS = envint("FEEDBACK_RATE_WINDOW_SECONDS", "3600")
+FORGED_SCAN_LOG_PER_MINUTE = envint("FORGED_SCAN_LOG_PER_MINUTE", "5")
+
+# Tamper-evident ledger (traceability/ledger.py). LEDGER_SIGNING_KEY: the Ed25519 private key
+# (32-byte seed, 64 hex digits or base64), required in production; in development it is derived
+# from SECRET_KEY. A head is signed at most every INTERVAL seconds, or every MAX_PENDING products.
+LEDGER_SIGNING_KEY = envsecret("LEDGER_SIGNING_KEY", "")
+LEDGER_TRUSTED_PUBLIC_KEYS = [
+    k for k in os.environ.get("LEDGER_TRUSTED_PUBLIC_KEYS", "").split(",") if k.strip()
+]
+LEDGER_HEAD_INTERVAL_SECONDS = envint("LEDGER_HEAD_INTERVAL_SECONDS", "60")
+LEDGER_HEAD_MAX_PENDING = envint("LEDGER_HEAD_MAX_PENDING", "100")
+LEDGER_PROOF_CACHE_SECONDS = envint("LEDGER_PROOF_CACHE_SECONDS", "60")
 
 LOGGING = {
     "version": 1,
@@ -218,13 +247,25 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
 if PRODUCTION:
+    if DEBUG:
+        raise ImproperlyConfigured("DEBUG must be off in production (DJANGO_ENV=production)")
+    if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured("SECRET_KEY must be at least 50 random characters in production")
+    if "ALLOWED_HOSTS" not in os.environ:
+        raise ImproperlyConfigured("ALLOWED_HOSTS must be set in production (comma-separated)")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "True")
     SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", "31536000")
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+    # Behind a TLS-terminating load balancer that sets X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Optimizer (manage.py optimize_curves): data thresholds and the feasible feeding curves.
