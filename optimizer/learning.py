@@ -1,0 +1,213 @@
+"""Random forests on the dataset: is there a signal, and what goes with good ratings.
+
+Two forests, both predicting the overall rating:
+- the *curve model* sees only what a producer decides before feeding (the planned doses per
+  day and meal, and their shape). It is the one the curve search asks, so it is the one that
+  must beat the mean-rating baseline in cross-validation (grouped by lot: a lot's products
+  never sit on both sides of a split) before anything is recommended;
+- the *insight model* also sees the lot's outcomes and the SQAL scores. It gives the
+  permutation importances shown in the report; it is scored the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from optimizer.dataset import (
+    PRODUCTION_COLUMNS,
+    SQAL_COLUMNS,
+    Dataset,
+)
+
+INSIGHT_COLUMNS = PRODUCTION_COLUMNS + SQAL_COLUMNS
+
+
+def make_forest(*, n_estimators: int, seed: int, n_rows: int):
+    from sklearn.ensemble import RandomForestRegressor
+
+    return RandomForestRegressor(
+        n_estimators=n_estimators,
+        min_samples_leaf=max(2, min(20, n_rows // 200)),
+        max_features=0.5,
+        max_samples=min(1.0, 20000 / max(n_rows, 1)),
+        n_jobs=-1,
+        random_state=seed,
+    )
+
+
+@dataclass
+class CvScore:
+    rmse_model: float
+    rmse_baseline: float
+    folds: int
+    rows: int
+
+    @property
+    def improvement(self) -> float:
+        if self.rmse_baseline == 0:
+            return 0.0
+        return 1 - self.rmse_model / self.rmse_baseline
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "rmse_model": round(self.rmse_model, 4),
+            "rmse_baseline": round(self.rmse_baseline, 4),
+            "improvement": round(self.improvement, 4),
+            "folds": self.folds,
+            "rows": self.rows,
+        }
+
+
+@dataclass
+class CurveModel:
+    forest: object
+    feature_names: list[str]
+    cv: CvScore
+    impurity_importances: dict[str, float] = field(default_factory=dict)
+
+    def predict_with_spread(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation across the trees, per row."""
+        per_tree = np.stack([tree.predict(features) for tree in self.forest.estimators_])
+        return per_tree.mean(axis=0), per_tree.std(axis=0)
+
+
+def _folds(n_groups: int, folds: int) -> int:
+    return max(2, min(folds, n_groups))
+
+
+def curve_model_fit(dataset: Dataset, *, folds: int, n_estimators: int, seed: int) -> CurveModel:
+    """Fit on lots (mean rating weighted by reviews); score on products, grouped by lot.
+
+    A product's error under a lot-level prediction p is (rating - p); summing over the
+    products of a lot gives the within-lot spread plus reviews × (lot mean - p)², so the
+    product-level RMSE is computed exactly without expanding lots into rows.
+    """
+    from sklearn.model_selection import KFold
+
+    lots = dataset.lots
+    X = dataset.lot_curve_features()
+    y = lots["mean_rating"].to_numpy(dtype=float)
+    w = lots["reviews"].to_numpy(dtype=float)
+    within = float(
+        (
+            (
+                dataset.rows["overall_rating"]
+                - dataset.rows.groupby("lot_id")["overall_rating"].transform("mean")
+            )
+            ** 2
+        ).sum()
+    )
+    n_rows = int(w.sum())
+    k = _folds(len(lots), folds)
+    sse_model = sse_base = 0.0
+    for train, test in KFold(n_splits=k, shuffle=True, random_state=seed).split(X):
+        forest = make_forest(n_estimators=n_estimators, seed=seed, n_rows=len(train))
+        forest.fit(X[train], y[train], sample_weight=w[train])
+        predicted = forest.predict(X[test])
+        baseline = np.average(y[train], weights=w[train])
+        sse_model += float((w[test] * (y[test] - predicted) ** 2).sum())
+        sse_base += float((w[test] * (y[test] - baseline) ** 2).sum())
+    cv = CvScore(
+        rmse_model=float(np.sqrt((sse_model + within) / n_rows)),
+        rmse_baseline=float(np.sqrt((sse_base + within) / n_rows)),
+        folds=k,
+        rows=n_rows,
+    )
+    forest = make_forest(n_estimators=n_estimators, seed=seed, n_rows=len(lots))
+    forest.fit(X, y, sample_weight=w)
+    names = dataset.curve_feature_names
+    impurity = dict(zip(names, forest.feature_importances_.round(4).tolist(), strict=True))
+    return CurveModel(forest=forest, feature_names=names, cv=cv, impurity_importances=impurity)
+
+
+@dataclass
+class Insights:
+    cv: CvScore | None
+    permutation_importances: dict[str, float]
+    impurity_importances: dict[str, float]
+    spearman: dict[str, float]
+    good_ranges: dict[str, dict[str, float]]
+    columns: list[str]
+
+    def as_dict(self) -> dict:
+        return {
+            "cv": self.cv.as_dict() if self.cv else None,
+            "permutation_importances": self.permutation_importances,
+            "impurity_importances": self.impurity_importances,
+            "spearman": self.spearman,
+            "good_ranges": self.good_ranges,
+        }
+
+
+def insights_compute(
+    dataset: Dataset, *, folds: int, n_estimators: int, seed: int, max_rows: int
+) -> Insights:
+    """Permutation importances, Spearman correlations and the ranges that go with ratings ≥ 4."""
+    from sklearn.inspection import permutation_importance
+    from sklearn.model_selection import GroupKFold, GroupShuffleSplit
+
+    rows = dataset.rows
+    columns = [c for c in INSIGHT_COLUMNS if c in rows and rows[c].notna().any()]
+    y_all = rows["overall_rating"].astype(float)
+
+    spearman = {}
+    for column in columns:
+        value = rows[column].astype(float).corr(y_all, method="spearman")
+        spearman[column] = None if pd.isna(value) else round(float(value), 4)
+
+    good = rows[rows["overall_rating"] >= 4]
+    good_ranges: dict[str, dict[str, float]] = {}
+    for column in columns:
+        values = good[column].dropna().astype(float)
+        if len(values):
+            good_ranges[column] = {
+                "p10": round(float(values.quantile(0.1)), 4),
+                "median": round(float(values.median()), 4),
+                "p90": round(float(values.quantile(0.9)), 4),
+                "all_median": round(float(rows[column].dropna().astype(float).median()), 4),
+                "n": len(values),
+            }
+
+    sample = rows
+    if len(rows) > max_rows:
+        sample = rows.sample(n=max_rows, random_state=seed)
+    X = sample[columns].to_numpy(dtype=float)
+    y = sample["overall_rating"].to_numpy(dtype=float)
+    groups = sample["lot_id"].to_numpy()
+    n_groups = len(np.unique(groups))
+    if n_groups < 2 or not columns:
+        return Insights(None, {}, {}, spearman, good_ranges, columns)
+
+    k = _folds(n_groups, folds)
+    sse_model = sse_base = 0.0
+    for train, test in GroupKFold(n_splits=k).split(X, y, groups):
+        forest = make_forest(n_estimators=n_estimators, seed=seed, n_rows=len(train))
+        forest.fit(X[train], y[train])
+        sse_model += float(((y[test] - forest.predict(X[test])) ** 2).sum())
+        sse_base += float(((y[test] - y[train].mean()) ** 2).sum())
+    cv = CvScore(
+        rmse_model=float(np.sqrt(sse_model / len(y))),
+        rmse_baseline=float(np.sqrt(sse_base / len(y))),
+        folds=k,
+        rows=len(y),
+    )
+
+    train, test = next(
+        GroupShuffleSplit(n_splits=1, test_size=0.25, random_state=seed).split(X, y, groups)
+    )
+    forest = make_forest(n_estimators=n_estimators, seed=seed, n_rows=len(train))
+    forest.fit(X[train], y[train])
+    test = test[:5000]
+    result = permutation_importance(
+        forest, X[test], y[test], n_repeats=5, random_state=seed, n_jobs=1
+    )
+    permutation = {
+        c: round(float(v), 4) for c, v in zip(columns, result.importances_mean, strict=True)
+    }
+    impurity = {
+        c: round(float(v), 4) for c, v in zip(columns, forest.feature_importances_, strict=True)
+    }
+    return Insights(cv, permutation, impurity, spearman, good_ranges, columns)

@@ -1,0 +1,147 @@
+"""The HTML report of an optimisation run, with PNG plots (matplotlib, Agg backend).
+
+Files: index.html, importance.png, rating_vs_top.png, curve.png (when a curve is proposed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.template.loader import render_to_string
+
+from optimizer.curves import curve_from_json
+from optimizer.dataset import Dataset
+from optimizer.learning import Insights
+from optimizer.models import OptimizationRun, OptimizedCurve
+
+REPORT_FILES = ("index.html", "importance.png", "rating_vs_top.png", "curve.png")
+
+
+def _plots(
+    directory: Path,
+    dataset: Dataset,
+    insights: Insights | None,
+    curve: OptimizedCurve | None,
+    current_name: str | None,
+    current_doses: list[tuple[float, float]],
+) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[str] = []
+    if insights and insights.permutation_importances:
+        items = sorted(insights.permutation_importances.items(), key=lambda kv: kv[1])
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        ax.barh([k for k, _ in items], [v for _, v in items], color="#7a4b2a")
+        ax.set_xlabel("Permutation importance (increase of squared error)")
+        ax.set_title("What the overall rating depends on")
+        fig.tight_layout()
+        fig.savefig(directory / "importance.png", dpi=90)
+        plt.close(fig)
+        written.append("importance.png")
+
+        top = [k for k, _ in sorted(items, key=lambda kv: -kv[1])[:3]]
+        fig, axes = plt.subplots(1, len(top), figsize=(4 * len(top), 3.6), squeeze=False)
+        rows = dataset.rows
+        if len(rows) > 5000:
+            rows = rows.sample(n=5000, random_state=0)
+        for ax, column in zip(axes[0], top, strict=True):
+            binned = rows[[column, "overall_rating"]].dropna()
+            ax.scatter(binned[column], binned["overall_rating"], s=4, alpha=0.25)
+            if binned[column].nunique() > 5:
+                import pandas as pd
+
+                bins = pd.qcut(binned[column], q=8, duplicates="drop")
+                means = binned.groupby(bins, observed=True)["overall_rating"].mean()
+                centers = [interval.mid for interval in means.index]
+                ax.plot(centers, means.to_numpy(), color="#c0392b", marker="o")
+            ax.set_xlabel(column)
+            ax.set_ylabel("overall rating")
+        fig.suptitle("Rating against the top parameters (red: mean by bin)")
+        fig.tight_layout()
+        fig.savefig(directory / "rating_vs_top.png", dpi=90)
+        plt.close(fig)
+        written.append("rating_vs_top.png")
+
+    if curve is not None:
+        proposed = curve_from_json(curve.doses)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.plot(
+            range(1, len(proposed) + 1),
+            [m + e for m, e in proposed],
+            marker="o",
+            color="#27ae60",
+            label=f"recommended v{curve.version} (predicted {curve.predicted_rating:.2f})",
+        )
+        if current_doses:
+            label = f"current: {current_name}"
+            if curve.current_predicted_rating is not None:
+                label += f" (predicted {curve.current_predicted_rating:.2f})"
+            ax.plot(
+                range(1, len(current_doses) + 1),
+                [m + e for m, e in current_doses],
+                marker="s",
+                color="#7f8c8d",
+                label=label,
+            )
+        ax.set_xlabel("day")
+        ax.set_ylabel("daily dose (g per duck)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(directory / "curve.png", dpi=90)
+        plt.close(fig)
+        written.append("curve.png")
+    return written
+
+
+def report_write(
+    *,
+    directory: Path,
+    run: OptimizationRun,
+    curve: OptimizedCurve | None,
+    dataset: Dataset,
+    insights: Insights | None,
+    current_name: str | None,
+    current_doses: list[tuple[float, float]],
+) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        (directory / name).unlink(missing_ok=True)
+    images = _plots(directory, dataset, insights, curve, current_name, current_doses)
+    importances = []
+    if insights:
+        for column in sorted(
+            insights.columns, key=lambda c: -insights.permutation_importances.get(c, 0.0)
+        ):
+            importances.append(
+                {
+                    "name": column,
+                    "permutation": insights.permutation_importances.get(column),
+                    "impurity": insights.impurity_importances.get(column),
+                    "spearman": insights.spearman.get(column),
+                    "range": insights.good_ranges.get(column),
+                }
+            )
+    doses = []
+    if curve is not None:
+        for i, d in enumerate(curve.doses):
+            cur = current_doses[i] if i < len(current_doses) else None
+            doses.append({**d, "current": cur})
+    html = render_to_string(
+        "optimizer/report.html",
+        {
+            "run": run,
+            "curve": curve,
+            "doses": doses,
+            "data": run.data_metrics,
+            "model": run.model_metrics,
+            "importances": importances,
+            "images": images,
+            "current_name": current_name,
+        },
+    )
+    path = directory / "index.html"
+    path.write_text(html, encoding="utf-8")
+    return path
