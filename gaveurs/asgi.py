@@ -11,13 +11,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gaveurs.settings")
 # Django must be set up before the consumers (and their models) are imported.
 django_asgi_app = get_asgi_application()
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from gaveurs.routing import websocket_urlpatterns  # noqa: E402
+from gaveurs.routing import origin_validator, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter(websocket_urlpatterns),
+        # Browsers from other sites are refused; stations (no Origin header) use their token.
+        "websocket": origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

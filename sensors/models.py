@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 GRADES = ["A+", "A", "B", "C", "REJECT"]
 
@@ -48,9 +50,20 @@ class Device(models.Model):
 
     class Meta:
         ordering = ["device_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["token_hash"],
+                condition=~Q(token_hash=""),
+                name="sqal_device_token_hash_unique",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.device_id
+
+    @property
+    def has_token(self) -> bool:
+        return bool(self.token_hash)
 
 
 class SensorSample(models.Model):
@@ -135,3 +148,118 @@ class SensorSample(models.Model):
     @property
     def qualifies_for_product(self) -> bool:
         return self.is_compliant and self.fusion_grade != Grade.REJECT
+
+
+class QualityThreshold(models.Model):
+    """A rule staff edit in admin: a sample whose metric crosses ``value`` raises an alert.
+
+    For the fusion grade, ``grade`` is used instead of ``value``: the rule fires when the grade is
+    that grade or worse.
+    """
+
+    class Metric(models.TextChoices):
+        FUSION_SCORE = "fusion_score", _("Fusion score")
+        FUSION_GRADE = "fusion_grade", _("Fusion grade")
+        TOF_QUALITY_SCORE = "tof_quality_score", _("ToF quality score")
+        SPECTRAL_QUALITY_SCORE = "spectral_quality_score", _("Spectral quality score")
+        FRESHNESS = "spectral_freshness_index", _("Freshness index")
+        FAT_QUALITY = "spectral_fat_quality_index", _("Fat quality index")
+        OXIDATION = "spectral_oxidation_index", _("Oxidation index")
+        UNIFORMITY = "tof_surface_uniformity", _("Surface uniformity")
+
+    class Operator(models.TextChoices):
+        LT = "lt", _("below")
+        LTE = "lte", _("at or below")
+        GT = "gt", _("above")
+        GTE = "gte", _("at or above")
+
+    class Severity(models.TextChoices):
+        WARNING = "warning", _("Warning")
+        CRITICAL = "critical", _("Critical")
+
+    metric = models.CharField(_("metric"), max_length=40, choices=Metric.choices)
+    operator = models.CharField(
+        _("operator"), max_length=3, choices=Operator.choices, default=Operator.LT
+    )
+    value = models.FloatField(_("value"), null=True, blank=True)
+    grade = models.CharField(
+        _("grade"),
+        max_length=10,
+        choices=Grade.choices,
+        blank=True,
+        help_text=_("For the fusion grade: alert when the grade is this one or worse."),
+    )
+    severity = models.CharField(
+        _("severity"), max_length=10, choices=Severity.choices, default=Severity.WARNING
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["metric", "operator"]
+        verbose_name = _("quality threshold")
+        verbose_name_plural = _("quality thresholds")
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(metric="fusion_grade") & ~Q(grade=""))
+                | (~Q(metric="fusion_grade") & Q(value__isnull=False)),
+                name="sqal_threshold_has_value_or_grade",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.rule
+
+    @property
+    def rule(self) -> str:
+        """A short, stable name of the rule, e.g. ``fusion_score<0.45``."""
+        if self.metric == self.Metric.FUSION_GRADE:
+            return f"fusion_grade<={self.grade}"
+        symbol = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}[self.operator]
+        return f"{self.metric}{symbol}{self.value:g}"
+
+
+class QualityAlert(models.Model):
+    """A sample that crossed a threshold (or could not be tied to a lot)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        ACKNOWLEDGED = "acknowledged", _("Acknowledged")
+        RESOLVED = "resolved", _("Resolved")
+
+    sample = models.ForeignKey(SensorSample, on_delete=models.CASCADE, related_name="alerts")
+    lot = models.ForeignKey(
+        "gaveurs.Lot", on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts"
+    )
+    device_id = models.CharField(_("station"), max_length=64)
+    threshold = models.ForeignKey(
+        QualityThreshold, on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts"
+    )
+    rule = models.CharField(_("rule"), max_length=80)
+    metric = models.CharField(_("metric"), max_length=40)
+    value = models.CharField(_("value"), max_length=40, blank=True)
+    severity = models.CharField(
+        _("severity"),
+        max_length=10,
+        choices=QualityThreshold.Severity.choices,
+        default=QualityThreshold.Severity.WARNING,
+    )
+    message = models.CharField(_("message"), max_length=300)
+    status = models.CharField(
+        _("status"), max_length=12, choices=Status.choices, default=Status.OPEN
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("quality alert")
+        verbose_name_plural = _("quality alerts")
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.rule} — {self.sample}"

@@ -1,0 +1,107 @@
+"""Group commit for the websocket consumers of one server process.
+
+Consumers ``submit`` samples and await their result. One writer task takes everything queued
+(up to ``SQAL_BATCH_MAX_SAMPLES`` samples or ``SQAL_BATCH_MAX_BYTES``), stores it with
+``services.ingest_samples`` in one transaction on a dedicated database thread, then resolves each
+sample's future: a consumer sends an ack only once its own sample is committed. Nothing waits on
+a timer: while a batch commits, the next one fills up, so batches grow with the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from sensors import live
+from sensors.services import IngestResult, SampleInput, ingest_samples
+
+logger = logging.getLogger(__name__)
+
+
+def _ingest_in_thread(items: list[SampleInput], allow_unregistered: bool) -> list[IngestResult]:
+    close_old_connections()
+    try:
+        return ingest_samples(items=items, allow_unregistered=allow_unregistered)
+    finally:
+        close_old_connections()
+
+
+class IngestBatcher:
+    def __init__(self) -> None:
+        self._queue: deque[tuple[SampleInput, asyncio.Future]] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        # One writer thread: batches are serialised, each in its own transaction.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqal-writer")
+        self.batches = 0
+        self.samples = 0
+
+    async def submit(self, item: SampleInput) -> IngestResult:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        self._queue.append((item, future))
+        self._wakeup.set()
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run())
+        return await future
+
+    def _take_batch(self) -> list[tuple[SampleInput, asyncio.Future]]:
+        batch: list[tuple[SampleInput, asyncio.Future]] = []
+        size = 0
+        while self._queue and len(batch) < settings.SQAL_BATCH_MAX_SAMPLES:
+            item, future = self._queue[0]
+            if batch and size + len(item.payload) > settings.SQAL_BATCH_MAX_BYTES:
+                break
+            self._queue.popleft()
+            if future.cancelled():
+                continue
+            batch.append((item, future))
+            size += len(item.payload)
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = self._take_batch()
+                if not batch:
+                    continue
+                items = [item for item, _ in batch]
+                try:
+                    results = await loop.run_in_executor(
+                        self._executor,
+                        _ingest_in_thread,
+                        items,
+                        settings.SQAL_ALLOW_UNREGISTERED_DEVICES,
+                    )
+                except Exception as exc:  # the consumers must hear about it, not hang
+                    logger.exception("batch of %d samples failed", len(items))
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                self.batches += 1
+                self.samples += len(items)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+                live.feed().note(results)
+
+
+_batchers: dict[int, IngestBatcher] = {}
+
+
+def batcher() -> IngestBatcher:
+    """The batcher of the running event loop (one per server process)."""
+    loop = asyncio.get_running_loop()
+    found = _batchers.get(id(loop))
+    if found is None:
+        found = _batchers[id(loop)] = IngestBatcher()
+    return found

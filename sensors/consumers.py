@@ -1,0 +1,236 @@
+"""Websocket consumers: stations at /ws/sensors/, the staff dashboard at /ws/sensors/live/.
+
+The station consumer is thin: it authenticates the connection, throttles it, validates each frame
+(``schemas.parse_message``) and hands samples to the batcher; the ack is sent when the sample's
+own transaction has committed. A station may send the next samples before the previous acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from sensors import live, services
+from sensors.batching import batcher
+from sensors.schemas import (
+    Heartbeat,
+    Hello,
+    Ping,
+    ProtocolError,
+    Reading,
+    SensorData,
+    parse_message,
+    sample_id_of,
+)
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = "1"
+
+
+class TokenBucket:
+    """``rate`` messages per second on average, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.capacity = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> float:
+        """0 when a message may pass now, else the seconds until it could."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate if self.rate > 0 else 60.0
+
+
+def _token_from_scope(scope: dict[str, Any]) -> str | None:
+    """A station token from ``Authorization: Bearer``, ``X-Device-Token`` or ``?token=``."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, credential = value.decode("latin1").partition(" ")
+            if scheme.lower() in ("bearer", "token") and credential.strip():
+                return credential.strip()
+        if name == b"x-device-token" and value.strip():
+            return value.decode("latin1").strip()
+    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
+    token = query.get("token", [""])[0].strip()
+    return token or None
+
+
+class SensorConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        self.device = None
+        self.closed = False
+        self.pending: set[asyncio.Task] = set()
+        self.in_flight = asyncio.Semaphore(max(1, settings.SQAL_MAX_IN_FLIGHT))
+        self.bucket = TokenBucket(settings.SQAL_THROTTLE_RATE, settings.SQAL_THROTTLE_BURST)
+        try:
+            self.device = await database_sync_to_async(services.device_authenticate)(
+                token=_token_from_scope(self.scope),
+                allow_unregistered=settings.SQAL_ALLOW_UNREGISTERED_DEVICES,
+            )
+        except services.DeviceRefused as exc:
+            logger.info("station refused at handshake: %s", exc.detail)
+            await self.close(code=4401)  # before accept: the handshake gets HTTP 403
+            return
+        await self.accept()
+        await self.send_json(
+            {
+                "type": "connection_established",
+                "protocol_version": PROTOCOL_VERSION,
+                "server_time": timezone.now().isoformat(),
+                "device_id": self.device.device_id if self.device else None,
+                "authenticated": self.device is not None,
+                "max_message_bytes": settings.SQAL_MAX_MESSAGE_BYTES,
+            }
+        )
+
+    async def disconnect(self, code: int) -> None:
+        self.closed = True
+
+    async def send_json(self, frame: dict[str, Any]) -> None:
+        if not self.closed:
+            await self.send(text_data=json.dumps(frame))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            try:
+                text_data = (bytes_data or b"").decode()
+            except UnicodeDecodeError:
+                await self.send_json(
+                    ProtocolError(
+                        "invalid_json", "binary frames must be UTF-8 JSON", rule="utf8"
+                    ).frame()
+                )
+                return
+        wait = self.bucket.take()
+        if wait:
+            await self.send_json(
+                {
+                    **ProtocolError(
+                        "rate_limited",
+                        f"too many messages on this connection (more than "
+                        f"{settings.SQAL_THROTTLE_RATE:g}/s); resend after the delay",
+                        sample_id=sample_id_of(text_data[:4096]),
+                        rule="throttle",
+                    ).frame(),
+                    "retry_after": round(wait, 3),
+                }
+            )
+            return
+        try:
+            message = parse_message(text_data, max_bytes=settings.SQAL_MAX_MESSAGE_BYTES)
+            if isinstance(message, SensorData):
+                await self._sample(message, text_data)
+            elif isinstance(message, Hello):
+                await self._hello(message)
+            elif isinstance(message, Heartbeat):
+                await self.send_json(
+                    {"type": "heartbeat_ack", "server_time": timezone.now().isoformat()}
+                )
+            elif isinstance(message, Ping):
+                await self.send_json({"type": "pong", "server_time": timezone.now().isoformat()})
+        except ProtocolError as exc:
+            await self.send_json(exc.frame())
+
+    def _check_identity(self, device_id: str, sample_id: str | None) -> None:
+        if self.device is not None and device_id != self.device.device_id:
+            raise ProtocolError(
+                "device_mismatch",
+                f"device_id: this connection belongs to {self.device.device_id}, "
+                f"not {device_id} (token_device)",
+                sample_id=sample_id,
+                field="device_id",
+                rule="token_device",
+            )
+
+    async def _hello(self, hello: Hello) -> None:
+        self._check_identity(hello.device_id, None)
+        try:
+            device = await database_sync_to_async(services.device_hello)(
+                hello=hello,
+                authenticated=self.device is not None,
+                allow_unregistered=settings.SQAL_ALLOW_UNREGISTERED_DEVICES,
+            )
+        except services.DeviceRefused as exc:
+            raise ProtocolError(exc.code, exc.detail, field="device_id") from None
+        await self.send_json(
+            {
+                "type": "hello_ack",
+                "device_id": device.device_id,
+                "site_code": services.site_code_for(
+                    device=device, device_id=device.device_id, message_site_code=None
+                ),
+                "assigned_lot": device.assigned_lot_id,
+                "server_time": timezone.now().isoformat(),
+            }
+        )
+
+    async def _sample(self, message: SensorData, text: str) -> None:
+        self._check_identity(message.device_id, message.sample_id)
+        item = services.SampleInput(
+            reading=Reading.from_message(message),
+            payload=text,
+            authenticated=self.device is not None,
+        )
+        # Back-pressure: past SQAL_MAX_IN_FLIGHT unacknowledged samples, stop reading frames.
+        await self.in_flight.acquire()
+        task = asyncio.get_running_loop().create_task(self._store_and_ack(item))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _store_and_ack(self, item: services.SampleInput) -> None:
+        try:
+            result = await batcher().submit(item)
+            frame = result.frame()
+        except Exception:
+            logger.exception("sample %s failed", item.reading.sample_id)
+            frame = ProtocolError(
+                "internal_error",
+                "the server could not store this sample; resend it later",
+                sample_id=item.reading.sample_id,
+            ).frame()
+        finally:
+            self.in_flight.release()
+        await self.send_json(frame)
+
+
+class LiveDashboardConsumer(AsyncWebsocketConsumer):
+    """Pushes committed samples, grade counts and alerts to logged-in staff."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_staff:
+            await self.close(code=4403)
+            return
+        await self.channel_layer.group_add(live.GROUP, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(live.GROUP, self.channel_name)
+
+    async def live_update(self, event: dict[str, Any]) -> None:
+        await self.send(
+            text_data=json.dumps(
+                {
+                    "type": "update",
+                    "stations": event["stations"],
+                    "grade_counts": event["grade_counts"],
+                    "alerts": event["alerts"],
+                }
+            )
+        )

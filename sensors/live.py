@@ -1,0 +1,255 @@
+"""The live quality dashboard: pictures of a sample, the page's state, and the websocket feed.
+
+The pictures (8×8 ToF heatmap, spectral bar chart) are SVG rendered here, so the dashboard, its
+live updates and the sample's admin page show the same thing. The feed collects what the batcher
+committed and sends at most one update per ``FLUSH_SECONDS`` to the ``sqal_live`` group: the
+dashboard costs the same whatever the ingestion rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from sensors.schemas import SPECTRAL_CHANNELS
+
+logger = logging.getLogger(__name__)
+
+GROUP = "sqal_live"
+FLUSH_SECONDS = 0.5
+GRADES = ["A+", "A", "B", "C", "REJECT"]
+SPECTRAL_COLOURS = [
+    "#7b2fbe",
+    "#3f3fd8",
+    "#1f8fe0",
+    "#14b39b",
+    "#4cbb17",
+    "#e3c21a",
+    "#f08a1c",
+    "#d9342b",
+    "#9e9e9e",
+    "#5a2323",
+]
+
+
+def _colour(t: float) -> str:
+    """Dark blue (near) to yellow (far): a simple perceptual-ish ramp."""
+    t = min(max(t, 0.0), 1.0)
+    stops = [(0.0, (13, 8, 135)), (0.5, (204, 71, 120)), (1.0, (240, 249, 33))]
+    for (t0, c0), (t1, c1) in zip(stops, stops[1:], strict=False):
+        if t <= t1:
+            k = (t - t0) / (t1 - t0)
+            r, g, b = (round(a + (b_ - a) * k) for a, b_ in zip(c0, c1, strict=True))
+            return f"#{r:02x}{g:02x}{b:02x}"
+    return "#f0f921"
+
+
+def heatmap_svg(matrix: Sequence[Sequence[float]] | None, *, title: str = "") -> SafeString:
+    """An 8×8 matrix as an SVG heatmap (each cell's value in its tooltip)."""
+    if not matrix:
+        return mark_safe('<span class="sqal-empty">—</span>')
+    values = [v for row in matrix for v in row]
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    cell = 14
+    parts = [
+        f'<svg class="sqal-heatmap" viewBox="0 0 {cell * 8} {cell * 8}" width="{cell * 8}" '
+        f'height="{cell * 8}" role="img" aria-label="{escape(title)}">'
+    ]
+    for y, row in enumerate(matrix):
+        for x, value in enumerate(row):
+            parts.append(
+                f'<rect x="{x * cell}" y="{y * cell}" width="{cell}" height="{cell}" '
+                f'fill="{_colour((value - low) / span)}">'
+                f"<title>[{y},{x}] {value:.1f}</title></rect>"
+            )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))
+
+
+def spectrum_svg(channels: Sequence[float] | None) -> SafeString:
+    """The 10 AS7341 channels (F1…F8, Clear, NIR) as an SVG bar chart."""
+    if not channels:
+        return mark_safe('<span class="sqal-empty">—</span>')
+    width, height, bar = 200, 112, 20
+    top = max(channels) or 1.0
+    parts = [
+        f'<svg class="sqal-spectrum" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="AS7341">'
+    ]
+    for i, (name, value) in enumerate(zip(SPECTRAL_CHANNELS, channels, strict=False)):
+        h = round((value / top) * (height - 14), 1)
+        parts.append(
+            f'<rect x="{i * bar + 1}" y="{height - 12 - h}" width="{bar - 2}" height="{h}" '
+            f'fill="{SPECTRAL_COLOURS[i]}"><title>{name}: {value:.0f}</title></rect>'
+            f'<text x="{i * bar + bar / 2}" y="{height - 2}" font-size="7" '
+            f'text-anchor="middle">{name.split("_")[0]}</text>'
+        )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))
+
+
+def sample_card(sample: Any) -> dict[str, Any]:
+    """What the dashboard shows of a sample (a SensorSample or an ingestion result's reading)."""
+    return {
+        "device_id": sample.device_id,
+        "sample_id": sample.sample_id,
+        "time": sample.time,
+        "fusion_grade": sample.fusion_grade,
+        "fusion_score": sample.fusion_score,
+        "is_compliant": sample.is_compliant,
+        "lot_code": getattr(sample, "lot_code", ""),
+        "site_code": getattr(sample, "site_code", ""),
+        "heatmap": heatmap_svg(sample.distance_matrix, title="distance (mm)"),
+        "spectrum": spectrum_svg(sample.spectral_channels),
+    }
+
+
+def render_station(card: dict[str, Any]) -> str:
+    return render_to_string("sensors/_station_card.html", {"card": card})
+
+
+def render_alert(alert: dict[str, Any]) -> str:
+    return render_to_string("sensors/_alert_row.html", {"alert": alert})
+
+
+def dashboard_state(*, since: datetime | None = None) -> dict[str, Any]:
+    """Latest sample per station, today's grade counts, open alerts: the page's first state."""
+    from django.db.models import Count
+
+    from sensors.models import Device, QualityAlert, SensorSample
+
+    since = since or timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    cards = []
+    for device in Device.objects.filter(is_active=True).order_by("device_id"):
+        sample = (
+            SensorSample.objects.filter(device_id=device.device_id)
+            .select_related("lot")
+            .order_by("-time", "-id")
+            .first()
+        )
+        if sample is None:
+            continue
+        sample.lot_code = sample.lot.code if sample.lot else ""
+        cards.append(sample_card(sample))
+    counts = dict(
+        SensorSample.objects.filter(received_at__gte=since)
+        .values_list("fusion_grade")
+        .annotate(n=Count("id"))
+        .values_list("fusion_grade", "n")
+    )
+    alerts = [
+        alert_item(a)
+        for a in QualityAlert.objects.filter(status=QualityAlert.Status.OPEN).select_related(
+            "sample", "lot"
+        )[:50]
+    ]
+    return {
+        "cards": cards,
+        "grade_counts": [(g, counts.get(g, 0)) for g in GRADES],
+        "alerts": alerts,
+        "open_alert_count": QualityAlert.objects.filter(status=QualityAlert.Status.OPEN).count(),
+    }
+
+
+def alert_item(alert: Any) -> dict[str, Any]:
+    return {
+        "id": alert.pk,
+        "created_at": alert.created_at or timezone.now(),
+        "device_id": alert.device_id,
+        "sample_pk": alert.sample_id,
+        "sample_label": getattr(alert.sample, "sample_id", "") if alert.sample_id else "",
+        "lot_code": alert.lot.code if alert.lot_id and alert.lot else "",
+        "rule": alert.rule,
+        "value": alert.value,
+        "severity": alert.severity,
+        "message": alert.message,
+    }
+
+
+class LiveFeed:
+    """Collects committed samples and sends them to the dashboard group, coalesced."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, Any] = {}
+        self._counts: Counter[str] = Counter()
+        self._alerts: list[dict[str, Any]] = []
+        self._scheduled = False
+
+    def note(self, results: Sequence[Any]) -> None:
+        for result in results:
+            if result.status != "saved" or result.reading is None:
+                continue
+            self._latest[result.device_id] = result
+            self._counts[result.fusion_grade] += 1
+            for alert in result.alerts[:5]:
+                self._alerts.append(
+                    {
+                        "id": None,
+                        "created_at": timezone.now(),
+                        "device_id": alert.device_id,
+                        "sample_pk": result.pk,
+                        "sample_label": result.sample_id,
+                        "lot_code": result.lot_code,
+                        "rule": alert.rule,
+                        "value": alert.value,
+                        "severity": alert.severity,
+                        "message": alert.message,
+                    }
+                )
+        self._alerts = self._alerts[-20:]
+        if self._latest and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        asyncio.get_running_loop().create_task(self.flush())
+
+    async def flush(self) -> None:
+        from channels.layers import get_channel_layer
+
+        self._scheduled = False
+        latest, counts, alerts = self._latest, self._counts, self._alerts
+        self._latest, self._counts, self._alerts = {}, Counter(), []
+        stations = []
+        for device_id, result in sorted(latest.items()):
+            reading = result.reading
+            card = sample_card(reading)
+            card.update(lot_code=result.lot_code, site_code=result.site_code)
+            stations.append({"device_id": device_id, "html": render_station(card)})
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        try:
+            await layer.group_send(
+                GROUP,
+                {
+                    "type": "live.update",
+                    "stations": stations,
+                    "grade_counts": dict(counts),
+                    "alerts": [render_alert(a) for a in alerts],
+                    "alert_count": len(alerts),
+                },
+            )
+        except Exception:  # the dashboard is best effort; ingestion must not depend on it
+            logger.exception("live dashboard update failed")
+
+
+_feeds: dict[int, LiveFeed] = {}
+
+
+def feed() -> LiveFeed:
+    loop = asyncio.get_running_loop()
+    found = _feeds.get(id(loop))
+    if found is None:
+        found = _feeds[id(loop)] = LiveFeed()
+    return found

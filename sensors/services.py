@@ -1,0 +1,492 @@
+"""Writes of the sensors app: station tokens and greetings, sample ingestion, quality alerts.
+
+``ingest_samples`` is the one writer of ``sqal_sensor_samples``. It stores a batch of samples in
+one transaction (group commit): the websocket batcher hands it whatever arrived while the previous
+batch was committing, so many stations cost one transaction per batch, not one per message.
+``ingest_sample`` is the same for one sample.
+
+Per sample, inside the transaction:
+  1. the station must exist (or be created, when unregistered stations are allowed in development)
+     and be active; a station that has a token must have used it;
+  2. its lot is resolved: the message's ``lot_id``; else the lot staff assigned to the station;
+     else the lot whose code is the message's ``lot_abattage``; else none, and an alert says so;
+  3. it is inserted once per (station, sample id): a resent sample is reported as a duplicate;
+  4. thresholds staff edit in admin raise quality alerts;
+  5. a compliant sample whose grade is not REJECT and that has a lot asks for its consumer
+     product, which traceability registers once the transaction commits.
+If the batch transaction fails, each sample is retried alone so one bad row cannot sink the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from gaveurs.models import Lot, Site
+from sensors.models import Device, QualityAlert, QualityThreshold, SensorSample
+from sensors.schemas import Hello, Reading
+from traceability.services import product_registration_request
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "sqal_"
+_SITE_IN_DEVICE_ID = re.compile(r"^[A-Za-z0-9]+_([A-Z]{2,5})_")
+GRADE_RANK = {"REJECT": 0, "C": 1, "B": 2, "A": 3, "A+": 4}
+
+
+class DeviceRefused(Exception):
+    """A station may not connect or send; ``code`` is stable, ``detail`` says why."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+# --- station tokens and identity ------------------------------------------------------------
+
+
+def device_token_hash(token: str) -> str:
+    """SHA-256 of a token. Tokens are 256-bit random, so a fast hash is enough to store them."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def device_issue_token(*, device: Device) -> str:
+    """Give a station a new token (replacing the old one); returns it, to be shown once."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    device.token_hash = device_token_hash(token)
+    device.save(update_fields=["token_hash"])
+    return token
+
+
+def device_authenticate(*, token: str | None, allow_unregistered: bool) -> Device | None:
+    """The station a connection speaks for, from its token.
+
+    Returns None for an anonymous connection (allowed only with ``allow_unregistered``).
+    """
+    if not token:
+        if allow_unregistered:
+            return None
+        raise DeviceRefused("token_required", "a station token is required")
+    device = (
+        Device.objects.select_related("site").filter(token_hash=device_token_hash(token)).first()
+    )
+    if device is None:
+        raise DeviceRefused("unknown_device", "no station has this token")
+    if not device.is_active:
+        raise DeviceRefused("device_inactive", f"station {device.device_id} is disabled")
+    return device
+
+
+def site_code_for(*, device: Device | None, device_id: str, message_site_code: str | None) -> str:
+    """The station's site: its record, else the message's, else its id (ESP32_LL_01 → LL)."""
+    if device is not None and device.site_id is not None:
+        return device.site.code
+    if message_site_code:
+        return message_site_code
+    match = _SITE_IN_DEVICE_ID.match(device_id)
+    return match.group(1) if match else ""
+
+
+def _create_devices(device_ids: Sequence[str]) -> None:
+    codes = {
+        device_id: site_code_for(device=None, device_id=device_id, message_site_code=None)
+        for device_id in device_ids
+    }
+    sites = {s.code: s for s in Site.objects.filter(code__in=set(codes.values()))}
+    Device.objects.bulk_create(
+        [
+            Device(device_id=device_id, name=device_id, site=sites.get(codes[device_id]))
+            for device_id in device_ids
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def device_hello(*, hello: Hello, authenticated: bool, allow_unregistered: bool) -> Device:
+    """Record a station's greeting (firmware, MAC address, location)."""
+    device = Device.objects.filter(device_id=hello.device_id).first()
+    if device is None:
+        if not allow_unregistered:
+            raise DeviceRefused("unknown_device", f"station {hello.device_id} is not registered")
+        _create_devices([hello.device_id])
+        device = Device.objects.get(device_id=hello.device_id)
+    _check_device(device, authenticated=authenticated)
+    device.firmware_version = hello.firmware_version or device.firmware_version
+    device.mac_address = hello.mac_address or device.mac_address
+    device.location = hello.location or device.location
+    device.last_seen_at = timezone.now()
+    device.save(update_fields=["firmware_version", "mac_address", "location", "last_seen_at"])
+    return device
+
+
+def _check_device(device: Device, *, authenticated: bool) -> None:
+    if not device.is_active:
+        raise DeviceRefused("device_inactive", f"station {device.device_id} is disabled")
+    if device.has_token and not authenticated:
+        raise DeviceRefused(
+            "device_auth_required",
+            f"station {device.device_id} has a token: connect with it",
+        )
+
+
+# --- ingestion --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleInput:
+    reading: Reading
+    payload: str  # the message as received (JSON text), stored verbatim as jsonb
+    authenticated: bool = False
+
+
+@dataclass
+class IngestResult:
+    device_id: str
+    sample_id: str
+    status: str  # "saved", "duplicate" or "error"
+    fusion_score: float | None = None
+    fusion_grade: str | None = None
+    pk: int | None = None
+    lot_id: int | None = None
+    lot_code: str = ""
+    site_code: str = ""
+    error_code: str = ""
+    error_detail: str = ""
+    product_requested: bool = False
+    alerts: list[QualityAlert] = field(default_factory=list)
+    reading: Reading | None = None
+
+    def frame(self) -> dict:
+        """The acknowledgement (or error) frame sent back to the station."""
+        if self.status == "error":
+            return {
+                "type": "error",
+                "code": self.error_code,
+                "detail": self.error_detail,
+                "sample_id": self.sample_id,
+            }
+        return {
+            "type": "ack",
+            "sample_id": self.sample_id,
+            "status": self.status,
+            "fusion_score": self.fusion_score,
+            "fusion_grade": self.fusion_grade,
+        }
+
+
+def ingest_sample(
+    *, reading: Reading, payload: str, allow_unregistered: bool, authenticated: bool = False
+) -> IngestResult:
+    """Store one sample (see ``ingest_samples``)."""
+    item = SampleInput(reading=reading, payload=payload, authenticated=authenticated)
+    return ingest_samples(items=[item], allow_unregistered=allow_unregistered)[0]
+
+
+def ingest_samples(*, items: Sequence[SampleInput], allow_unregistered: bool) -> list[IngestResult]:
+    """Store a batch of samples in one transaction; one result per item, in order."""
+    try:
+        with transaction.atomic():
+            return _ingest_batch(items, allow_unregistered=allow_unregistered)
+    except DatabaseError:
+        if len(items) == 1:
+            logger.exception("sample %s could not be stored", items[0].reading.sample_id)
+            reading = items[0].reading
+            return [
+                IngestResult(
+                    device_id=reading.device_id,
+                    sample_id=reading.sample_id,
+                    status="error",
+                    error_code="storage_error",
+                    error_detail="the database refused this sample; it was not stored",
+                )
+            ]
+        logger.warning("batch of %d failed; storing its samples one by one", len(items))
+    results: list[IngestResult] = []
+    for item in items:
+        results.extend(ingest_samples(items=[item], allow_unregistered=allow_unregistered))
+    return results
+
+
+_COLUMNS = [
+    "time",
+    "received_at",
+    "device_id",
+    "sample_id",
+    "lot_id",
+    "site_code",
+    "tof_volume_mm3",
+    "tof_surface_uniformity",
+    "tof_quality_score",
+    "tof_grade",
+    "distance_matrix",
+    "reflectance_matrix",
+    "amplitude_matrix",
+    "ambient_matrix",
+    "status_matrix",
+    "spectral_channels",
+    "spectral_freshness_index",
+    "spectral_fat_quality_index",
+    "spectral_oxidation_index",
+    "spectral_quality_score",
+    "spectral_grade",
+    "fusion_score",
+    "fusion_grade",
+    "is_compliant",
+    "fill_conformity",
+    "lot_abattage",
+    "eleveur",
+    "provenance",
+    "firmware_version",
+    "temperature_c",
+    "humidity_percent",
+    "payload",
+]
+_CASTS = {
+    "distance_matrix": "::double precision[]",
+    "reflectance_matrix": "::double precision[]",
+    "amplitude_matrix": "::double precision[]",
+    "ambient_matrix": "::double precision[]",
+    "status_matrix": "::double precision[]",
+    "spectral_channels": "::double precision[]",
+    "payload": "::jsonb",
+}
+_ROW_SQL = "(" + ", ".join("%s" + _CASTS.get(c, "") for c in _COLUMNS) + ")"
+
+
+def _row(reading: Reading, *, lot_id: int | None, site_code: str, now: datetime, payload: str):
+    values = {name: getattr(reading, name) for name in _COLUMNS if hasattr(reading, name)}
+    values.update(received_at=now, lot_id=lot_id, site_code=site_code, payload=payload)
+    return [values[c] for c in _COLUMNS]
+
+
+def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> list[IngestResult]:
+    now = timezone.now()
+    results = [
+        IngestResult(
+            device_id=item.reading.device_id, sample_id=item.reading.sample_id, status="error"
+        )
+        for item in items
+    ]
+
+    # 1. Stations.
+    device_ids = {item.reading.device_id for item in items}
+    devices = {
+        d.device_id: d
+        for d in Device.objects.select_related("site", "assigned_lot").filter(
+            device_id__in=device_ids
+        )
+    }
+    missing = sorted(device_ids - devices.keys())
+    if missing and allow_unregistered:
+        _create_devices(missing)
+        devices.update(
+            {
+                d.device_id: d
+                for d in Device.objects.select_related("site", "assigned_lot").filter(
+                    device_id__in=missing
+                )
+            }
+        )
+
+    # 2. Lots named by id, and by slaughter lot code when the station has no assigned lot.
+    lot_ids = {item.reading.lot_id for item in items if item.reading.lot_id is not None}
+    lots_by_id = Lot.objects.select_related("site").in_bulk(lot_ids) if lot_ids else {}
+    codes = {
+        item.reading.lot_abattage
+        for item in items
+        if item.reading.lot_id is None
+        and item.reading.lot_abattage
+        and not getattr(devices.get(item.reading.device_id), "assigned_lot_id", None)
+    }
+    lots_by_code = (
+        {lot.code: lot for lot in Lot.objects.select_related("site").filter(code__in=codes)}
+        if codes
+        else {}
+    )
+
+    rows: list[list] = []
+    pending: dict[tuple[str, str], list[int]] = {}  # (device, sample) -> indexes of items
+    for index, item in enumerate(items):
+        reading, result = item.reading, results[index]
+        result.reading = reading
+        device = devices.get(reading.device_id)
+        if device is None:
+            result.error_code = "unknown_device"
+            result.error_detail = f"station {reading.device_id} is not registered"
+            continue
+        try:
+            _check_device(device, authenticated=item.authenticated)
+        except DeviceRefused as exc:
+            result.error_code, result.error_detail = exc.code, exc.detail
+            continue
+        if reading.lot_id is not None:
+            lot = lots_by_id.get(reading.lot_id)
+            if lot is None:
+                result.error_code = "unknown_lot"
+                result.error_detail = f"lot_id: lot {reading.lot_id} does not exist (lot_exists)"
+                continue
+        elif device.assigned_lot_id is not None:
+            lot = device.assigned_lot
+        else:
+            lot = lots_by_code.get(reading.lot_abattage)
+        site_code = site_code_for(
+            device=device, device_id=reading.device_id, message_site_code=reading.site_code
+        ) or (lot.site.code if lot is not None and hasattr(lot, "site") else "")
+        result.lot_id = lot.id if lot is not None else None
+        result.lot_code = lot.code if lot is not None else ""
+        result.site_code = site_code
+        key = (reading.device_id, reading.sample_id)
+        if key in pending:
+            pending[key].append(index)  # the same sample twice in one batch: stored once
+            continue
+        pending[key] = [index]
+        rows.append(
+            _row(reading, lot_id=result.lot_id, site_code=site_code, now=now, payload=item.payload)
+        )
+
+    # 3. Insert; rows already there are duplicates.
+    inserted: dict[tuple[str, str], int] = {}
+    if rows:
+        sql = (
+            f"INSERT INTO {SensorSample._meta.db_table} ({', '.join(_COLUMNS)}) VALUES "
+            + ", ".join([_ROW_SQL] * len(rows))
+            + " ON CONFLICT (device_id, sample_id) DO NOTHING RETURNING id, device_id, sample_id"
+        )
+        params = [value for row in rows for value in row]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            inserted = {(d, s): pk for pk, d, s in cursor.fetchall()}
+    existing_keys = [key for key in pending if key not in inserted]
+    existing = {}
+    if existing_keys:
+        existing = {
+            (s.device_id, s.sample_id): s
+            for s in SensorSample.objects.filter(
+                device_id__in={d for d, _ in existing_keys},
+                sample_id__in={s for _, s in existing_keys},
+            ).only("id", "device_id", "sample_id", "fusion_score", "fusion_grade")
+        }
+
+    thresholds = list(QualityThreshold.objects.filter(is_active=True)) if inserted else []
+    alerts: list[QualityAlert] = []
+    for key, indexes in pending.items():
+        first = results[indexes[0]]
+        reading = first.reading
+        if key in inserted:
+            first.status, first.pk = "saved", inserted[key]
+            first.fusion_score, first.fusion_grade = reading.fusion_score, reading.fusion_grade
+            first.alerts = _alerts_for(first, reading, thresholds)
+            alerts.extend(first.alerts)
+            if reading.is_compliant and reading.fusion_grade != "REJECT" and first.lot_id:
+                product_registration_request(
+                    lot_id=first.lot_id, sample_id=reading.sample_id, site_code=first.site_code
+                )
+                first.product_requested = True
+            later = indexes[1:]
+        else:
+            stored = existing[key]
+            first.status, first.pk = "duplicate", stored.pk
+            first.fusion_score, first.fusion_grade = stored.fusion_score, stored.fusion_grade
+            later = indexes[1:]
+        for index in later:
+            dup = results[index]
+            dup.status, dup.pk = "duplicate", first.pk
+            dup.fusion_score, dup.fusion_grade = first.fusion_score, first.fusion_grade
+    if alerts:
+        QualityAlert.objects.bulk_create(alerts)
+
+    # 4. Stations seen.
+    seen = {r.device_id for r in results if r.status != "error"}
+    if seen:
+        Device.objects.filter(device_id__in=seen).update(last_seen_at=now)
+    return results
+
+
+# --- quality alerts ---------------------------------------------------------------------------
+
+_COMPARE = {
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+}
+
+
+def _alerts_for(
+    result: IngestResult, reading: Reading, thresholds: Sequence[QualityThreshold]
+) -> list[QualityAlert]:
+    alerts: list[QualityAlert] = []
+
+    def alert(*, threshold, rule, metric, value, severity, message) -> None:
+        alerts.append(
+            QualityAlert(
+                sample_id=result.pk,
+                lot_id=result.lot_id,
+                device_id=reading.device_id,
+                threshold=threshold,
+                rule=rule,
+                metric=metric,
+                value=value,
+                severity=severity,
+                message=message[:300],
+            )
+        )
+
+    lot_label = result.lot_code or "sans lot / no lot"
+    for threshold in thresholds:
+        if threshold.metric == QualityThreshold.Metric.FUSION_GRADE:
+            grade = reading.fusion_grade
+            if GRADE_RANK.get(grade, 0) <= GRADE_RANK.get(threshold.grade, -1):
+                alert(
+                    threshold=threshold,
+                    rule=threshold.rule,
+                    metric=threshold.metric,
+                    value=grade,
+                    severity=threshold.severity,
+                    message=f"{reading.sample_id} (lot {lot_label}): grade {grade} "
+                    f"— {threshold.rule}",
+                )
+            continue
+        value = getattr(reading, threshold.metric, None)
+        if value is None or threshold.value is None:
+            continue
+        if _COMPARE[threshold.operator](value, threshold.value):
+            alert(
+                threshold=threshold,
+                rule=threshold.rule,
+                metric=threshold.metric,
+                value=f"{value:.4g}",
+                severity=threshold.severity,
+                message=f"{reading.sample_id} (lot {lot_label}): {threshold.metric} = "
+                f"{value:.4g} — {threshold.rule}",
+            )
+    if result.lot_id is None:
+        alert(
+            threshold=None,
+            rule="no_lot",
+            metric="lot",
+            value=reading.lot_abattage[:40],
+            severity=QualityThreshold.Severity.CRITICAL,
+            message=f"{reading.sample_id}: aucun lot trouvé (lot_abattage "
+            f"{reading.lot_abattage!r}), aucun produit ne peut être enregistré / no lot found, "
+            f"no product can be registered",
+        )
+    return alerts
+
+
+def alert_resolve(*, alert: QualityAlert, user) -> QualityAlert:
+    """Mark an alert resolved by a staff member."""
+    alert.status = QualityAlert.Status.RESOLVED
+    alert.handled_at = timezone.now()
+    alert.handled_by = user
+    alert.save(update_fields=["status", "handled_at", "handled_by"])
+    return alert
