@@ -25,8 +25,11 @@ def database_url(data_dir: Path, cleanup_mode: str | None = None) -> str:
 
     import pgserver
 
-    # pgserver logs every pg_ctl call at INFO, even from atexit when streams are closed.
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # pgserver logs every pg_ctl call, also from atexit when the output streams may be closed
+    # (pytest): keep its chatter out of our logs.
+    pg_logger = logging.getLogger("pgserver")
+    pg_logger.setLevel(logging.CRITICAL)
+    pg_logger.propagate = False
 
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
