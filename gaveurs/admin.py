@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from gaveurs.models import FeedingCurve, FeedingCurveDay, FeedingRecord, Gaveur, Lot, Site
 from traceability.models import ConsumerProduct
@@ -74,8 +77,36 @@ class LotAdmin(admin.ModelAdmin):
     date_hierarchy = "feeding_start"
     list_select_related = ["gaveur", "site", "feeding_curve"]
     autocomplete_fields = ["gaveur", "site"]
-    readonly_fields = ["created_at"]
+    readonly_fields = ["created_at", "curve_followed"]
     inlines = [FeedingRecordInline, ConsumerProductInline]
+
+    @admin.display(description=_("Curve followed"))
+    def curve_followed(self, obj: Lot) -> str:
+        """Which feeding curve the lot follows, and where it came from (optimiser or reference)."""
+        curve = obj.feeding_curve
+        if curve is None:
+            return _("None (no reference curve or approved optimised curve applied)")
+        optimized = getattr(curve, "optimized_from", None)
+        if optimized is not None:
+            origin = _("optimised curve v%(v)s, %(scope)s, %(status)s") % {
+                "v": optimized.version,
+                "scope": optimized.scope_label,
+                "status": optimized.get_status_display(),
+            }
+        elif curve.is_reference:
+            origin = _("reference curve")
+        else:
+            origin = _("curve chosen by hand")
+        url = reverse("admin:gaveurs_feedingcurve_change", args=[curve.pk])
+        return format_html('<a href="{}">{}</a> ({})', url, curve.name, origin)
+
+    def save_model(self, request, obj: Lot, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            # A new lot without a curve gets the one its producer/site follows (optimiser).
+            from gaveurs.services import lot_assign_default_curve
+
+            lot_assign_default_curve(lot=obj)
 
 
 @admin.register(FeedingRecord)

@@ -263,7 +263,7 @@ def optimized_curve_approve(*, curve_id: int, user_id: int | None) -> OptimizedC
     curve = OptimizedCurve.objects.select_for_update().get(pk=curve_id)
     if curve.status != OptimizedCurve.Status.PROPOSED:
         raise OptimizerError(
-            f"curve v{curve.version} is {curve.status}, only a proposed one can be approved"
+            f"curve v{curve.version} is {curve.status}: only a proposed curve can be approved"
         )
     feeding_curve = FeedingCurve.objects.create(
         name=f"Optimised v{curve.version} ({curve.scope_label})"[:120],
