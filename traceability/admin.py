@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from traceability.models import ConsumerProduct, ProductSequence
+from traceability.models import (
+    ConsumerProduct,
+    LedgerHead,
+    LedgerVerification,
+    ProductSequence,
+)
 
 
 @admin.register(ConsumerProduct)
@@ -44,4 +49,48 @@ class ProductSequenceAdmin(admin.ModelAdmin):
         return ["site_code", "day", "last_value"]
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+# --- Tamper-evident ledger: verification results and signed heads (read-only) ---------------
+
+
+@admin.register(LedgerVerification)
+class LedgerVerificationAdmin(admin.ModelAdmin):
+    """The outcome of each ``manage.py verify_ledger`` run; the newest first."""
+
+    list_display = ["started_at", "ok", "tree_size", "heads_checked", "summary"]
+    list_filter = ["ok"]
+    date_hierarchy = "started_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(LedgerHead)
+class LedgerHeadAdmin(admin.ModelAdmin):
+    list_display = ["tree_size", "signed_at", "root_hex", "key_id"]
+    readonly_fields = ["tree_size", "signed_at", "root_hex", "key_id", "timestamp_ms"]
+    exclude = ["root_hash", "signature"]
+
+    @admin.display(description="signed at")
+    def signed_at(self, obj: LedgerHead):
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(obj.timestamp_ms / 1000, tz=UTC)
+
+    @admin.display(description="root hash")
+    def root_hex(self, obj: LedgerHead) -> str:
+        return bytes(obj.root_hash).hex()
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
