@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -128,7 +129,7 @@ class SensorConsumer(AsyncWebsocketConsumer):
                         sample_id=sample_id_of(text_data[:4096]),
                         rule="throttle",
                     ).frame(),
-                    "retry_after": round(wait, 3),
+                    "retry_after": math.ceil(wait * 1000) / 1000,
                 }
             )
             return

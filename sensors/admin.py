@@ -1,0 +1,237 @@
+"""Admin of the SQAL stations, their samples, quality thresholds and alerts.
+
+A station's token is shown once, when it is created or regenerated, and only its hash is kept.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
+
+from sensors import live, services
+from sensors.models import Device, QualityAlert, QualityThreshold, SensorSample
+
+
+class DeviceForm(forms.ModelForm):
+    regenerate_token = forms.BooleanField(
+        label=_("Generate a new token"),
+        required=False,
+        help_text=_("The token is shown once after saving; the previous one stops working."),
+    )
+
+    class Meta:
+        model = Device
+        fields = [
+            "device_id",
+            "name",
+            "site",
+            "location",
+            "assigned_lot",
+            "is_active",
+            "firmware_version",
+            "mac_address",
+        ]
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    form = DeviceForm
+    list_display = [
+        "device_id",
+        "name",
+        "site",
+        "assigned_lot",
+        "is_active",
+        "has_token",
+        "last_seen_at",
+    ]
+    list_filter = ["is_active", "site"]
+    search_fields = ["device_id", "name", "location", "assigned_lot__code"]
+    autocomplete_fields = ["assigned_lot"]
+    readonly_fields = ["last_seen_at", "created_at"]
+    actions = ["regenerate_tokens"]
+
+    @admin.display(boolean=True, description=_("token"))
+    def has_token(self, obj: Device) -> bool:
+        return obj.has_token
+
+    def save_model(self, request: HttpRequest, obj: Device, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change or form.cleaned_data.get("regenerate_token"):
+            token = services.device_issue_token(device=obj)
+            self._show_token(request, obj, token)
+
+    @admin.action(description=_("Generate new tokens (shown once)"))
+    def regenerate_tokens(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        for device in queryset:
+            self._show_token(request, device, services.device_issue_token(device=device))
+
+    def _show_token(self, request: HttpRequest, device: Device, token: str) -> None:
+        messages.warning(
+            request,
+            format_html(
+                "{} <strong>{}</strong> : <code>{}</code> — {}",
+                _("Token of station"),
+                device.device_id,
+                token,
+                _("copy it now, it will not be shown again."),
+            ),
+        )
+
+
+@admin.register(SensorSample)
+class SensorSampleAdmin(admin.ModelAdmin):
+    list_display = [
+        "sample_id",
+        "device",
+        "time",
+        "lot",
+        "site_code",
+        "fusion_grade",
+        "fusion_score",
+        "is_compliant",
+    ]
+    list_filter = ["fusion_grade", "is_compliant", "site_code", ("time", admin.DateFieldListFilter)]
+    search_fields = ["sample_id", "device__device_id", "lot__code", "lot_abattage"]
+    date_hierarchy = "time"
+    list_select_related = ["lot", "device"]
+    show_full_result_count = False
+    fieldsets = [
+        (None, {"fields": ["sample_id", "device", "time", "received_at", "lot", "site_code"]}),
+        (_("Pictures"), {"fields": ["pictures"]}),
+        (
+            _("Fusion"),
+            {"fields": ["fusion_score", "fusion_grade", "is_compliant", "fill_conformity"]},
+        ),
+        (
+            _("Time of flight (VL53L8CH)"),
+            {
+                "fields": [
+                    "tof_volume_mm3",
+                    "tof_surface_uniformity",
+                    "tof_quality_score",
+                    "tof_grade",
+                ]
+            },
+        ),
+        (
+            _("Spectral (AS7341)"),
+            {
+                "fields": [
+                    "spectral_channels",
+                    "spectral_freshness_index",
+                    "spectral_fat_quality_index",
+                    "spectral_oxidation_index",
+                    "spectral_quality_score",
+                    "spectral_grade",
+                ]
+            },
+        ),
+        (
+            _("Provenance"),
+            {
+                "fields": [
+                    "lot_abattage",
+                    "eleveur",
+                    "provenance",
+                    "firmware_version",
+                    "temperature_c",
+                    "humidity_percent",
+                ]
+            },
+        ),
+        (_("Message as received"), {"classes": ["collapse"], "fields": ["payload_pretty"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Measurements are evidence: nobody edits them, admin included.
+        return [f.name for f in SensorSample._meta.fields] + ["pictures", "payload_pretty"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description=_("ToF heatmap and spectrum"))
+    def pictures(self, obj: SensorSample) -> SafeString:
+        return format_html(
+            '<div style="display:flex;gap:2rem;align-items:flex-end">'
+            "<figure>{}<figcaption>{}</figcaption></figure>"
+            "<figure>{}<figcaption>{}</figcaption></figure>"
+            "<figure>{}<figcaption>{}</figcaption></figure></div>",
+            live.heatmap_svg(obj.distance_matrix, title="distance"),
+            _("ToF distance 8×8 (mm)"),
+            live.heatmap_svg(obj.reflectance_matrix, title="reflectance"),
+            _("ToF reflectance 8×8"),
+            live.spectrum_svg(obj.spectral_channels),
+            _("AS7341 spectral channels"),
+        )
+
+    @admin.display(description=_("payload"))
+    def payload_pretty(self, obj: SensorSample) -> SafeString:
+        text = json.dumps(obj.payload, indent=1, ensure_ascii=False)
+        if len(text) > 200_000:
+            text = text[:200_000] + "\n…"
+        return format_html('<pre style="max-height:30rem;overflow:auto">{}</pre>', text)
+
+
+@admin.register(QualityThreshold)
+class QualityThresholdAdmin(admin.ModelAdmin):
+    list_display = ["rule", "metric", "operator", "value", "grade", "severity", "is_active"]
+    list_editable = ["value", "severity", "is_active"]
+    list_display_links = ["rule"]
+    list_filter = ["is_active", "severity", "metric"]
+    fields = ["metric", "operator", "value", "grade", "severity", "is_active", "description"]
+
+    @admin.display(description=_("rule"))
+    def rule(self, obj: QualityThreshold) -> str:
+        return obj.rule
+
+
+@admin.register(QualityAlert)
+class QualityAlertAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "rule",
+        "value",
+        "severity",
+        "sample",
+        "lot",
+        "device_id",
+        "status",
+    ]
+    list_filter = ["status", "severity", "rule", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["sample__sample_id", "lot__code", "device_id", "rule"]
+    date_hierarchy = "created_at"
+    list_select_related = ["sample", "lot"]
+    readonly_fields = [
+        "sample",
+        "lot",
+        "device_id",
+        "threshold",
+        "rule",
+        "metric",
+        "value",
+        "severity",
+        "message",
+        "created_at",
+        "handled_at",
+        "handled_by",
+    ]
+    actions = ["resolve"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description=_("Mark as resolved"))
+    def resolve(self, request: HttpRequest, queryset: QuerySet[QualityAlert]) -> None:
+        for alert in queryset.exclude(status=QualityAlert.Status.RESOLVED):
+            services.alert_resolve(alert=alert, user=request.user)

@@ -1,0 +1,164 @@
+"""The staff live dashboard, its websocket feed, and the SQAL admin pages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from sensors.models import Device, QualityAlert, SensorSample
+from sensors.services import device_authenticate, device_token_hash
+from tests.factories import make_device, make_lot, make_sample
+from tests.sensors.conftest import exchange, fixture_text, open_station, run
+
+FLAT = fixture_text("sensor_data_flat.json")
+MATRIX = json.loads(FLAT)["vl53l8ch"]["distance_matrix"]
+
+
+def staff_client(*, is_staff: bool = True, superuser: bool = True) -> tuple[Client, object]:
+    User = get_user_model()
+    user = User.objects.create_user(
+        "qualite", password="x-long-password-1", is_staff=is_staff, is_superuser=superuser
+    )
+    client = Client()
+    client.force_login(user)
+    return client, user
+
+
+@pytest.mark.django_db
+def test_the_dashboard_needs_a_staff_login():
+    response = Client().get("/sqal/live/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    client, _ = staff_client(is_staff=False, superuser=False)
+    assert client.get("/sqal/live/").status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_dashboard_shows_last_sample_per_station_grade_counts_and_open_alerts():
+    lot = make_lot()
+    make_sample(sample_id="OLD", fusion_grade="B", fusion_score=0.6, lot=lot)
+    last = make_sample(
+        sample_id="NEWEST",
+        distance_matrix=MATRIX,
+        spectral_channels=[1329, 2102, 1951, 8152, 3655, 2348, 3662, 2364, 5000, 800],
+        lot=lot,
+    )
+    QualityAlert.objects.create(
+        sample=last,
+        lot=lot,
+        device_id="ESP32_LL_01",
+        rule="fusion_score<0.9",
+        metric="x",
+        value="0.87",
+        message="m",
+    )
+    client, _ = staff_client()
+
+    html = client.get("/sqal/live/").content.decode()
+
+    assert "NEWEST" in html and "OLD" not in html
+    assert html.count("<rect") >= 64 + 10  # 8×8 heatmap and 10 spectral bars
+    assert 'data-grade="A+">A+ : <b>1</b>' in html and 'data-grade="B">B : <b>1</b>' in html
+    assert "fusion_score&lt;0.9" in html and lot.code in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_see_samples_arrive_on_the_live_websocket(daphne):
+    from sensors.services import device_issue_token
+
+    token = device_issue_token(device=make_device())
+    client, _ = staff_client()
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+
+    async def scenario():
+        live = await connect(
+            daphne.url + "live/", additional_headers={"Cookie": cookie}, open_timeout=10
+        )
+        station = await open_station(daphne.url, token)
+        ack = await exchange(station, FLAT)
+        update = json.loads(await asyncio.wait_for(live.recv(), 10))
+        await station.close()
+        await live.close()
+        return ack, update
+
+    ack, update = run(scenario())
+
+    assert ack["status"] == "saved"
+    assert update["type"] == "update"
+    (station,) = update["stations"]
+    assert station["device_id"] == "ESP32_LL_01"
+    assert "MG-261124-9595-018" in station["html"] and station["html"].count("<rect") >= 74
+    assert update["grade_counts"] == {"A": 1}
+    assert any("no_lot" in alert for alert in update["alerts"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_live_websocket_refuses_anonymous_visitors(daphne):
+    with pytest.raises(InvalidStatus):
+        run(connect(daphne.url + "live/", open_timeout=10))
+
+
+@pytest.mark.django_db
+def test_adding_a_station_in_admin_shows_its_token_once_and_stores_only_its_hash():
+    client, _ = staff_client()
+    response = client.post(
+        "/admin/sensors/device/add/",
+        {"device_id": "ESP32_LL_07", "name": "Ligne B", "is_active": "on", "location": ""},
+        follow=True,
+    )
+    assert response.status_code == 200
+    token = re.search(r"<code>(sqal_[\w-]+)</code>", response.content.decode()).group(1)
+    device = Device.objects.get(device_id="ESP32_LL_07")
+    assert device.token_hash == device_token_hash(token) and token not in device.token_hash
+    assert device_authenticate(token=token, allow_unregistered=False) == device
+    again = client.get(f"/admin/sensors/device/{device.pk}/change/").content.decode()
+    assert token not in again
+
+
+@pytest.mark.django_db
+def test_regenerating_a_token_in_admin_revokes_the_old_one():
+    client, _ = staff_client()
+    device = make_device()
+    from sensors.services import device_issue_token
+
+    old = device_issue_token(device=device)
+    client.post(
+        "/admin/sensors/device/",
+        {"action": "regenerate_tokens", "_selected_action": [device.pk]},
+        follow=True,
+    )
+    device.refresh_from_db()
+    assert device.token_hash and device.token_hash != device_token_hash(old)
+
+
+@pytest.mark.django_db
+def test_the_sample_admin_page_shows_the_heatmap_and_spectrum_read_only():
+    sample = make_sample(
+        distance_matrix=MATRIX,
+        reflectance_matrix=MATRIX,
+        spectral_channels=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        payload={"type": "sensor_data"},
+    )
+    client, _ = staff_client()
+    page = client.get(f"/admin/sensors/sensorsample/{sample.pk}/change/").content.decode()
+    assert 'class="sqal-heatmap"' in page and 'class="sqal-spectrum"' in page
+    assert page.count("<rect") >= 64 * 2 + 10
+    assert 'name="fusion_score"' not in page  # no editable input
+    listing = client.get("/admin/sensors/sensorsample/?q=" + sample.sample_id)
+    assert listing.status_code == 200 and sample.sample_id in listing.content.decode()
+    assert client.get("/admin/sensors/sensorsample/?fusion_grade__exact=A%2B").status_code == 200
+    assert SensorSample.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_thresholds_are_editable_and_alerts_listed_in_admin():
+    client, _ = staff_client()
+    assert client.get("/admin/sensors/qualitythreshold/").status_code == 200
+    assert client.get("/admin/sensors/qualityalert/").status_code == 200
+    assert client.get("/admin/sensors/qualitythreshold/add/").status_code == 200
