@@ -68,3 +68,9 @@ def test_products_cannot_be_added_or_edited_from_admin(admin_client, demo):
     product.refresh_from_db()
     assert product.qr_code.endswith(product.qr_code[-16:])
     assert ConsumerProduct.objects.get(pk=product.pk).fusion_grade == product.fusion_grade
+
+
+def test_the_admin_stylesheet_is_served_by_the_app_server(client):
+    response = client.get("/static/admin/css/base.css")
+    assert response.status_code == 200
+    assert b"body" in b"".join(response.streaming_content)
