@@ -2,16 +2,102 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from celery import states
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 
-from traceability import ledger
+from traceability import ledger, services, tasks
+from traceability.auth import staff_auth
 
 tasks_router = Router(tags=["tasks"])
 scan_router = Router(tags=["consumer"])
 ledger_router = Router(tags=["ledger"])
+
+
+# --- Task API (staff): submit a product registration, read a task's state -------------------
+
+
+class TaskSubmittedOut(Schema):
+    status: str
+    task_id: str
+    lot_id: int
+    sample_id: str
+    message: str
+
+
+class TaskStatusOut(Schema):
+    task_id: str
+    status: str
+    result: dict[str, Any] | None
+
+
+class TaskErrorOut(Schema):
+    code: str
+    detail: str
+
+
+@tasks_router.post(
+    "/qr-code/generate",
+    response={200: TaskSubmittedOut, frozenset({400, 404, 409, 422}): TaskErrorOut},
+    auth=staff_auth,
+    summary="Register the consumer product (and QR code) of a compliant sample",
+)
+def task_qr_code_generate(
+    request: HttpRequest, lot_id: int, sample_id: str, site_code: str | None = None
+) -> Any:
+    """Checked at once (unknown lot or sample, non-compliant or REJECT sample answer 4xx with a
+    stable ``code``), then run by a worker; idempotent: a sample never gets two products."""
+    site_code = site_code or None
+    try:
+        services.product_registration_check(lot_id=lot_id, sample_id=sample_id, site_code=site_code)
+    except services.ProductRegistrationError as exc:
+        return Status(exc.status, {"code": exc.code, "detail": exc.detail})
+    task_id = tasks.product_registration_submit(
+        lot_id=lot_id, sample_id=sample_id, site_code=site_code
+    )
+    return {
+        "status": "submitted",
+        "task_id": task_id,
+        "lot_id": lot_id,
+        "sample_id": sample_id,
+        "message": "QR code generation started",
+    }
+
+
+@tasks_router.get(
+    "/status/{task_id}",
+    response={200: TaskStatusOut, 404: TaskErrorOut},
+    auth=staff_auth,
+    summary="State of a task: PENDING, STARTED, RETRY, SUCCESS or FAILURE, and its result",
+)
+def task_status(request: HttpRequest, task_id: str) -> Any:
+    from django_celery_results.models import TaskResult
+
+    row = TaskResult.objects.filter(task_id=task_id[:255]).first()
+    if row is None:
+        return Status(404, {"code": "unknown_task", "detail": f"no task with id {task_id!r}"})
+    return {"task_id": row.task_id, "status": row.status, "result": _task_result(row)}
+
+
+def _task_result(row: Any) -> dict[str, Any] | None:
+    """SUCCESS: the task's dict. FAILURE: ``{"status": "error", "error": code, "detail"}``."""
+    if row.status not in (states.SUCCESS, states.FAILURE) or not row.result:
+        return None
+    try:
+        value = json.loads(row.result)
+    except ValueError:
+        return {"status": "error", "error": "unreadable_result", "detail": row.result[:500]}
+    if row.status == states.SUCCESS:
+        return value if isinstance(value, dict) else {"value": value}
+    if isinstance(value, dict) and value.get("exc_type") == "ProductRegistrationRefused":
+        code, detail, *_ = [*value.get("exc_message", []), "", ""]
+        return {"status": "error", "error": code, "detail": detail}
+    exc_type = value.get("exc_type", "error") if isinstance(value, dict) else "error"
+    message = value.get("exc_message", value) if isinstance(value, dict) else value
+    return {"status": "error", "error": exc_type, "detail": str(message)[:500]}
 
 
 # --- Ledger API (public): inclusion proofs of products, consistency proofs between heads -------

@@ -152,3 +152,29 @@ class LedgerVerification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.started_at:%Y-%m-%d %H:%M} {'OK' if self.ok else 'FINDINGS'}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the staff API (``Authorization: Bearer gt_...``), stored hashed.
+
+    The clear token is shown once, when created (``manage.py create_api_token``); only its
+    SHA-256 is kept. It acts for its user, and only while that user is active staff.
+    """
+
+    user = models.ForeignKey(
+        "auth.User", on_delete=models.CASCADE, related_name="api_tokens", editable=False
+    )
+    name = models.CharField(max_length=100, help_text="What or who uses this token.")
+    prefix = models.CharField(max_length=12, editable=False, help_text="Start of the token.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "api_tokens"
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

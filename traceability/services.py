@@ -140,3 +140,81 @@ def product_registration_request(*, lot_id: int, sample_id: str, site_code: str 
             lot_id=lot_id, sample_id=sample_id, site_code=site_code
         )
     )
+
+
+SITE_CODE_PATTERN = re.compile(r"^[A-Z]{2,5}$")
+
+
+def product_registration_check(*, lot_id: int, sample_id: str, site_code: str | None) -> None:
+    """Refuse, before enqueuing, what register_consumer_product would refuse (same codes)."""
+    from gaveurs.models import Lot
+    from sensors.models import Grade, SensorSample
+
+    if site_code and not SITE_CODE_PATTERN.match(site_code):
+        raise ProductRegistrationError(
+            "invalid_argument", f"site_code {site_code!r} is not 2 to 5 capital letters", 400
+        )
+    if not sample_id or len(sample_id) > 100:
+        raise ProductRegistrationError(
+            "invalid_argument", "sample_id must be 1 to 100 characters", 400
+        )
+    if not Lot.objects.filter(pk=lot_id).exists():
+        raise ProductRegistrationError("unknown_lot", f"unknown lot {lot_id}", 404)
+    samples = list(
+        SensorSample.objects.filter(sample_id=sample_id).values_list(
+            "lot_id", "is_compliant", "fusion_grade"
+        )[:50]
+    )
+    if not samples:
+        raise ProductRegistrationError("unknown_sample", f"unknown sample {sample_id!r}", 404)
+    in_lot = [s for s in samples if s[0] == lot_id]
+    if not in_lot:
+        raise ProductRegistrationError(
+            "sample_not_in_lot", f"sample {sample_id!r} does not belong to lot {lot_id}", 422
+        )
+    if len(in_lot) > 1:
+        raise ProductRegistrationError(
+            "ambiguous_sample",
+            f"sample id {sample_id!r} is used by several stations in lot {lot_id}",
+            409,
+        )
+    _, compliant, grade = in_lot[0]
+    if not compliant or grade == Grade.REJECT:
+        raise ProductRegistrationError(
+            "sample_not_eligible",
+            f"sample {sample_id!r} is not eligible: compliant={compliant}, grade={grade}",
+            422,
+        )
+
+
+@dataclass(frozen=True)
+class PendingRegistration:
+    lot_id: int
+    sample_id: str
+    site_code: str | None
+
+
+def products_pending_registration(
+    *, grace_seconds: int, max_age_days: int, limit: int = 5000
+) -> list[PendingRegistration]:
+    """Eligible samples (compliant, not REJECT, with a lot) received between ``max_age_days``
+    and ``grace_seconds`` ago that have no product yet, oldest first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT s.lot_id, s.sample_id, s.site_code
+            FROM sqal_sensor_samples s
+            WHERE s.is_compliant AND s.fusion_grade <> 'REJECT' AND s.lot_id IS NOT NULL
+              AND s.received_at <= now() - make_interval(secs => %s)
+              AND s.received_at >= now() - make_interval(days => %s)
+              AND NOT EXISTS (SELECT 1 FROM consumer_products p WHERE p.sqal_sample_pk = s.id)
+            ORDER BY s.received_at
+            LIMIT %s
+            """,
+            [grace_seconds, max_age_days, limit],
+        )
+        rows = cursor.fetchall()
+    return [
+        PendingRegistration(lot_id=lot_id, sample_id=sample_id, site_code=site_code or None)
+        for lot_id, sample_id, site_code in rows
+    ]

@@ -1,15 +1,112 @@
-"""Celery tasks of the traceability app (queue "exports"). Thin: take ids, call a service."""
+"""Celery tasks of the traceability app (queue "exports"). Thin: take ids, call a service.
+
+``generate_qr_code_async`` registers the consumer product of one compliant sample through
+``services.product_register`` (the PL/pgSQL ``register_consumer_product``). Delivery guarantees:
+
+1. ``acks_late`` and ``reject_on_worker_lost``: the broker message is acknowledged only once the
+   task has returned, so a task a worker dies in is delivered again.
+2. Database errors a retry can cure (``OperationalError``, ``InterfaceError``: server restarting,
+   connection lost) are retried with exponential backoff and jitter.
+3. Refusals (unknown lot or sample, sample not compliant or graded REJECT...) are final: the task
+   fails at once with ``ProductRegistrationRefused(code, detail, status)``, stored as its result.
+4. ``register_consumer_product`` locks the sample and returns the existing product when there is
+   one, so duplicates, retries and redeliveries never make a second product.
+5. kombu's SQLAlchemy transport (the embedded broker) never redelivers a message taken by a worker
+   that was killed (Redis does, after its visibility timeout). So each worker, when it starts,
+   enqueues ``register_pending_products``: a registration for every eligible sample that has no
+   product yet. With 4., that makes "exactly one product per compliant sample" hold for both.
+
+The API reports a task's state from django-celery-results; a PENDING row is written when the task
+is published, so a task that is queued but not started is known too (unknown ids answer 404).
+"""
 
 from __future__ import annotations
 
-from celery import shared_task
+import json
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from celery import shared_task, states
+from celery.signals import before_task_publish, worker_ready
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, transaction
 
 from traceability import services
 
+logger = logging.getLogger(__name__)
 
-@shared_task(name="traceability.tasks.generate_qr_code_async", acks_late=True)
-def generate_qr_code_async(lot_id: int, sample_id: str, site_code: str | None = None) -> dict:
-    product = services.product_register(lot_id=lot_id, sample_id=sample_id, site_code=site_code)
+GENERATE_TASK = "traceability.tasks.generate_qr_code_async"
+SWEEP_TASK = "traceability.tasks.register_pending_products"
+
+# Test-only hook (ignored in production): after the product row is written and before the
+# transaction commits, touch PAUSE_MARKER and sleep PAUSE seconds, so a test can kill the worker
+# in the middle of a task.
+PAUSE_ENV = "GAVEURS_TEST_PAUSE_BEFORE_COMMIT"
+PAUSE_MARKER_ENV = "GAVEURS_TEST_PAUSE_MARKER"
+
+
+class ProductRegistrationRefused(Exception):
+    """A registration the database refused; final, never retried.
+
+    The arguments stay plain strings and an int so Celery's JSON result serialisation can rebuild
+    the exception in the process that reads the result.
+    """
+
+    def __init__(self, code: str, detail: str, status: int = 422) -> None:
+        super().__init__(code, detail, status)
+        self.code = code
+        self.detail = detail
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+def _pause_before_commit() -> None:
+    seconds = os.environ.get(PAUSE_ENV)
+    if not seconds or settings.PRODUCTION:
+        return
+    marker = os.environ.get(PAUSE_MARKER_ENV)
+    if marker:
+        Path(marker).write_text(str(os.getpid()))
+    time.sleep(float(seconds))
+
+
+@shared_task(
+    bind=True,
+    name=GENERATE_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    track_started=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=10,
+    throws=(ProductRegistrationRefused,),
+)
+def generate_qr_code_async(
+    self: Any, lot_id: int, sample_id: str, site_code: str | None = None
+) -> dict[str, Any]:
+    try:
+        with transaction.atomic():
+            product = services.product_register(
+                lot_id=lot_id, sample_id=sample_id, site_code=site_code
+            )
+            _pause_before_commit()
+    except services.ProductRegistrationError as exc:
+        logger.warning(
+            "product registration refused: lot=%s sample=%s: %s %s",
+            lot_id,
+            sample_id,
+            exc.code,
+            exc.detail,
+        )
+        raise ProductRegistrationRefused(exc.code, exc.detail, exc.status) from None
     return {
         "status": "success",
         "lot_id": lot_id,
@@ -17,3 +114,70 @@ def generate_qr_code_async(lot_id: int, sample_id: str, site_code: str | None = 
         "product_id": product.product_id,
         "qr_code": product.qr_code,
     }
+
+
+def product_registration_submit(*, lot_id: int, sample_id: str, site_code: str | None) -> str:
+    """Enqueue a registration once the current transaction commits; returns the task id."""
+    task_id = str(uuid.uuid4())
+    kwargs = {"lot_id": lot_id, "sample_id": sample_id, "site_code": site_code}
+    transaction.on_commit(
+        lambda: generate_qr_code_async.apply_async(kwargs=kwargs, task_id=task_id)
+    )
+    return task_id
+
+
+@shared_task(name=SWEEP_TASK, acks_late=True)
+def register_pending_products(
+    grace_seconds: int | None = None, max_age_days: int | None = None
+) -> dict[str, int]:
+    """Enqueue a registration for each eligible sample that still has no product."""
+    pending = services.products_pending_registration(
+        grace_seconds=(
+            settings.PRODUCT_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
+        ),
+        max_age_days=settings.PRODUCT_SWEEP_MAX_AGE_DAYS if max_age_days is None else max_age_days,
+    )
+    for item in pending:
+        generate_qr_code_async.delay(
+            lot_id=item.lot_id, sample_id=item.sample_id, site_code=item.site_code
+        )
+    if pending:
+        logger.info("re-enqueued %d sample(s) without product", len(pending))
+    return {"enqueued": len(pending)}
+
+
+@worker_ready.connect
+def _sweep_on_worker_start(sender: Any = None, **kwargs: Any) -> None:
+    """Recover registrations lost with a killed worker (see point 5 of the module docstring)."""
+    queues = {q.name for q in sender.app.amqp.queues.consume_from.values()} if sender else set()
+    if queues and "exports" not in queues:
+        return
+    try:
+        register_pending_products.apply_async(queue="exports")
+    except Exception:  # a broker hiccup must not stop the worker; the next start sweeps again
+        logger.exception("could not enqueue the pending products sweep")
+
+
+@before_task_publish.connect
+def _record_submission(
+    sender: str | None = None, headers: dict | None = None, body: Any = None, **kwargs: Any
+) -> None:
+    """Write a PENDING result row when a registration is published (see module docstring)."""
+    if sender != GENERATE_TASK or not headers:
+        return
+    from django_celery_results.models import TaskResult
+
+    task_kwargs = body[1] if isinstance(body, tuple | list) and len(body) > 1 else {}
+    try:
+        TaskResult.objects.get_or_create(
+            task_id=headers["id"],
+            defaults={
+                "task_name": sender,
+                "status": states.PENDING,
+                "task_kwargs": json.dumps(task_kwargs),
+                "content_type": "application/json",
+                "content_encoding": "utf-8",
+            },
+        )
+    except Exception:  # the state row is a convenience; never lose the task over it
+        logger.exception("could not record the submission of task %s", headers.get("id"))
