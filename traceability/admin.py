@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
+from traceability import labels, qr
+from traceability.auth import api_token_revoke
 from traceability.models import (
+    ApiToken,
     ConsumerProduct,
     LedgerHead,
     LedgerVerification,
@@ -28,9 +33,34 @@ class ConsumerProductAdmin(admin.ModelAdmin):
     search_fields = ["qr_code", "product_id", "lot_code", "sqal_sample_id"]
     date_hierarchy = "created_at"
     list_select_related = ["lot"]
+    actions = ["print_labels"]
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
+        return [f.name for f in self.model._meta.fields] + ["qr_image"]
+
+    @admin.display(description="QR code")
+    def qr_image(self, obj: ConsumerProduct) -> str:
+        if not obj.pk:
+            return "-"
+        svg, png = (
+            reverse("traceability:product_qr", kwargs={"product_id": obj.product_id, "fmt": fmt})
+            for fmt in ("svg", "png")
+        )
+        return format_html(
+            '<img src="{}" width="180" height="180" alt="QR {}"><br>'
+            '<a href="{}?download=1">SVG</a> · <a href="{}?download=1&amp;scale=10">PNG</a>'
+            ' · <a href="{}" target="_blank" rel="noopener">{}</a>',
+            svg,
+            obj.product_id,
+            svg,
+            png,
+            qr.scan_url(obj.qr_code),
+            qr.scan_url(obj.qr_code),
+        )
+
+    @admin.action(description="Print QR labels (A4, 21 per page)")
+    def print_labels(self, request, queryset):
+        return labels.label_sheet_response(request, queryset.order_by("product_id"))
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -94,3 +124,21 @@ class LedgerHeadAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Staff API tokens: created with ``manage.py create_api_token``, revoked here."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    readonly_fields = ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            api_token_revoke(token=token)
