@@ -520,15 +520,71 @@ class AppendResult:
     head: LedgerHead | None  # the head signed by this call, if any
 
 
+# Under the lock, one round trip: the log's size, its latest head, the frontier nodes, and
+# which of the products about to be appended are already in the log.
+STATE_SQL = """
+WITH s AS (
+    SELECT coalesce(max(leaf_index) + 1, 0) AS size FROM ledger_leaves
+), head AS (
+    SELECT tree_size, root_hash, timestamp_ms, signature, key_id
+    FROM ledger_heads ORDER BY tree_size DESC LIMIT 1
+), f AS (
+    SELECT g.l AS level, (s.size >> g.l) - 1 AS idx
+    FROM s, generate_series(0, 62) AS g(l) WHERE (s.size >> g.l) & 1 = 1
+)
+SELECT s.size, head.tree_size, head.root_hash, head.timestamp_ms, head.signature, head.key_id,
+       ARRAY(SELECT product_pk FROM ledger_leaves WHERE product_pk = ANY(%s::integer[])),
+       n.level, n.idx, n.hash
+FROM s
+LEFT JOIN head ON true
+LEFT JOIN (f JOIN ledger_nodes n USING (level, idx)) ON true
+"""
+
+WRITE_SQL = """
+WITH leaves AS (
+    INSERT INTO ledger_leaves (leaf_index, product_pk, leaf_hash, record, sealed_at)
+    SELECT i, p, h, r, %s
+    FROM unnest(%s::bigint[], %s::integer[], %s::bytea[], %s::text[]) AS t(i, p, h, r)
+), nodes AS (
+    INSERT INTO ledger_nodes (level, idx, hash)
+    SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])
+)
+UPDATE consumer_products cp SET blockchain_hash = encode(t.h, 'hex')
+FROM unnest(%s::integer[], %s::bytea[]) AS t(p, h) WHERE cp.id = t.p
+"""
+
+
 def _append_locked(products: Sequence[ConsumerProduct], *, force_head: bool) -> AppendResult:
-    """Append products (not yet in the log) in order; the caller holds the lock."""
-    size, head = _log_state()
-    frontier_nodes = _fetch_nodes(frontier_keys(size))
-    frontier = Frontier(size, [frontier_nodes[k] for k in frontier_keys(size)])
+    """Append products in order, skipping any already in the log; the caller holds the lock.
+
+    Two round trips whatever the batch: the state read (STATE_SQL) and the writes (WRITE_SQL),
+    plus a head insert when one is due.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(STATE_SQL, [[p.pk for p in products]])
+        rows = cursor.fetchall()
+    size, *head_row = rows[0][:6]
+    sealed = set(rows[0][6])
+    head = None
+    if head_row[0] is not None:
+        head = LedgerHead(
+            tree_size=head_row[0],
+            root_hash=bytes(head_row[1]),
+            timestamp_ms=head_row[2],
+            signature=bytes(head_row[3]),
+            key_id=head_row[4],
+        )
+    found = {(r[7], r[8]): bytes(r[9]) for r in rows if r[7] is not None}
+    keys = frontier_keys(size)
+    if any(k not in found for k in keys):
+        raise LedgerCorrupt(f"frontier nodes of a log of size {size} are missing")
+    frontier = Frontier(size, [found[k] for k in keys])
     now = timezone.now()
     leaves: list[tuple[int, int, bytes, str]] = []
     nodes: list[tuple[int, int, bytes]] = []
     for product in products:
+        if product.pk in sealed:
+            continue
         record = canonical_json(product_record(product))
         leaf = leaf_hash(record.encode("utf-8"))
         leaves.append((frontier.size, product.pk, leaf, record))
@@ -536,20 +592,14 @@ def _append_locked(products: Sequence[ConsumerProduct], *, force_head: bool) -> 
     if leaves:
         with connection.cursor() as cursor:
             cursor.execute(
-                "INSERT INTO ledger_leaves (leaf_index, product_pk, leaf_hash, record, sealed_at) "
-                "SELECT i, p, h, r, %s FROM unnest(%s::bigint[], %s::integer[], %s::bytea[], "
-                "%s::text[]) AS t(i, p, h, r)",
-                [now, *map(list, zip(*leaves, strict=True))],
-            )
-            cursor.execute(
-                "INSERT INTO ledger_nodes (level, idx, hash) "
-                "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])",
-                list(map(list, zip(*nodes, strict=True))),
-            )
-            cursor.execute(
-                "UPDATE consumer_products cp SET blockchain_hash = encode(t.h, 'hex') "
-                "FROM unnest(%s::integer[], %s::bytea[]) AS t(p, h) WHERE cp.id = t.p",
-                [[pk for _, pk, _, _ in leaves], [h for _, _, h, _ in leaves]],
+                WRITE_SQL,
+                [
+                    now,
+                    *map(list, zip(*leaves, strict=True)),
+                    *map(list, zip(*nodes, strict=True)),
+                    [pk for _, pk, _, _ in leaves],
+                    [h for _, _, h, _ in leaves],
+                ],
             )
     signed = None
     if _head_is_due(frontier.size, head, force=force_head):
@@ -563,15 +613,24 @@ def ledger_append_product(*, product_id: str) -> AppendResult | None:
     Idempotent: a product already in the log appends nothing (checked again under the lock).
     """
     with transaction.atomic():
-        if LedgerLeaf.objects.filter(product__product_id=product_id).exists():
+        product = (
+            ConsumerProduct.objects.select_related("ledger_leaf")
+            .filter(product_id=product_id)
+            .first()
+        )
+        if product is None or _has_leaf(product):
             return None
         _lock()
-        product = ConsumerProduct.objects.filter(
-            product_id=product_id, ledger_leaf__isnull=True
-        ).first()
-        if product is None:
-            return None
-        return _append_locked([product], force_head=False)
+        result = _append_locked([product], force_head=False)
+        return result if result.appended else None
+
+
+def _has_leaf(product: ConsumerProduct) -> bool:
+    try:
+        product.ledger_leaf  # noqa: B018 (loaded by select_related: no query)
+    except LedgerLeaf.DoesNotExist:
+        return False
+    return True
 
 
 def ledger_seal_pending(*, batch_size: int = 5000, sign: bool = True) -> AppendResult:
