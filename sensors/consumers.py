@@ -147,6 +147,15 @@ class SensorConsumer(AsyncWebsocketConsumer):
                 await self.send_json({"type": "pong", "server_time": timezone.now().isoformat()})
         except ProtocolError as exc:
             await self.send_json(exc.frame())
+        except Exception:  # keep the station connected; it will resend what was not acked
+            logger.exception("could not handle a station message")
+            await self.send_json(
+                ProtocolError(
+                    "internal_error",
+                    "the server could not handle this message; resend it later",
+                    sample_id=sample_id_of(text_data[:4096]),
+                ).frame()
+            )
 
     def _check_identity(self, device_id: str, sample_id: str | None) -> None:
         if self.device is not None and device_id != self.device.device_id:

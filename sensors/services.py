@@ -113,12 +113,13 @@ def _create_devices(device_ids: Sequence[str]) -> None:
 
 def device_hello(*, hello: Hello, authenticated: bool, allow_unregistered: bool) -> Device:
     """Record a station's greeting (firmware, MAC address, location)."""
-    device = Device.objects.filter(device_id=hello.device_id).first()
+    stations = Device.objects.select_related("site")
+    device = stations.filter(device_id=hello.device_id).first()
     if device is None:
         if not allow_unregistered:
             raise DeviceRefused("unknown_device", f"station {hello.device_id} is not registered")
         _create_devices([hello.device_id])
-        device = Device.objects.get(device_id=hello.device_id)
+        device = stations.get(device_id=hello.device_id)
     _check_device(device, authenticated=authenticated)
     device.firmware_version = hello.firmware_version or device.firmware_version
     device.mac_address = hello.mac_address or device.mac_address
