@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from feedback.models import ConsumerFeedback
+from feedback.models import (
+    ConsumerFeedback,
+    ForgedScanAttempt,
+    LotReviewStats,
+    ProductScanStats,
+    ScanAlert,
+    ScanEvent,
+)
+from feedback.services import FeedbackError, feedback_hide, feedback_unhide
 
 
 @admin.register(ConsumerFeedback)
@@ -40,3 +48,79 @@ class ConsumerFeedbackAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    actions = ["unhide_reviews"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Moderation goes through feedback.services, which keeps the lot statistics in step."""
+        if not change or not {"is_hidden", "hidden_reason"} & set(form.changed_data):
+            return
+        try:
+            if obj.is_hidden:
+                feedback_hide(feedback_id=obj.pk, reason=obj.hidden_reason)
+            else:
+                feedback_unhide(feedback_id=obj.pk)
+        except FeedbackError as exc:
+            messages.error(request, exc.detail)
+
+    @admin.action(description="Show the selected reviews again")
+    def unhide_reviews(self, request, queryset) -> None:
+        for pk in queryset.filter(is_hidden=True).values_list("pk", flat=True):
+            feedback_unhide(feedback_id=pk)
+
+
+# --- Scans: counts per product, copied-label alerts, forged codes (all written by services) ---
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ProductScanStats)
+class ProductScanStatsAdmin(ReadOnlyAdmin):
+    list_display = ["product", "scan_count", "first_scanned_at", "last_scanned_at"]
+    search_fields = ["product__product_id", "product__lot_code"]
+    list_select_related = ["product"]
+    ordering = ["-scan_count"]
+    date_hierarchy = "last_scanned_at"
+
+
+@admin.register(ScanEvent)
+class ScanEventAdmin(ReadOnlyAdmin):
+    list_display = ["product", "scanned_at", "channel", "country", "place_source", "language"]
+    list_filter = ["channel", "country", "place_source", "scanned_at"]
+    search_fields = ["product__product_id"]
+    list_select_related = ["product"]
+    date_hierarchy = "scanned_at"
+
+
+@admin.register(ScanAlert)
+class ScanAlertAdmin(admin.ModelAdmin):
+    list_display = ["product", "scan_count", "threshold", "raised_at", "is_resolved"]
+    list_filter = ["is_resolved", "raised_at"]
+    search_fields = ["product__product_id", "product__lot_code"]
+    list_select_related = ["product"]
+    readonly_fields = ["product", "threshold", "scan_count", "raised_at"]
+    fields = ["product", "threshold", "scan_count", "raised_at", "is_resolved", "resolution_note"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(ForgedScanAttempt)
+class ForgedScanAttemptAdmin(ReadOnlyAdmin):
+    list_display = ["claimed_product_id", "attempted_at", "channel", "country", "code"]
+    list_filter = ["channel", "country", "attempted_at"]
+    search_fields = ["claimed_product_id", "code"]
+    date_hierarchy = "attempted_at"
+
+
+@admin.register(LotReviewStats)
+class LotReviewStatsAdmin(ReadOnlyAdmin):
+    list_display = ["lot", "review_count", "average_overall", "updated_at"]
+    search_fields = ["lot__code"]
+    list_select_related = ["lot"]

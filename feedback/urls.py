@@ -2,5 +2,11 @@
 
 from __future__ import annotations
 
+from django.urls import path
+
+from feedback import views
+
 app_name = "feedback"
-urlpatterns: list = []
+urlpatterns: list = [
+    path("p/<str:qr_code>/avis", views.submit, name="submit"),
+]

@@ -11,12 +11,16 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 from traceability.ledger import ledger_append_product
 from traceability.models import ConsumerProduct
+
+if TYPE_CHECKING:
+    from feedback.services import ClientOrigin
 
 QR_PATTERN = re.compile(
     r"^SQAL_(?P<lot_id>\d{1,18})_(?P<sample_id>.{1,100})_"
@@ -218,3 +222,86 @@ def products_pending_registration(
         PendingRegistration(lot_id=lot_id, sample_id=sample_id, site_code=site_code or None)
         for lot_id, sample_id, site_code in rows
     ]
+
+
+# --- Consumer scan: the public page /p/<code> and GET /api/consumer/scan/{code} (issue 5) ---
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    """``status`` is "ok" (``product`` set), "unknown", or "forged" (signature does not verify)."""
+
+    status: str
+    product: ConsumerProduct | None = None
+    scan_count: int = 0
+
+
+def product_for_scan(*, qr_code: str) -> ConsumerProduct | None:
+    """The product and all the scan page shows, in one query: lot, producer, site, this unit's
+    review (if any) and the lot's stored review statistics. None for an unknown code."""
+    if qr_parse(qr_code) is None:
+        return None
+    try:
+        return ConsumerProduct.objects.select_related(
+            "lot__gaveur", "lot__site", "lot__review_stats", "feedback"
+        ).get(qr_code=qr_code)
+    except ConsumerProduct.DoesNotExist:
+        return None
+
+
+def product_scan(
+    *, qr_code: str, channel: str, origin: ClientOrigin, language: str = ""
+) -> ScanOutcome:
+    """Resolve a scanned code and count the scan, in two queries for a known code.
+
+    1. A well-formed code whose signature does not verify is logged for staff as forged.
+    2. An unknown code is answered as such and not counted.
+    3. A known code is counted (which may raise the copied-label alert).
+    """
+    from feedback.services import forged_scan_record, scan_record
+
+    parsed = qr_parse(qr_code)
+    if parsed is not None and not qr_signature_is_valid(qr_code):
+        forged_scan_record(
+            code=qr_code, claimed_product_id=parsed.product_id, channel=channel, origin=origin
+        )
+        return ScanOutcome(status="forged")
+    product = product_for_scan(qr_code=qr_code)
+    if product is None:
+        return ScanOutcome(status="unknown")
+    count = scan_record(product_pk=product.pk, channel=channel, origin=origin, language=language)
+    return ScanOutcome(status="ok", product=product, scan_count=count)
+
+
+def product_traceability(product: ConsumerProduct) -> dict[str, Any]:
+    """The seed's "traceability" object of the scan response, field for field."""
+    gaveur = product.lot.gaveur
+    return {
+        "product_id": product.product_id,
+        "qr_code": product.qr_code,
+        "lot": {
+            "code_lot": product.lot_code,
+            "itm_moyen": product.lot_itm,
+            "poids_moyen_final_g": product.lot_mean_final_weight_g,
+            "date_debut_gavage": product.lot_feeding_start,
+            "date_fin_gavage": product.lot_feeding_end,
+            "duree_gavage_jours": product.lot_feeding_days,
+            "gaveur": {
+                "nom": gaveur.last_name,
+                "prenom": gaveur.first_name,
+                "site_code": product.site_code,
+            },
+        },
+        "sqal_quality": {
+            "fusion_score": product.fusion_score,
+            "fusion_grade": product.fusion_grade,
+            "is_compliant": product.is_compliant,
+            "tof_volume_mm3": product.tof_volume_mm3,
+            "tof_surface_uniformity": product.tof_surface_uniformity,
+            "spectral_freshness_index": product.spectral_freshness_index,
+        },
+        "blockchain": {
+            "hash": product.blockchain_hash or None,
+            "timestamp": product.created_at,
+        },
+    }

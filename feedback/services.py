@@ -1,0 +1,294 @@
+"""Consumer feedback and scan tracking: the only writers of the feedback app's tables.
+
+- ``feedback_submit`` stores one review per product unit and keeps ``LotReviewStats`` in step;
+  ``feedback_hide`` / ``feedback_unhide`` moderate (hidden reviews are kept, not counted).
+- ``scan_record`` counts a scan in one SQL statement (event row + per-product counter) and raises
+  a ``ScanAlert`` when a code is scanned more than ``settings.SCAN_ALERT_THRESHOLD`` times.
+- ``forged_scan_record`` logs a code whose signature does not verify.
+- ``client_hash`` / ``coarse_place`` reduce a request to what we keep: never the IP address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from feedback.models import (
+    COMMENT_MAX_LENGTH,
+    RATING_FIELDS,
+    ConsumerFeedback,
+    ForgedScanAttempt,
+    LotReviewStats,
+    PlaceSource,
+    ScanAlert,
+)
+from traceability.models import ConsumerProduct
+
+logger = logging.getLogger(__name__)
+
+THANK_YOU_MESSAGE = _("Merci pour votre retour ! Il nous aidera à améliorer nos produits.")
+STATS_FIELDS = {f: f.replace("_rating", "_sum") for f in RATING_FIELDS}
+
+
+class FeedbackError(Exception):
+    """A review refused; ``code`` is stable, ``field`` names the input at fault."""
+
+    def __init__(self, code: str, field: str, detail: str, status: int) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.field = field
+        self.detail = detail
+        self.status = status
+
+
+def reward_points() -> int:
+    return settings.FEEDBACK_REWARD_POINTS
+
+
+def feedback_submit(
+    *,
+    qr_code: str,
+    overall_rating: int,
+    taste_rating: int,
+    texture_rating: int,
+    appearance_rating: int,
+    value_rating: int,
+    comment: str = "",
+    consent_to_publish: bool = False,
+    language: str = "",
+) -> ConsumerFeedback:
+    """Store the review of one product unit and add it to its lot's statistics.
+
+    Raises ``FeedbackError``: a rating outside 1–5 or a comment too long (422), an unknown code
+    (404), a unit already reviewed (409).
+    """
+    ratings = {
+        "overall_rating": overall_rating,
+        "taste_rating": taste_rating,
+        "texture_rating": texture_rating,
+        "appearance_rating": appearance_rating,
+        "value_rating": value_rating,
+    }
+    for field, value in ratings.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+            raise FeedbackError(
+                "invalid_rating", field, f"{field} must be an integer from 1 to 5.", 422
+            )
+    comment = (comment or "").strip()
+    if len(comment) > COMMENT_MAX_LENGTH:
+        raise FeedbackError(
+            "comment_too_long", "comment", f"comment is limited to {COMMENT_MAX_LENGTH}.", 422
+        )
+    product = ConsumerProduct.objects.filter(qr_code=qr_code).only("id", "lot_id").first()
+    if product is None:
+        raise FeedbackError("unknown_qr_code", "qr_code", "No product has this QR code.", 404)
+    try:
+        with transaction.atomic():
+            feedback = ConsumerFeedback.objects.create(
+                product=product,
+                comment=comment,
+                consent_to_publish=consent_to_publish,
+                reward_points=reward_points(),
+                language=(language or "")[:8],
+                **ratings,
+            )
+            _stats_add(lot_id=product.lot_id, feedback=feedback, sign=1)
+    except IntegrityError as exc:
+        # The one-to-one on product: this unit already has a review (possibly a concurrent one).
+        if ConsumerFeedback.objects.filter(product_id=product.id).exists():
+            raise FeedbackError(
+                "already_reviewed", "qr_code", "This product unit has already been reviewed.", 409
+            ) from exc
+        raise
+    return feedback
+
+
+def _stats_add(*, lot_id: int, feedback: ConsumerFeedback, sign: int) -> None:
+    """Add (sign=1) or remove (sign=-1) one visible review from its lot's sums."""
+    LotReviewStats.objects.get_or_create(lot_id=lot_id)
+    LotReviewStats.objects.filter(lot_id=lot_id).update(
+        review_count=F("review_count") + sign,
+        **{s: F(s) + sign * getattr(feedback, f) for f, s in STATS_FIELDS.items()},
+        updated_at=timezone.now(),
+    )
+
+
+def feedback_hide(*, feedback_id: int, reason: str) -> ConsumerFeedback:
+    """Hide a review from the public figures, with the moderator's reason. The review is kept."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise FeedbackError("reason_required", "hidden_reason", "Give a reason to hide.", 422)
+    with transaction.atomic():
+        feedback = ConsumerFeedback.objects.select_for_update().get(pk=feedback_id)
+        lot_id = ConsumerProduct.objects.values_list("lot_id", flat=True).get(
+            pk=feedback.product_id
+        )
+        if not feedback.is_hidden:
+            _stats_add(lot_id=lot_id, feedback=feedback, sign=-1)
+        feedback.is_hidden = True
+        feedback.hidden_reason = reason[:200]
+        feedback.save(update_fields=["is_hidden", "hidden_reason"])
+    return feedback
+
+
+def feedback_unhide(*, feedback_id: int) -> ConsumerFeedback:
+    """Show a hidden review again (it counts in its lot's figures again)."""
+    with transaction.atomic():
+        feedback = ConsumerFeedback.objects.select_for_update().get(pk=feedback_id)
+        if feedback.is_hidden:
+            lot_id = ConsumerProduct.objects.values_list("lot_id", flat=True).get(
+                pk=feedback.product_id
+            )
+            _stats_add(lot_id=lot_id, feedback=feedback, sign=1)
+            feedback.is_hidden = False
+            feedback.hidden_reason = ""
+            feedback.save(update_fields=["is_hidden", "hidden_reason"])
+    return feedback
+
+
+def lot_review_stats_rebuild(*, lot_id: int) -> LotReviewStats:
+    """Recompute a lot's sums from its visible reviews (repair; the running sums should agree)."""
+    from django.db.models import Count, Sum
+
+    sums = ConsumerFeedback.objects.filter(product__lot_id=lot_id, is_hidden=False).aggregate(
+        review_count=Count("id"), **{s: Sum(f) for f, s in STATS_FIELDS.items()}
+    )
+    values = {k: v or 0 for k, v in sums.items()}
+    stats, _ = LotReviewStats.objects.update_or_create(lot_id=lot_id, defaults=values)
+    return stats
+
+
+def feedback_rate_limited(*, client_key: str) -> bool:
+    """Count one feedback attempt of this client; True once it exceeds the allowed rate.
+
+    A fixed window in Django's cache (per process with the default local-memory cache, shared
+    with a Redis or Memcached cache).
+    """
+    window = settings.FEEDBACK_RATE_WINDOW_SECONDS
+    key = f"feedback-rate:{client_key}:{int(timezone.now().timestamp()) // window}"
+    cache.add(key, 0, timeout=window)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=window)
+        count = 1
+    return count > settings.FEEDBACK_RATE_LIMIT
+
+
+# --- scans ---------------------------------------------------------------------------------
+
+COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+LANGUAGE_REGION_RE = re.compile(r"^[a-zA-Z]{2,3}[-_]([a-zA-Z]{2})\b")
+
+
+@dataclass(frozen=True)
+class ClientOrigin:
+    """What we keep of a request: a coarse place and a daily-salted client hash, never the IP."""
+
+    country: str = ""
+    place_source: str = PlaceSource.NONE
+    client_hash: str = ""
+
+
+def client_hash(*, address: str, day: str | None = None) -> str:
+    """16 hex characters of HMAC(SECRET_KEY, day|address): links a client's requests within a
+    day (rate limits, distinct scanners) without storing or being able to recover the address."""
+    day = day or timezone.now().date().isoformat()
+    key = settings.SECRET_KEY.encode()
+    return hmac.new(key, f"{day}|{address}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def coarse_place(*, cdn_country: str = "", accept_language: str = "") -> tuple[str, str]:
+    """The country of a request: a CDN's country header when present, else the region of the
+    browser's first language (``fr-FR`` → ``FR``), else nothing."""
+    country = (cdn_country or "").strip().upper()
+    if COUNTRY_RE.match(country) and country not in ("XX", "T1"):
+        return country, PlaceSource.CDN
+    first = (accept_language or "").split(",", 1)[0].strip()
+    match = LANGUAGE_REGION_RE.match(first)
+    if match:
+        return match.group(1).upper(), PlaceSource.LANGUAGE
+    return "", PlaceSource.NONE
+
+
+# One statement: the event row and the per-product counter, so a scan costs one round trip.
+SCAN_RECORD_SQL = """
+WITH event AS (
+    INSERT INTO feedback_scan_events
+        (product_id, scanned_at, channel, country, place_source, language, client_hash)
+    VALUES (%(product)s, %(now)s, %(channel)s, %(country)s, %(place_source)s, %(language)s,
+            %(client_hash)s)
+)
+INSERT INTO feedback_product_scan_stats
+    (product_id, scan_count, first_scanned_at, last_scanned_at)
+VALUES (%(product)s, 1, %(now)s, %(now)s)
+ON CONFLICT (product_id) DO UPDATE
+    SET scan_count = feedback_product_scan_stats.scan_count + 1,
+        last_scanned_at = EXCLUDED.last_scanned_at
+RETURNING scan_count
+"""
+
+
+def scan_record(*, product_pk: int, channel: str, origin: ClientOrigin, language: str = "") -> int:
+    """Count one scan of a product; returns its scan count. Raises the copied-label alert once."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            SCAN_RECORD_SQL,
+            {
+                "product": product_pk,
+                "now": now,
+                "channel": channel,
+                "country": origin.country,
+                "place_source": origin.place_source,
+                "language": (language or "")[:8],
+                "client_hash": origin.client_hash,
+            },
+        )
+        (count,) = cursor.fetchone()
+    threshold = settings.SCAN_ALERT_THRESHOLD
+    if count == threshold + 1:
+        # Counts are atomic increments, so exactly one scan crosses the threshold.
+        _, created = ScanAlert.objects.get_or_create(
+            product_id=product_pk,
+            defaults={"threshold": threshold, "scan_count": count, "raised_at": now},
+        )
+        if created:
+            logger.warning(
+                "Product %s scanned %s times (threshold %s): label probably copied",
+                product_pk,
+                count,
+                threshold,
+            )
+    return count
+
+
+def forged_scan_record(
+    *, code: str, claimed_product_id: str, channel: str, origin: ClientOrigin
+) -> ForgedScanAttempt | None:
+    """Log a code whose signature does not verify; at most a few per client and minute so a
+    bot cannot fill the table. Returns None when the attempt was not stored."""
+    key = f"forged-scan:{origin.client_hash}:{int(timezone.now().timestamp()) // 60}"
+    cache.add(key, 0, timeout=60)
+    if cache.incr(key) > settings.FORGED_SCAN_LOG_PER_MINUTE:
+        return None
+    logger.warning("Forged or altered QR code scanned: %r", code[:300])
+    return ForgedScanAttempt.objects.create(
+        code=code[:300],
+        claimed_product_id=claimed_product_id[:50],
+        attempted_at=timezone.now(),
+        channel=channel,
+        country=origin.country,
+        place_source=origin.place_source,
+        client_hash=origin.client_hash,
+    )

@@ -1,0 +1,114 @@
+"""The public scan page ``/p/<qr_code>``: thin, the work is in ``traceability.services``.
+
+A scan costs two queries (the product with everything shown, and the scan counter) plus what
+the tamper-evidence block needs; nothing shown is recomputed from reviews or scans.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from feedback.forms import FeedbackForm
+from feedback.http import client_origin
+from feedback.models import COMMENT_MAX_LENGTH, ScanChannel
+from traceability.models import ConsumerProduct
+from traceability.services import product_scan
+
+try:
+    from traceability.ledger import scan_context as ledger_scan_context
+except ImportError:  # provided by the ledger; until then the block shows the stored hash only
+    ledger_scan_context = None
+
+# Words for a 0–1 score, on the stations' grade cut-offs (A+ ≥ 0.85, A ≥ 0.75, …).
+LEVELS = [
+    (0.85, 5, _("Excellent")),
+    (0.75, 4, _("Très bon")),
+    (0.60, 3, _("Bon")),
+    (0.45, 2, _("Correct")),
+    (0.0, 1, _("Faible")),
+]
+GRADE_WORDS = {
+    "A+": _("Qualité exceptionnelle"),
+    "A": _("Excellente qualité"),
+    "B": _("Bonne qualité"),
+    "C": _("Qualité standard"),
+}
+GRADE_CSS = {"A+": "grade-aplus", "A": "grade-a", "B": "grade-b", "C": "grade-c"}
+
+
+def _level(score: float | None) -> dict[str, Any] | None:
+    if score is None:
+        return None
+    score = min(max(score, 0.0), 1.0)
+    for cut, level, word in LEVELS:
+        if score >= cut:
+            return {"level": level, "word": word, "segments": [i < level for i in range(5)]}
+    return None
+
+
+def _related(obj: Any, name: str) -> Any:
+    """A reverse one-to-one loaded by select_related, or None when there is no row."""
+    try:
+        return getattr(obj, name)
+    except ObjectDoesNotExist:
+        return None
+
+
+def scan_page(
+    request: HttpRequest,
+    product: ConsumerProduct,
+    *,
+    form: FeedbackForm | None,
+    status: int = 200,
+    notice: str = "",
+) -> HttpResponse:
+    """Render the product page (also re-rendered by the feedback form with its errors)."""
+    stats = _related(product.lot, "review_stats")
+    review = _related(product, "feedback")
+    volume = product.tof_volume_mm3
+    context = {
+        "product": product,
+        "lot": product.lot,
+        "grade_word": GRADE_WORDS.get(product.fusion_grade, product.fusion_grade),
+        "grade_css": GRADE_CSS.get(product.fusion_grade, "grade-c"),
+        "fusion": _level(product.fusion_score),
+        "fusion_percent": round((product.fusion_score or 0) * 100),
+        "qualities": [
+            (_("Régularité de la surface"), _level(product.tof_surface_uniformity)),
+            (_("Fraîcheur (analyse spectrale)"), _level(product.spectral_freshness_index)),
+        ],
+        "volume_cm3": round(volume / 1000) if volume else None,
+        "stats": stats if stats is not None and stats.is_public else None,
+        "already_reviewed": review is not None,
+        "form": form,
+        "notice": notice,
+        "notice_warn": status >= 400,
+        "star_values": range(1, 6),
+        "comment_max": COMMENT_MAX_LENGTH,
+    }
+    if ledger_scan_context is not None:
+        context.update(ledger_scan_context(product))
+    return render(request, "traceability/scan.html", context, status=status)
+
+
+@never_cache
+@require_safe
+def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
+    outcome = product_scan(
+        qr_code=qr_code,
+        channel=ScanChannel.PAGE,
+        origin=client_origin(request),
+        language=getattr(request, "LANGUAGE_CODE", ""),
+    )
+    if outcome.status == "forged":
+        return render(request, "traceability/scan_forged.html", status=404)
+    if outcome.status == "unknown":
+        return render(request, "traceability/scan_unknown.html", status=404)
+    return scan_page(request, outcome.product, form=FeedbackForm())
