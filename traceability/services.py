@@ -209,8 +209,8 @@ def products_pending_registration(
             SELECT s.lot_id, s.sample_id, s.site_code
             FROM sqal_sensor_samples s
             WHERE s.is_compliant AND s.fusion_grade <> 'REJECT' AND s.lot_id IS NOT NULL
-              AND s.received_at <= now() - make_interval(secs => %s)
-              AND s.received_at >= now() - make_interval(days => %s)
+              AND s.received_at <= clock_timestamp() - make_interval(secs => %s)
+              AND s.received_at >= clock_timestamp() - make_interval(days => %s)
               AND NOT EXISTS (SELECT 1 FROM consumer_products p WHERE p.sqal_sample_pk = s.id)
             ORDER BY s.received_at
             LIMIT %s
