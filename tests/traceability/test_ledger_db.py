@@ -340,3 +340,49 @@ def test_concurrent_registrations_get_distinct_consecutive_leaves():
     assert sorted(LedgerLeaf.objects.values_list("leaf_index", flat=True)) == list(range(12))
     result = ledger.ledger_verify()
     assert result.ok, result.findings
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_verify_ledger_command_exits_non_zero_and_names_the_tampered_product():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    from urllib.parse import quote
+
+    lot = make_lot()
+    products = [register(lot) for _ in range(3)]
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{quote(db['HOST'], safe='')}/{db['NAME']}",
+    }
+    root = Path(__file__).resolve().parents[2]
+
+    def verify() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", "verify_ledger"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    clean = verify()
+    assert clean.returncode == 0, clean.stderr
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE consumer_products SET sqal_fusion_score = 0.99 WHERE id = %s",
+            [products[1].pk],
+        )
+    tampered = verify()
+
+    assert tampered.returncode == 1
+    assert f"product {products[1].product_id} changed after sealing" in tampered.stdout
+    assert "fusion_score: '0.87' -> '0.99'" in tampered.stdout
+    assert products[1].product_id in tampered.stderr
+    assert list(LedgerVerification.objects.order_by("started_at").values_list("ok", flat=True)) == [
+        True,
+        False,
+    ]
