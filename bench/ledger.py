@@ -1,0 +1,319 @@
+"""Benchmark of the tamper-evident ledger: append and proof rates at 10k and 1M leaves.
+
+Two paths, each against baselines measured in the same run:
+- memory: the same algorithms (compact frontier + complete-subtree store, traceability.ledger
+  .MemoryLog) with nodes in a dict. Baseline: one plain SHA-256 of a product record per leaf.
+- PostgreSQL: the real tables. The log is grown to each size with ``ledger_seal_pending`` (bulk
+  appends, timed and reported), then a sample of single-product appends (one transaction each,
+  as ``product_register`` does: lock, frontier read, leaf and node inserts, hash update, a head
+  signed every LEDGER_HEAD_MAX_PENDING) and of cold inclusion proofs (``product_proof`` with the
+  cache cleared: the scan page's one query) is timed at that size, then the whole
+  ``ledger_verify`` (what ``manage.py verify_ledger`` runs). Baselines: a single-row
+  INSERT in its own transaction, and a ``SELECT 1`` round trip.
+Products are bulk-inserted with SQL (not timed). Runs on a throwaway embedded PostgreSQL unless
+DATABASE_URL is set. Last line: one JSON object.
+
+    .venv/bin/python bench/ledger.py [--sizes 10000,1000000] [--samples 500] [--proofs 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _setup_django() -> None:
+    if not os.environ.get("DATABASE_URL") and not os.environ.get("EMBEDDED_PG_DIR"):
+        os.environ["EMBEDDED_PG_DIR"] = tempfile.mkdtemp(prefix="gtbench.")
+        os.environ["EMBEDDED_PG_CLEANUP"] = "delete"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gaveurs.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+# --- memory path ----------------------------------------------------------------------------
+
+
+def _best_seconds(fn, repeats: int) -> float:
+    """Best of ``repeats`` timings: the machine is shared, the minimum is the least noisy."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def memory_stage(size: int, proofs: int, record: bytes) -> dict:
+    from traceability.ledger import MemoryLog, leaf_hash
+
+    repeats = 5 if size <= 100_000 else 2
+    n_base = min(size, 200_000)
+
+    def hash_all() -> None:
+        for i in range(n_base):
+            hashlib.sha256(record + i.to_bytes(8, "big")).digest()
+
+    sha_rate = _rate(n_base, _best_seconds(hash_all, repeats))
+
+    leaves = [leaf_hash(record + i.to_bytes(8, "big")) for i in range(size)]
+    logs: list[MemoryLog] = []
+
+    def build() -> None:
+        logs.clear()  # the previous log is freed before timing the next build
+        log = MemoryLog()
+        for leaf in leaves:
+            log.append(leaf)
+        logs.append(log)
+
+    append_rate = _rate(size, _best_seconds(build, repeats))
+    log = logs[0]
+    rng = random.Random(size)
+    picks = [rng.randrange(size) for _ in range(proofs)]
+
+    def prove() -> None:
+        for i in picks:
+            log.inclusion_proof(i, size)
+
+    proof_rate = _rate(proofs, _best_seconds(prove, repeats))
+    return {
+        "sha256_per_s": round(sha_rate),
+        "append_per_s": round(append_rate),
+        "proof_per_s": round(proof_rate),
+        "append_vs_sha256": round(append_rate / sha_rate, 3),
+        "proof_vs_sha256": round(proof_rate / sha_rate, 3),
+    }
+
+
+# --- PostgreSQL path ------------------------------------------------------------------------
+
+
+class Fixture:
+    """One lot, one device and a template sample/product copied by SQL into many products."""
+
+    def __init__(self) -> None:
+        from django.db import connection
+
+        from tests.factories import make_lot, make_sample
+        from traceability.services import product_register
+
+        self.lot = make_lot()
+        sample = make_sample(lot=self.lot, sample_id="BENCH_TEMPLATE")
+        registered = product_register(
+            lot_id=self.lot.id, sample_id=sample.sample_id, site_code="LL"
+        )
+        self.template_sample = sample.pk
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM consumer_products WHERE product_id = %s", [registered.product_id]
+            )
+            (self.template_product,) = cursor.fetchone()
+        self.sample_cols = self._columns("sqal_sensor_samples", {"id", "sample_id"})
+        self.product_cols = self._columns(
+            "consumer_products",
+            {"id", "product_id", "qr_code", "sqal_sample_pk", "sqal_sample_id", "created_at"},
+        )
+        self.next = 1
+
+    @staticmethod
+    def _columns(table: str, skip: set[str]) -> list[str]:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                "ORDER BY ordinal_position",
+                [table],
+            )
+            return [c for (c,) in cursor.fetchall() if c not in skip]
+
+    def add_products(self, count: int) -> None:
+        """Insert ``count`` unsealed products (and their samples) with two SQL statements."""
+        from django.db import connection, transaction
+
+        first, last = self.next, self.next + count - 1
+        self.next += count
+        scols = ", ".join(self.sample_cols)
+        pcols = ", ".join(self.product_cols)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO sqal_sensor_samples (sample_id, {scols}) "
+                f"SELECT 'B_' || g, {', '.join('t.' + c for c in self.sample_cols)} "
+                "FROM sqal_sensor_samples t, generate_series(%s, %s) g WHERE t.id = %s",
+                [first, last, self.template_sample],
+            )
+            cursor.execute(
+                f"INSERT INTO consumer_products (product_id, qr_code, sqal_sample_pk, "
+                f"sqal_sample_id, created_at, {pcols}) "
+                "SELECT 'FG_LL_20260101_' || lpad(g::text, 7, '0'), "
+                "'SQAL_' || t.lot_id || '_B_' || g || '_FG_LL_20260101_' || lpad(g::text, 7, '0')"
+                " || '_0000000000000000', s.id, s.sample_id, clock_timestamp(), "
+                f"{', '.join('t.' + c for c in self.product_cols)} "
+                "FROM generate_series(%s, %s) g "
+                "JOIN sqal_sensor_samples s ON s.sample_id = 'B_' || g "
+                "CROSS JOIN consumer_products t WHERE t.id = %s",
+                [first, last, self.template_product],
+            )
+
+
+def db_baselines(samples: int, proofs: int) -> dict:
+    from django.db import connection, transaction
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_baseline (id bigserial, h bytea)")
+    t = time.perf_counter()
+    for i in range(samples):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("INSERT INTO bench_baseline (h) VALUES (%s)", [i.to_bytes(32, "big")])
+    insert_rate = _rate(samples, time.perf_counter() - t)
+    t = time.perf_counter()
+    with connection.cursor() as cursor:
+        for _ in range(proofs):
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    select_rate = _rate(proofs, time.perf_counter() - t)
+    return {"insert_txn_per_s": round(insert_rate), "select1_per_s": round(select_rate)}
+
+
+def db_stage(
+    fixture: Fixture, size: int, samples: int, proofs: int, base: dict, verify: bool
+) -> dict:
+    from django.core.cache import cache
+    from django.db import connection
+
+    from traceability import ledger
+    from traceability.models import ConsumerProduct
+
+    current = ledger.ledger_seal_pending(sign=True).tree_size
+    bulk = max(size - samples - current, 0)
+    bulk_seconds = 0.0
+    if bulk:
+        fixture.add_products(bulk)
+        t = time.perf_counter()
+        ledger.ledger_seal_pending(sign=True)
+        bulk_seconds = time.perf_counter() - t
+
+    fixture.add_products(samples)
+    pending = list(
+        ConsumerProduct.objects.filter(ledger_leaf__isnull=True)
+        .order_by("created_at", "pk")
+        .values_list("product_id", flat=True)
+    )
+    t = time.perf_counter()
+    for product_id in pending:
+        ledger.ledger_append_product(product_id=product_id)
+    append_rate = _rate(len(pending), time.perf_counter() - t)
+    ledger.ledger_sign_head(force=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM ledger_leaves")
+        (tree_size,) = cursor.fetchone()
+
+    rng = random.Random(size)
+    picks = [rng.randrange(tree_size) for _ in range(proofs)]
+    products = {
+        p.ledger_leaf.leaf_index: p
+        for p in ConsumerProduct.objects.select_related("ledger_leaf").filter(
+            ledger_leaf__leaf_index__in=picks
+        )
+    }
+    t = time.perf_counter()
+    for index in picks:
+        cache.clear()
+        proof = ledger.product_proof(products[index])
+    proof_rate = _rate(len(picks), time.perf_counter() - t)
+    assert proof["status"] == "sealed"
+    verify_seconds = None
+    if verify:
+        t = time.perf_counter()
+        outcome = ledger.ledger_verify()
+        verify_seconds = round(time.perf_counter() - t, 1)
+        assert outcome.ok, outcome.summary
+    return {
+        "verify_seconds": verify_seconds,
+        "tree_size": tree_size,
+        "bulk_seal_per_s": round(_rate(bulk, bulk_seconds)) if bulk else None,
+        "append_per_s": round(append_rate),
+        "proof_per_s": round(proof_rate),
+        "append_vs_insert_txn": round(append_rate / base["insert_txn_per_s"], 3),
+        "proof_vs_select1": round(proof_rate / base["select1_per_s"], 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,1000000")
+    parser.add_argument("--samples", type=int, default=500, help="single appends timed per size")
+    parser.add_argument("--proofs", type=int, default=1000, help="proofs timed per size")
+    parser.add_argument("--no-db", action="store_true", help="memory path only")
+    parser.add_argument("--no-verify", action="store_true", help="skip timing ledger_verify")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    _setup_django()
+    from traceability.ledger import canonical_json
+
+    record = canonical_json({"v": 1, "product_id": "FG_LL_20260101_0001", "pad": "x" * 500})
+    record_bytes = record.encode()
+    results: dict = {"sizes": sizes, "memory": {}, "db": {}}
+    for size in sizes:
+        m = memory_stage(size, args.proofs * 10, record_bytes)
+        results["memory"][str(size)] = m
+        print(
+            f"memory  {size:>9,} leaves: append {m['append_per_s']:>9,}/s "
+            f"({m['append_vs_sha256']:.3f}x sha256), proof {m['proof_per_s']:>8,}/s "
+            f"({m['proof_vs_sha256']:.3f}x sha256); sha256 {m['sha256_per_s']:,}/s",
+            flush=True,
+        )
+    if not args.no_db:
+        base = db_baselines(args.samples, args.proofs)
+        results["db_baseline"] = base
+        print(
+            f"db baseline: insert txn {base['insert_txn_per_s']:,}/s, "
+            f"SELECT 1 {base['select1_per_s']:,}/s",
+            flush=True,
+        )
+        fixture = Fixture()
+        for size in sizes:
+            t = time.perf_counter()
+            d = db_stage(fixture, size, args.samples, args.proofs, base, not args.no_verify)
+            d["stage_seconds"] = round(time.perf_counter() - t, 1)
+            results["db"][str(size)] = d
+            bulk = f"{d['bulk_seal_per_s']:,}/s" if d["bulk_seal_per_s"] else "-"
+            print(
+                f"db      {d['tree_size']:>9,} leaves: append {d['append_per_s']:>6,}/s "
+                f"({d['append_vs_insert_txn']:.3f}x insert txn), cold proof "
+                f"{d['proof_per_s']:>6,}/s ({d['proof_vs_select1']:.3f}x SELECT 1); "
+                f"bulk seal {bulk}; verify_ledger {d['verify_seconds']} s "
+                f"(stage {d['stage_seconds']} s)",
+                flush=True,
+            )
+    if len(sizes) >= 2:
+        small, large = str(sizes[0]), str(sizes[-1])
+        for path in ("memory", "db"):
+            if results[path]:
+                for what in ("append_per_s", "proof_per_s"):
+                    key = f"{path}_{what.split('_')[0]}_large_vs_small"
+                    results[key] = round(results[path][large][what] / results[path][small][what], 3)
+    print(json.dumps(results, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
