@@ -1,6 +1,6 @@
 """Registration pipeline benchmark: sample acknowledged → product scannable, and QR renders/s.
 
-Run: ``.venv/bin/python bench/pipeline.py [--samples 200] [--rate 20]``. Uses a throwaway
+Run: ``.venv/bin/python bench/pipeline.py [--samples 200] [--rate 10]``. Uses a throwaway
 embedded PostgreSQL unless DATABASE_URL is set, and Redis at 127.0.0.1:6379 (database 15, a
 per-run key prefix; REDIS_BENCH_URL to change it). For each broker (Redis, then the embedded
 SQLAlchemy transport) it starts the real worker (``scripts/worker.sh``: prefork, 2 processes),
@@ -203,6 +203,7 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     deadline = time.monotonic() + 60
     while b" ready." not in log.read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
+            stop_worker(proc)
             raise RuntimeError(f"worker did not start: {log.read_text()[-2000:]}")
         time.sleep(0.1)
     return proc
@@ -211,6 +212,8 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
 def stop_worker(proc: subprocess.Popen) -> None:
     import signal
 
+    if proc.poll() is not None:
+        return
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=20)
@@ -334,7 +337,7 @@ def measure_qr(n: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=20.0, help="samples per second")
+    parser.add_argument("--rate", type=float, default=10.0, help="samples per second")
     parser.add_argument("--qr", type=int, default=300, help="QR codes to render")
     args = parser.parse_args()
 
@@ -401,6 +404,8 @@ def main() -> None:
                 "embedded_poll_interval_s": float(poll),
                 "qr": q,
                 "goal_redis_p95_under_300ms": results["redis"]["p95_ms"] < 300,
+                "cpus": os.cpu_count(),
+                "load_average_1min_at_end": round(os.getloadavg()[0], 2),
             }
         )
     )

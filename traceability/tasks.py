@@ -16,8 +16,8 @@
    enqueues ``register_pending_products``: a registration for every eligible sample that has no
    product yet. With 4., that makes "exactly one product per compliant sample" hold for both.
 
-The API reports a task's state from django-celery-results; a PENDING row is written when the task
-is published, so a task that is queued but not started is known too (unknown ids answer 404).
+The API reports a task's state from django-celery-results; it writes a PENDING row when it submits
+a task, so a task that is queued but not started is known too (unknown ids answer 404).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import shared_task, states
-from celery.signals import before_task_publish, worker_ready
+from celery.signals import worker_ready
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 
@@ -117,9 +117,24 @@ def generate_qr_code_async(
 
 
 def product_registration_submit(*, lot_id: int, sample_id: str, site_code: str | None) -> str:
-    """Enqueue a registration once the current transaction commits; returns the task id."""
+    """Enqueue a registration once the current transaction commits; returns the task id.
+
+    Writes the task's PENDING result row first, so its state can be asked for (and is known)
+    before a worker takes it. Ingestion enqueues with ``services.product_registration_request``
+    instead: nobody follows those task ids, and the acks of a batch should not wait for it.
+    """
+    from django_celery_results.models import TaskResult
+
     task_id = str(uuid.uuid4())
     kwargs = {"lot_id": lot_id, "sample_id": sample_id, "site_code": site_code}
+    TaskResult.objects.create(
+        task_id=task_id,
+        task_name=GENERATE_TASK,
+        status=states.PENDING,
+        task_kwargs=json.dumps(kwargs),
+        content_type="application/json",
+        content_encoding="utf-8",
+    )
     transaction.on_commit(
         lambda: generate_qr_code_async.apply_async(kwargs=kwargs, task_id=task_id)
     )
@@ -156,28 +171,3 @@ def _sweep_on_worker_start(sender: Any = None, **kwargs: Any) -> None:
         register_pending_products.apply_async(queue="exports")
     except Exception:  # a broker hiccup must not stop the worker; the next start sweeps again
         logger.exception("could not enqueue the pending products sweep")
-
-
-@before_task_publish.connect
-def _record_submission(
-    sender: str | None = None, headers: dict | None = None, body: Any = None, **kwargs: Any
-) -> None:
-    """Write a PENDING result row when a registration is published (see module docstring)."""
-    if sender != GENERATE_TASK or not headers:
-        return
-    from django_celery_results.models import TaskResult
-
-    task_kwargs = body[1] if isinstance(body, tuple | list) and len(body) > 1 else {}
-    try:
-        TaskResult.objects.get_or_create(
-            task_id=headers["id"],
-            defaults={
-                "task_name": sender,
-                "status": states.PENDING,
-                "task_kwargs": json.dumps(task_kwargs),
-                "content_type": "application/json",
-                "content_encoding": "utf-8",
-            },
-        )
-    except Exception:  # the state row is a convenience; never lose the task over it
-        logger.exception("could not record the submission of task %s", headers.get("id"))

@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 from celery import current_app, states
-from celery.signals import before_task_publish
 from django.core.management import call_command
 
 from tests.factories import make_lot, make_sample
@@ -168,14 +167,13 @@ def test_the_status_of_an_unknown_task_is_404(staff_client):
     assert response.json()["code"] == "unknown_task"
 
 
-def test_a_published_task_is_pending_until_a_worker_takes_it(staff_client):
-    task_id = str(uuid.uuid4())
-    before_task_publish.send(
-        sender=tasks.GENERATE_TASK,
-        headers={"id": task_id},
-        body=((), {"lot_id": 1, "sample_id": "S", "site_code": None}, {}),
-    )
+def test_a_submitted_task_is_pending_until_a_worker_takes_it(staff_client, published):
+    lot = make_lot()
+    sample = make_sample(lot=lot)
+    task_id = submit(staff_client, lot.id, sample.sample_id).json()["task_id"]
+
     body = staff_client.get(f"/api/tasks/status/{task_id}").json()
+
     assert body == {"task_id": task_id, "status": "PENDING", "result": None}
 
 

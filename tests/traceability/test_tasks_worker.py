@@ -76,7 +76,11 @@ class Worker:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_for(self._ready, what=f"worker ready (log {self.log})")
+        try:
+            wait_for(self._ready, what=f"worker ready (log {self.log})")
+        except BaseException:
+            self.kill()
+            raise
 
     def _ready(self) -> bool:
         assert self.proc is not None and self.log is not None
