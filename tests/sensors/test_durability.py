@@ -19,6 +19,7 @@ from tests.sensors.conftest import (
     run,
     server_env,
 )
+from tests.sensors.test_station_protocol import nested
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -97,12 +98,10 @@ def test_server_killed_right_after_the_send_then_resent_stores_exactly_once(toke
 def test_a_flooding_station_is_throttled_without_starving_another(db):
     flooder = device_issue_token(device=make_device(device_id="ESP32_LL_01"))
     calm = device_issue_token(device=make_device(device_id="ESP32_LL_02"))
-    server = DaphneServer(server_env(SQAL_THROTTLE_RATE="20", SQAL_THROTTLE_BURST="20")).start()
+    server = DaphneServer(server_env(SQAL_THROTTLE_RATE="5", SQAL_THROTTLE_BURST="10")).start()
 
     def sample(device_id: str, n: int) -> str:
-        m = json.loads(FLAT)
-        m.update(device_id=device_id, sample_id=f"{device_id}_{n:04d}")
-        return json.dumps(m)
+        return json.dumps(nested(f"{device_id}_{n:04d}", device_id=device_id))
 
     async def flood():
         ws = await open_station(server.url, flooder)
@@ -133,9 +132,9 @@ def test_a_flooding_station_is_throttled_without_starving_another(db):
 
     limited = [f for f in frames if f.get("code") == "rate_limited"]
     saved = [f for f in frames if f.get("status") == "saved"]
-    assert len(limited) > 50 and len(saved) >= 20 and len(limited) + len(saved) == 150
+    assert len(limited) > 75 and len(saved) >= 10 and len(limited) + len(saved) == 150
     assert all(f["retry_after"] > 0 for f in limited), limited[:2]
     assert all(f["sample_id"].startswith("ESP32_LL_01_") for f in limited), limited[:2]
     assert SensorSample.objects.filter(device_id="ESP32_LL_01").count() == len(saved)
     assert [a["status"] for a in acks] == ["saved"] * 5
-    assert max(latencies) < 2.0, latencies
+    assert max(latencies) < 3.0, latencies

@@ -1,0 +1,283 @@
+"""SQAL ingestion benchmark: samples stored and acknowledged per second, vs an echo ceiling.
+
+Run: ``.venv/bin/python bench/ingest.py [--flat 600] [--nested 3000] [--window 16]``.
+Uses a throwaway embedded PostgreSQL (migrated) and ONE Daphne server process serving both:
+
+* ``/ws/echo/``: the ceiling, a trivial consumer that answers every frame with a constant ack
+  without even parsing it (what Daphne + Channels + the client cost by themselves);
+* ``/ws/sensors/``: the real station endpoint (``gaveurs.asgi``: origin check, auth middleware,
+  validation, group commit, ack after commit).
+
+For each message (the real 190 KB ESP32 fixture, and a compact nested message of ~4 KB) and for
+1 station and 20 stations, the clients (websockets, in this process) keep ``--window`` frames
+in flight per connection and measure frames acknowledged per second. The ratio is
+stored-and-acked / echo, measured in the same run against the same server. Stations are
+unregistered (development mode) and the per-connection throttle is lifted for the run: it is a
+protection, and here we measure capacity. The mean batch size (samples per transaction) comes
+from the database (one ``received_at`` per transaction). The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "sensor_data_flat.json"
+
+
+# --- the server side: echo route + the real application ---------------------------------------
+
+
+def __getattr__(name: str):
+    """``bench.ingest:application`` for Daphne, built lazily (this module is also the client)."""
+    if name != "application":
+        raise AttributeError(name)
+    from channels.generic.websocket import AsyncWebsocketConsumer
+
+    from gaveurs.asgi import application as real
+
+    class Echo(AsyncWebsocketConsumer):
+        async def connect(self) -> None:
+            await self.accept()
+            await self.send(text_data='{"type": "connection_established"}')
+
+        async def receive(self, text_data=None, bytes_data=None) -> None:
+            await self.send(text_data='{"type": "ack", "status": "echo"}')
+
+    echo = Echo.as_asgi()
+
+    async def app(scope, receive, send):
+        if scope["type"] == "websocket" and scope["path"].startswith("/ws/echo/"):
+            return await echo(scope, receive, send)
+        return await real(scope, receive, send)
+
+    globals()["application"] = app
+    return app
+
+
+# --- the client side ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def flat_template() -> str:
+    message = json.loads(FIXTURE.read_text())
+    message.update(device_id="__DEV__", sample_id="__SID__")
+    return json.dumps(message)
+
+
+def nested_template() -> str:
+    flat = json.loads(FIXTURE.read_text())
+    tof, spec = flat["vl53l8ch"], flat["as7341"]
+    matrices = ("distance_matrix", "reflectance_matrix", "amplitude_matrix", "ambient_matrix")
+    return json.dumps(
+        {
+            "type": "sensor_data",
+            "device_id": "__DEV__",
+            "sample_id": "__SID__",
+            "timestamp": "2026-11-24T08:00:00Z",
+            "vl53l8ch": {
+                "raw": {k: tof[k] for k in matrices},
+                "analysis": {
+                    "volume_mm3": 98000.0,
+                    "surface_uniformity": 0.91,
+                    "quality_score": 0.88,
+                    "grade": "A+",
+                },
+            },
+            "as7341": {
+                "raw": {"channels": spec["channels"]},
+                "analysis": {
+                    "freshness_index": 0.9,
+                    "fat_quality_index": 0.8,
+                    "oxidation_index": 0.1,
+                    "quality_score": 0.86,
+                    "grade": "A+",
+                },
+            },
+            "fusion": {"final_score": 0.87, "final_grade": "A+", "is_compliant": True},
+            "meta": {"firmware_version": "1.0.0", "temperature_c": 4.1, "humidity_percent": 48},
+            "lot_abattage": "LL2610001",
+        }
+    )
+
+
+async def station(url: str, template: str, device_id: str, run_id: str, count: int, window: int):
+    from websockets.asyncio.client import connect
+
+    async with connect(url, max_size=None, open_timeout=20, compression=None) as ws:
+        assert json.loads(await ws.recv())["type"] == "connection_established"
+        body = template.replace("__DEV__", device_id)
+        saved = 0
+        sent = 0
+        in_flight = 0
+        started = time.perf_counter()
+        while sent < count or in_flight:
+            while sent < count and in_flight < window:
+                await ws.send(body.replace("__SID__", f"{device_id}_{run_id}_{sent:06d}"))
+                sent += 1
+                in_flight += 1
+            frame = json.loads(await ws.recv())
+            if frame.get("type") != "ack":
+                raise RuntimeError(f"{device_id}: {frame}")
+            in_flight -= 1
+            saved += frame.get("status") in ("saved", "echo")
+        return saved, time.perf_counter() - started
+
+
+async def measure(url: str, template: str, devices: int, total: int, window: int, run_id: str):
+    per_device = max(1, total // devices)
+    started = time.perf_counter()
+    results = await asyncio.gather(
+        *(
+            station(url, template, f"ESP32_LL_{n + 1:02d}", run_id, per_device, window)
+            for n in range(devices)
+        )
+    )
+    elapsed = time.perf_counter() - started
+    saved = sum(r[0] for r in results)
+    if saved != per_device * devices:
+        raise RuntimeError(f"{saved} of {per_device * devices} acknowledged as saved")
+    return saved / elapsed, saved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flat", type=int, default=600, help="190 KB messages per run")
+    parser.add_argument("--nested", type=int, default=3000, help="compact messages per run")
+    parser.add_argument("--window", type=int, default=16, help="frames in flight per station")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT))
+    workdir = tempfile.mkdtemp(prefix="gtbench-ingest.")
+    from gaveurs.embedded_pg import database_url
+
+    db_url = database_url(Path(workdir) / "pg", cleanup_mode="delete")
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "DJANGO_SETTINGS_MODULE": "gaveurs.settings",
+        "SQAL_ALLOW_UNREGISTERED_DEVICES": "true",
+        "SQAL_THROTTLE_RATE": "1000000",
+        "SQAL_THROTTLE_BURST": "1000000",
+        "LOG_LEVEL": "WARNING",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    port = free_port()
+    log = open(Path(workdir) / "daphne.log", "wb")  # noqa: SIM115
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "bench.ingest:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        base = f"ws://127.0.0.1:{port}"
+        templates = {
+            "flat_190KB": (flat_template(), args.flat),
+            "nested": (nested_template(), args.nested),
+        }
+        figures: dict[str, dict] = {}
+        run = 0
+
+        async def all_runs():
+            nonlocal run
+            # Warm up both routes (connections, imports, the database's caches).
+            await measure(base + "/ws/echo/", templates["nested"][0], 2, 40, 4, "warm")
+            await measure(base + "/ws/sensors/", templates["nested"][0], 2, 40, 4, "warm")
+            for name, (template, total) in templates.items():
+                size = len(template.encode())
+                for devices in (1, 20):
+                    run += 1
+                    echo, _ = await measure(
+                        base + "/ws/echo/", template, devices, total, args.window, f"e{run}"
+                    )
+                    stored, n = await measure(
+                        base + "/ws/sensors/", template, devices, total, args.window, f"r{run}"
+                    )
+                    key = f"{name}_{devices}_station{'s' if devices > 1 else ''}"
+                    figures[key] = {
+                        "bytes": size,
+                        "echo_per_s": round(echo, 1),
+                        "stored_acked_per_s": round(stored, 1),
+                        "ratio": round(stored / echo, 3),
+                        "samples": n,
+                    }
+                    print(
+                        f"{key:28s} {size / 1024:7.1f} KB  echo {echo:8.1f}/s  "
+                        f"stored+acked {stored:8.1f}/s  ratio {stored / echo:5.2f}",
+                        flush=True,
+                    )
+
+        asyncio.run(all_runs())
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    os.environ.update(DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="gaveurs.settings")
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), count(DISTINCT received_at) FROM sqal_sensor_samples "
+            "WHERE sample_id NOT LIKE %s",
+            ["%\\_warm\\_%"],
+        )
+        samples, transactions = cursor.fetchone()
+    mean_batch = samples / transactions if transactions else 0.0
+    print(f"samples stored {samples} in {transactions} transactions (mean batch {mean_batch:.1f})")
+    ratios = [f["ratio"] for f in figures.values()]
+    print(
+        json.dumps(
+            {
+                "bench": "ingest",
+                "window": args.window,
+                "figures": figures,
+                "min_ratio_to_echo": min(ratios),
+                "goal_ratio": 0.6,
+                "mean_batch_size": round(mean_batch, 1),
+                "cpus": os.cpu_count(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
