@@ -225,7 +225,8 @@ def stop_worker(proc: subprocess.Popen) -> None:
 def measure_broker(name: str, broker_url: str, broker_env: dict, options: dict, args, lot, dsn):
     from django.db import connection
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBEDDED_PG", "CELERY_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_PG")}
+    env.pop("CELERY_REDIS_KEY_PREFIX", None)
     env.update(broker_env, DATABASE_URL=dsn, PRODUCT_SWEEP_GRACE_SECONDS="3600")
     env["CELERY_LOG_LEVEL"] = "info"  # the default of scripts/worker.sh; "ready." is at INFO
     log = Path(tempfile.mkdtemp(prefix="gtbench-worker.")) / f"{name}.log"

@@ -214,6 +214,10 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 # product received more than GRACE seconds (and less than MAX_AGE days) ago (traceability.tasks).
 PRODUCT_SWEEP_GRACE_SECONDS = envint("PRODUCT_SWEEP_GRACE_SECONDS", "60")
 PRODUCT_SWEEP_MAX_AGE_DAYS = envint("PRODUCT_SWEEP_MAX_AGE_DAYS", "30")
+# Celery's Django fixup closes the database connection around every task (a new PostgreSQL
+# connection per task: half the ack-to-product latency, bench/pipeline.py). Keep them; tasks
+# get Django's own CONN_MAX_AGE and health checks instead (traceability.tasks).
+CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", "1000")
 
 # SQAL ingestion
 SQAL_ALLOW_UNREGISTERED_DEVICES = envbool("SQAL_ALLOW_UNREGISTERED_DEVICES", "False")

@@ -31,9 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from celery import shared_task, states
-from celery.signals import worker_ready
+from celery.signals import task_postrun, task_prerun, worker_ready
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
 
 from traceability import services
 
@@ -171,3 +176,15 @@ def _sweep_on_worker_start(sender: Any = None, **kwargs: Any) -> None:
         register_pending_products.apply_async(queue="exports")
     except Exception:  # a broker hiccup must not stop the worker; the next start sweeps again
         logger.exception("could not enqueue the pending products sweep")
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _recycle_old_connections(task: Any = None, **kwargs: Any) -> None:
+    """Django's request-cycle rule around each task: close connections that are broken (a retry
+    after a database error gets a fresh one) or older than CONN_MAX_AGE, keep the others
+    (settings.CELERY_DB_REUSE_MAX stops Celery from closing them all). Not for eager calls,
+    which run inside their caller's transaction."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    close_old_connections()
