@@ -6,6 +6,7 @@ imports this module and web processes must not load them.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,11 +102,21 @@ def optimization_run(
     min_reviews = settings.OPTIMIZER_MIN_REVIEWS if min_reviews is None else min_reviews
     seed = settings.OPTIMIZER_RANDOM_SEED if seed is None else seed
     bounds = CurveBounds.from_settings()
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
     dataset = dataset_build(
         site_code=site.code if site else None,
         gaveur_id=gaveur.pk if gaveur else None,
         feature_days=bounds.max_days,
     )
+    lap("dataset")
     data_metrics = {
         **dataset.counts,
         "min_reviews": min_reviews,
@@ -140,6 +151,7 @@ def optimization_run(
         )
     else:
         model = curve_model_fit(dataset, folds=folds, n_estimators=n_estimators, seed=seed)
+        lap("curve_model")
         insights = insights_compute(
             dataset,
             folds=folds,
@@ -147,6 +159,7 @@ def optimization_run(
             seed=seed,
             max_rows=settings.OPTIMIZER_MAX_TRAIN_ROWS,
         )
+        lap("insights")
         run.model_metrics = {
             "curve_model_cv": model.cv.as_dict(),
             "insight_model_cv": insights.cv.as_dict() if insights.cv else None,
@@ -184,6 +197,7 @@ def optimization_run(
                 generations=settings.OPTIMIZER_SEARCH_GENERATIONS,
                 seed=seed,
             )
+            lap("search")
             run.model_metrics["search"] = {
                 "evaluated": search.evaluated,
                 "feasible": search.feasible,
@@ -214,6 +228,7 @@ def optimization_run(
                         else " (no current curve to compare with)."
                     )
                 )
+    run.model_metrics["timings_s"] = timings
     with transaction.atomic():
         run.save()
         if run.outcome == OptimizationRun.Outcome.PROPOSED:
@@ -248,8 +263,9 @@ def optimization_run(
             current_name=current.name if current else None,
             current_doses=current_doses,
         )
+        lap("report")
         run.report_dir = str(Path(report_dir).resolve())
-        run.save(update_fields=["report_dir"])
+        run.save(update_fields=["report_dir", "model_metrics"])
         lines.append(f"Report: {Path(report_dir).resolve() / 'index.html'}")
     return RunOutcome(run=run, curve=curve, lines=lines)
 
