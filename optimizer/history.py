@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from feedback.models import RATING_FIELDS, ConsumerFeedback
+from feedback.services import lot_review_stats_rebuild
 from gaveurs.models import FeedingRecord, Gaveur, Lot, Site
 from sensors.models import Device, SensorSample
 from traceability.models import ConsumerProduct, ProductSequence
@@ -422,4 +423,7 @@ def history_import(*, text: str, source: str = "") -> dict[str, int]:
                     product=stored, comment=product["comment"], **product["ratings"]
                 )
                 counts["feedback"] += 1
+        if any("ratings" in product for product in item.products):
+            # The scan page reads the lot's review sums: keep them in step with the import.
+            lot_review_stats_rebuild(lot_id=lot.pk)
     return counts

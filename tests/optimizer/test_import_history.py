@@ -56,6 +56,7 @@ def test_the_example_file_of_the_readme_loads(capsys):
     product = ConsumerProduct.objects.filter(lot=lot).first()
     assert product_signature_is_valid(product)
     assert product.product_id.startswith("FG_LL_20250218_")
+    assert lot.review_stats.review_count == 2
     data = dataset_build()
     assert data.counts["rows_used"] == 8
     assert data.counts["products_without_review"] == 4
