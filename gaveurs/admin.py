@@ -100,13 +100,14 @@ class LotAdmin(admin.ModelAdmin):
         url = reverse("admin:gaveurs_feedingcurve_change", args=[curve.pk])
         return format_html('<a href="{}">{}</a> ({})', url, curve.name, origin)
 
-    def save_model(self, request, obj: Lot, form, change: bool) -> None:
-        super().save_model(request, obj, form, change)
+    def save_related(self, request, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
         if not change:
-            # A new lot without a curve gets the one its producer/site follows (optimiser).
+            # A new lot without a curve gets the one its producer/site follows (optimiser);
+            # after the inlines, so meals entered by hand are kept.
             from gaveurs.services import lot_assign_default_curve
 
-            lot_assign_default_curve(lot=obj)
+            lot_assign_default_curve(lot=form.instance)
 
 
 @admin.register(FeedingRecord)

@@ -82,6 +82,7 @@ def optimization_run(
     gaveur_id: int | None = None,
     min_reviews: int | None = None,
     report_dir: Path | None = None,
+    write_report: bool = True,
     seed: int | None = None,
 ) -> RunOutcome:
     """Build the dataset, learn, and propose a curve when the data supports one.
@@ -251,7 +252,10 @@ def optimization_run(
                 run=run,
             )
     lines.append(run.message)
-    if report_dir is not None:
+    if write_report:
+        if report_dir is None:
+            # Without --report, the report still goes where the admin finds it.
+            report_dir = Path(settings.OPTIMIZER_REPORT_DIR) / f"run-{run.pk}"
         from optimizer.report import report_write
 
         report_write(

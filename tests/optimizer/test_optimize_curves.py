@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,7 +44,12 @@ def test_it_refuses_with_too_few_reviewed_products(capsys, settings):
     assert "500 needed" in out
     assert "No curve recommended" in out
     assert not OptimizedCurve.objects.exists()
-    assert OptimizationRun.objects.get().outcome == "too_few_reviews"
+    run = OptimizationRun.objects.get()
+    assert run.outcome == "too_few_reviews"
+    # without --report the report goes where the admin links it from
+    report = Path(run.report_dir) / "index.html"
+    assert report.parent == (settings.OPTIMIZER_REPORT_DIR / f"run-{run.pk}").resolve()
+    assert "Too few reviewed products" in report.read_text()
 
 
 def test_the_min_reviews_option_overrides_the_setting(capsys):
@@ -58,9 +64,13 @@ def test_the_min_reviews_option_overrides_the_setting(capsys):
 def test_it_refuses_when_ratings_are_pure_noise(capsys, tmp_path):
     history_generate(HistorySpec(lots=250, products_per_lot=3, pure_noise=True, seed=5))
 
-    out = _run(capsys, "--output", str(tmp_path / "result.json"))
+    out = _run(capsys, "--output", str(tmp_path / "result.json"), "--report", str(tmp_path / "r"))
 
     assert "does not beat the mean-rating baseline" in out
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert "does not beat the mean-rating baseline" in html
+    assert "RMSE of the mean rating" in html
+    assert not (tmp_path / "r" / "curve.png").exists()
     assert "No curve recommended" in out
     assert not OptimizedCurve.objects.exists()
     result = json.loads((tmp_path / "result.json").read_text())

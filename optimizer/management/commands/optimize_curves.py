@@ -26,7 +26,12 @@ class Command(BaseCommand):
             "--min-reviews", type=int, help="minimum reviewed products (OPTIMIZER_MIN_REVIEWS)"
         )
         parser.add_argument("--output", help="write the result (curve, metrics) to this JSON file")
-        parser.add_argument("--report", help="write an HTML report with PNG plots to this folder")
+        parser.add_argument(
+            "--report",
+            help="write the HTML report with PNG plots to this folder "
+            "(default: OPTIMIZER_REPORT_DIR/run-<id>, linked from the admin)",
+        )
+        parser.add_argument("--no-report", action="store_true", help="write no report")
         parser.add_argument("--seed", type=int, help="random seed (OPTIMIZER_RANDOM_SEED)")
 
     def handle(self, *args, **options) -> None:
@@ -36,6 +41,7 @@ class Command(BaseCommand):
                 gaveur_id=options["gaveur"],
                 min_reviews=options["min_reviews"],
                 report_dir=Path(options["report"]) if options["report"] else None,
+                write_report=not options["no_report"],
                 seed=options["seed"],
             )
         except OptimizerError as exc:

@@ -70,7 +70,10 @@ class Command(BaseCommand):
                 f"{counts['lots']} lots, {counts['reviews']} reviews"
             )
             outcome = optimization_run(
-                site_code=site_code, min_reviews=min(100, counts["reviews"]), seed=options["seed"]
+                site_code=site_code,
+                min_reviews=min(100, counts["reviews"]),
+                seed=options["seed"],
+                write_report=False,
             )
             if outcome.curve is None:
                 self.stdout.write(f"  no proposal: {outcome.run.message}")
