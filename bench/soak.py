@@ -1,0 +1,807 @@
+"""Soak and load: stations over websockets and consumers on the scan page and feedback form.
+
+Run: ``.venv/bin/python bench/soak.py [--duration 600] [--stations 50] [--consumers 200]
+[--broker redis|embedded]`` (``make soak ARGS="--duration 60"``). Everything real, on loopback:
+
+* a throwaway embedded PostgreSQL (or DATABASE_URL), migrated, with one site, a few lots, the
+  stations registered with their own tokens, and ``--seed-products`` products already sold;
+* ONE Daphne server (``gaveurs.asgi`` plus a trivial Django view at ``/bench/trivial`` for the
+  baseline) and the real Celery worker (``scripts/worker.sh``), on Redis at 127.0.0.1:6379
+  (database 15, a per-run key prefix, deleted afterwards; REDIS_BENCH_URL to change it) or the
+  embedded transport on the same PostgreSQL;
+* ``--stations`` simulated SQAL stations (``sensors.simulator.Station``: realistic flat ~190 KB
+  and nested messages, 10 % rejects; one in ten stations reports a lot code the server does not
+  know) measuring at ``--rate`` samples/s each, waiting for acks, reconnecting with backoff and
+  resending what was not acknowledged. Each station's connection is cut abruptly every
+  ``--drop-every`` seconds on average (flaky Wi-Fi), so resends and duplicates really happen;
+* ``--consumers`` consumers, each with its own keep-alive connection from its own loopback
+  address (127.0.x.y: per-client rate limits apply as for real phones), scanning ``/p/<code>``
+  of products as they get registered (and the seed products; 2 % of scans use an altered code),
+  thinking ``--think`` s on average between requests, and reviewing ``--feedback-share`` of
+  what they scan: half through the page's form (CSRF token from the page), half through
+  ``POST /api/consumer/feedback``. Several consumers may review the same unit at once.
+
+Before and after the load, the consumers hammer ``/bench/trivial`` (no think time): the
+baseline the figures are compared with, measured in the same run on the same server. The RSS
+of the server and of the worker (with its pool processes) is sampled every ``--rss-interval``
+seconds.
+
+After the stations have drained and the registration queue is empty (bounded waits), the
+invariants are checked against the database:
+
+1. every acknowledged sample is stored exactly once, and every measured sample was acked;
+2. every stored compliant sample (grade not REJECT) with a lot has exactly one product, the
+   others none;
+3. every accepted review exists exactly once, no unit is accepted twice, and no review exists
+   that was not accepted (except for requests whose answer was lost);
+4. no 5xx answer and no traceback in the server or worker logs;
+5. runs of at least ``--memory-min-duration`` seconds: neither the server's nor the worker's
+   RSS grows faster than ``--max-rss-slope`` MB/min over the second half of the load.
+
+Prints the figures, then one JSON object as the last line; exits 1 when an invariant fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import re
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    RssSampler,
+    django_database_url,
+    django_setup,
+    percentile,
+    start_daphne,
+    start_worker,
+    stop_process,
+    throwaway_database_url,
+)
+
+CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+TRACEBACK = b"Traceback (most recent call last)"
+
+
+# --- the server side: the project plus a trivial view --------------------------------------------
+
+
+def _trivial(request):
+    from django.http import HttpResponse
+
+    return HttpResponse("ok", content_type="text/plain")
+
+
+def __getattr__(name: str):
+    """``bench.soak:application`` for Daphne (the real ASGI application, with this module as the
+    URL configuration: ``/bench/trivial`` plus every project URL), built lazily: this module is
+    also the client."""
+    if name == "urlpatterns":
+        from django.urls import path
+
+        from gaveurs.urls import urlpatterns as project
+
+        value = [path("bench/trivial", _trivial), *project]
+    elif name == "application":
+        from django.conf import settings
+
+        from gaveurs.asgi import application as value
+
+        settings.ROOT_URLCONF = __name__
+    else:
+        raise AttributeError(name)
+    globals()[name] = value
+    return value
+
+
+# --- stations ------------------------------------------------------------------------------------
+
+
+def soak_station_class():
+    from sensors.simulator import Station
+
+    class SoakStation(Station):
+        """The simulator's station, recording which samples were acked, when, and how."""
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.acked: dict[str, str] = {}  # sample id -> "saved" | "duplicate"
+            self.measured_at: dict[str, float] = {}
+            self.ack_latencies: list[float] = []
+            self.ws = None
+            self.drops = 0
+
+        def measure(self) -> None:
+            super().measure()
+            self.measured_at[next(reversed(self.unacked))] = time.monotonic()
+
+        async def read(self, ws) -> None:
+            self.ws = ws
+            await super().read(self._tap(ws))
+
+        async def _tap(self, ws):
+            async for raw in ws:
+                frame = json.loads(raw)
+                sid = frame.get("sample_id")
+                if frame.get("type") == "ack" and sid in self.unacked:
+                    self.acked[sid] = frame.get("status", "")
+                    self.ack_latencies.append(time.monotonic() - self.measured_at[sid])
+                yield raw
+
+        def drop(self) -> None:
+            """Cut the connection without a closing handshake, like a lost Wi-Fi link."""
+            ws = self.ws
+            if ws is not None and getattr(ws, "transport", None) is not None:
+                self.drops += 1
+                ws.transport.abort()
+
+    return SoakStation
+
+
+async def chaos(stations: list, deadline: float, mean_interval: float, rng: random.Random):
+    """Cut one station's connection at random, each about every ``mean_interval`` s."""
+    if mean_interval <= 0 or not stations:
+        return
+    while True:
+        await asyncio.sleep(rng.expovariate(len(stations) / mean_interval))
+        if time.monotonic() >= deadline:
+            return
+        rng.choice(stations).drop()
+
+
+# --- consumers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"scan": [], "trivial": []})
+    statuses: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    feedback: Counter = field(default_factory=Counter)
+    accepted: list[str] = field(default_factory=list)  # qr codes reviewed with success
+    unknown: list[str] = field(default_factory=list)  # reviews whose answer was lost
+    server_errors: int = 0
+
+
+class Catalog:
+    """QR codes consumers can scan: the seed products and those registered during the run."""
+
+    def __init__(self, seed: list[str]) -> None:
+        self.seed = list(seed)
+        self.recent: list[str] = []
+        self.last_id = 0
+
+    def pick(self, rng: random.Random) -> str:
+        if self.recent and rng.random() < 0.7:
+            return rng.choice(self.recent[-100:])  # a unit just sold
+        pool = self.seed + self.recent
+        return rng.choice(pool)
+
+    def poll(self, conn) -> None:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT id, qr_code FROM consumer_products WHERE id > %s ORDER BY id",
+                [self.last_id],
+            )
+            for pid, code in cur.fetchall():
+                self.last_id = pid
+                if code not in self.seed:
+                    self.recent.append(code)
+
+
+def _forge(code: str) -> str:
+    last = code[-1]
+    return code[:-1] + ("0" if last != "0" else "1")
+
+
+def _ratings(rng: random.Random) -> dict[str, int]:
+    names = ("overall", "taste", "texture", "appearance", "value")
+    return {f"{n}_rating": rng.randint(1, 5) for n in names}
+
+
+async def consumer(client, *, index: int, catalog: Catalog, figs: Figures, deadline: float, args):
+    import httpx
+
+    rng = random.Random(index)
+    language = "fr-FR,fr;q=0.9" if index % 3 else "en-GB,en;q=0.8"
+    while time.monotonic() < deadline:
+        code = catalog.pick(rng)
+        forged = rng.random() < 0.02
+        if forged:
+            code = _forge(code)
+        t0 = time.perf_counter()
+        try:
+            r = await client.get(f"/p/{code}", headers={"Accept-Language": language})
+        except httpx.TimeoutException:
+            figs.errors["scan:timeout"] += 1
+            continue
+        except httpx.HTTPError as exc:
+            figs.errors[f"scan:{type(exc).__name__}"] += 1
+            await asyncio.sleep(0.5)
+            continue
+        figs.latencies["scan"].append((time.perf_counter() - t0) * 1000)
+        figs.statuses[f"scan:{r.status_code}"] += 1
+        expected = 404 if forged else 200
+        if r.status_code >= 500:
+            figs.server_errors += 1
+        if r.status_code != expected:
+            figs.errors[f"scan:{r.status_code}{' (forged code)' if forged else ''}"] += 1
+        elif not forged and rng.random() < args.feedback_share:
+            await asyncio.sleep(rng.uniform(0, 2 * args.think))  # reading, tasting
+            if rng.random() < 0.5:
+                await review_form(client, code, r.text, rng, figs)
+            else:
+                await review_api(client, code, rng, figs)
+        await asyncio.sleep(rng.expovariate(1 / args.think) if args.think > 0 else 0)
+
+
+async def review_form(client, code: str, page: str, rng: random.Random, figs: Figures) -> None:
+    import httpx
+
+    match = CSRF_RE.search(page)
+    if match is None:  # already reviewed: the page shows no form
+        figs.feedback["form_not_offered"] += 1
+        return
+    data = {
+        "csrfmiddlewaretoken": match.group(1),
+        **{k: str(v) for k, v in _ratings(rng).items()},
+        "comment": rng.choice(["", "Très bon, fondant.", "Un peu trop salé <b>?</b>", "Parfait"]),
+        "consent_to_publish": "on",
+        "website": "",
+    }
+    figs.feedback["attempted"] += 1
+    try:
+        r = await client.post(f"/p/{code}/avis", data=data)
+    except httpx.HTTPError as exc:
+        figs.errors[f"feedback_form:{type(exc).__name__}"] += 1
+        figs.unknown.append(code)
+        return
+    figs.statuses[f"feedback_form:{r.status_code}"] += 1
+    if r.status_code == 200:
+        figs.feedback["accepted_form"] += 1
+        figs.accepted.append(code)
+    elif r.status_code in (409, 429):
+        figs.feedback[f"refused_{'already_reviewed' if r.status_code == 409 else 'rate'}"] += 1
+    else:
+        figs.server_errors += r.status_code >= 500
+        figs.errors[f"feedback_form:{r.status_code}"] += 1
+
+
+async def review_api(client, code: str, rng: random.Random, figs: Figures) -> None:
+    import httpx
+
+    body = {"qr_code": code, **_ratings(rng), "comment": "Bon produit", "consent_to_publish": True}
+    figs.feedback["attempted"] += 1
+    try:
+        r = await client.post("/api/consumer/feedback", json=body)
+    except httpx.HTTPError as exc:
+        figs.errors[f"feedback_api:{type(exc).__name__}"] += 1
+        figs.unknown.append(code)
+        return
+    figs.statuses[f"feedback_api:{r.status_code}"] += 1
+    if r.status_code == 201:
+        figs.feedback["accepted_api"] += 1
+        figs.accepted.append(code)
+    elif r.status_code in (409, 429):
+        figs.feedback[f"refused_{'already_reviewed' if r.status_code == 409 else 'rate'}"] += 1
+    else:
+        figs.server_errors += r.status_code >= 500
+        figs.errors[f"feedback_api:{r.status_code}"] += 1
+
+
+async def hammer(client, path: str, deadline: float, figs: Figures) -> None:
+    """Closed loop, no think time: the baseline."""
+    import httpx
+
+    while time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        try:
+            r = await client.get(path)
+        except httpx.HTTPError as exc:
+            figs.errors[f"trivial:{type(exc).__name__}"] += 1
+            continue
+        figs.latencies["trivial"].append((time.perf_counter() - t0) * 1000)
+        if r.status_code != 200:
+            figs.errors[f"trivial:{r.status_code}"] += 1
+            figs.server_errors += r.status_code >= 500
+
+
+def make_clients(base_url: str, n: int) -> list:
+    """One keep-alive connection per consumer, each from its own loopback address."""
+    import httpx
+
+    clients = []
+    for i in range(n):
+        address = f"127.0.{1 + i // 250}.{2 + i % 250}"
+        transport = httpx.AsyncHTTPTransport(local_address=address, retries=0)
+        clients.append(
+            httpx.AsyncClient(
+                base_url=base_url,
+                transport=transport,
+                timeout=httpx.Timeout(30.0),
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            )
+        )
+    return clients
+
+
+async def baseline(clients: list, seconds: float) -> dict:
+    figs = Figures()
+    deadline = time.monotonic() + seconds
+    started = time.perf_counter()
+    await asyncio.gather(*(hammer(c, "/bench/trivial", deadline, figs) for c in clients))
+    elapsed = time.perf_counter() - started
+    lat = figs.latencies["trivial"]
+    return {
+        "rps": round(len(lat) / elapsed, 1),
+        "p50_ms": round(percentile(lat, 50), 2),
+        "p99_ms": round(percentile(lat, 99), 2),
+        "requests": len(lat),
+        "errors": sum(figs.errors.values()),
+        "server_errors": figs.server_errors,
+    }
+
+
+# --- set-up --------------------------------------------------------------------------------------
+
+
+def prepare_data(run: str, stations: int, seed_products: int) -> tuple[dict, dict, list[str]]:
+    """Lots, registered stations with tokens, seed products (sealed in the ledger)."""
+    from django.core.management import call_command
+
+    from sensors.models import Device
+    from sensors.services import device_issue_token
+    from tests.factories import make_gaveur, make_lot, make_sample, make_site
+    from traceability.services import product_register
+
+    site = make_site(code="LL")
+    gaveur = make_gaveur(site=site, last_name="Soak", first_name="Run")
+    lots = [make_lot(site=site, gaveur=gaveur, code=f"LLS{run}{n:02d}") for n in range(5)]
+    tokens: dict[str, str] = {}
+    lot_codes: dict[str, str] = {}
+    for n in range(1, stations + 1):
+        device_id = f"SOAK{run}_LL_{n:02d}"
+        device = Device.objects.create(device_id=device_id, site=site, location=f"Ligne {n}")
+        tokens[device_id] = device_issue_token(device=device)
+        # One station in ten reports a slaughter lot the server does not know: stored, no product.
+        lot_codes[device_id] = f"INCONNU-{run}" if n % 10 == 0 else lots[n % len(lots)].code
+    seed_device = Device.objects.create(device_id=f"SOAK{run}_LL_SEED", site=site)
+    codes = []
+    for n in range(seed_products):
+        sample = make_sample(device=seed_device, lot=lots[n % len(lots)], sample_id=f"seed{n}")
+        product = product_register(lot_id=sample.lot_id, sample_id=sample.sample_id, site_code="LL")
+        codes.append(product.qr_code)
+    with open(os.devnull, "w") as devnull:
+        call_command("seal_ledger", verbosity=0, stdout=devnull)
+    return tokens, lot_codes, codes
+
+
+def broker_env(kind: str, run: str) -> tuple[dict[str, str], str]:
+    if kind == "redis":
+        url = os.environ.get("REDIS_BENCH_URL", "redis://127.0.0.1:6379/15")
+        import redis
+
+        try:
+            redis.Redis.from_url(url, socket_timeout=2).ping()
+        except redis.RedisError as exc:
+            raise SystemExit(
+                f"Redis at {url} does not answer ({exc}); try --broker embedded"
+            ) from None
+        prefix = f"gt-soak-{run}:"
+        return {"CELERY_BROKER_URL": url, "CELERY_REDIS_KEY_PREFIX": prefix}, prefix
+    return {"CELERY_BROKER_URL": "", "CELERY_SQLA_POLL_INTERVAL": "0.1"}, ""
+
+
+def redis_cleanup(prefix: str) -> None:
+    import redis
+
+    r = redis.Redis.from_url(os.environ.get("REDIS_BENCH_URL", "redis://127.0.0.1:6379/15"))
+    keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
+    for i in range(0, len(keys), 500):
+        r.delete(*keys[i : i + 500])
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+def product_counts(conn, run: str) -> list[tuple]:
+    """(device, sample id, compliant with a lot, products) for every stored sample of the run."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            SELECT s.device_id, s.sample_id,
+                   (s.is_compliant AND s.fusion_grade <> 'REJECT' AND s.lot_id IS NOT NULL),
+                   (SELECT count(*) FROM consumer_products p WHERE p.sqal_sample_pk = s.id)
+            FROM sqal_sensor_samples s
+            WHERE s.device_id LIKE %s AND s.device_id NOT LIKE %s
+            """,
+            [f"SOAK{run}\\_%", "%\\_SEED"],
+        )
+        return cur.fetchall()
+
+
+def wait_for_products(conn, run: str, timeout: float) -> tuple[list[tuple], float]:
+    started = time.monotonic()
+    while True:
+        rows = product_counts(conn, run)
+        pending = [r for r in rows if r[2] and r[3] == 0]
+        if not pending or time.monotonic() - started > timeout:
+            return rows, time.monotonic() - started
+        time.sleep(0.5)
+
+
+def count_lines(path: Path, needle: bytes) -> int:
+    try:
+        return path.read_bytes().count(needle)
+    except OSError:
+        return 0
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds of load")
+    parser.add_argument("--stations", type=int, default=50)
+    parser.add_argument("--consumers", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=0.2, help="samples/s per station")
+    parser.add_argument("--form", choices=["flat", "nested", "mixed"], default="mixed")
+    parser.add_argument("--think", type=float, default=1.0, help="mean think time (s)")
+    parser.add_argument("--feedback-share", type=float, default=0.05)
+    parser.add_argument("--drop-every", type=float, default=120.0, help="s between cuts/station")
+    parser.add_argument("--seed-products", type=int, default=50)
+    parser.add_argument("--broker", choices=["redis", "embedded"], default="redis")
+    parser.add_argument("--baseline-seconds", type=float, default=None, help="default: ≤ 5 s")
+    parser.add_argument("--rss-interval", type=float, default=None, help="default: ≤ 5 s")
+    parser.add_argument("--max-rss-slope", type=float, default=2.0, help="MB/min, 2nd half")
+    parser.add_argument("--memory-min-duration", type=float, default=120.0)
+    parser.add_argument("--drain-timeout", type=float, default=120.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    baseline_seconds = args.baseline_seconds or min(5.0, max(1.0, args.duration / 5))
+    rss_interval = args.rss_interval or min(5.0, max(0.5, args.duration / 30))
+
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("sensors.simulator").setLevel(logging.ERROR)  # reconnects: counted
+    run = uuid.uuid4().hex[:6]
+    workdir = Path(tempfile.mkdtemp(prefix="gtbench-soak."))
+    db_url = throwaway_database_url(workdir / "pg")
+    django_setup(db_url)
+    db_url = django_database_url()
+    tokens, lot_codes, seed_codes = prepare_data(run, args.stations, args.seed_products)
+    from django.db import connections
+
+    connections.close_all()
+
+    broker, prefix = broker_env(args.broker, run)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_PG")}
+    env.update(broker, DATABASE_URL=db_url, LOG_LEVEL="WARNING")
+    env["DJANGO_SETTINGS_MODULE"] = "gaveurs.settings"
+    if not env["CELERY_BROKER_URL"]:
+        del env["CELERY_BROKER_URL"]  # the embedded transport on DATABASE_URL
+    server_log, worker_log = workdir / "daphne.log", workdir / "worker.log"
+    worker = start_worker(env, worker_log)
+    server = None
+    try:
+        server, port = start_daphne("bench.soak:application", env, server_log)
+        result = asyncio.run(
+            soak(args, port, tokens, lot_codes, seed_codes, db_url, run, worker, server,
+                 baseline_seconds, rss_interval)
+        )  # fmt: skip
+    finally:
+        if server is not None:
+            stop_process(server)
+        stop_process(worker)
+        if prefix:
+            redis_cleanup(prefix)
+    result["server_log_tracebacks"] = count_lines(server_log, TRACEBACK)
+    result["worker_log_tracebacks"] = count_lines(worker_log, TRACEBACK)
+    return report(args, result, server_log, worker_log)
+
+
+async def soak(
+    args, port, tokens, lot_codes, seed_codes, db_url, run, worker, server, baseline_s, rss_s
+) -> dict:
+    import psycopg
+
+    from sensors.simulator import SimulatorConfig
+
+    conn = psycopg.connect(db_url.replace("postgres://", "postgresql://", 1), autocommit=True)
+    clients = make_clients(f"http://127.0.0.1:{port}", args.consumers)
+    sampler = RssSampler({"server": server.pid, "worker": worker.pid}, rss_s)
+    sampler.start()
+    try:
+        # Warm-up (connections, templates, first renders), then the baseline.
+        warm = Figures()
+        catalog = Catalog(seed_codes)
+        warm_deadline = time.monotonic() + min(3.0, baseline_s)
+        await asyncio.gather(*(hammer(c, "/bench/trivial", warm_deadline, warm) for c in clients))
+        trivial_start = await baseline(clients, baseline_s)
+        print(
+            f"baseline /bench/trivial at start: {trivial_start['rps']} req/s, "
+            f"p50 {trivial_start['p50_ms']} ms, p99 {trivial_start['p99_ms']} ms "
+            f"({args.consumers} connections, no think time)",
+            flush=True,
+        )
+
+        SoakStation = soak_station_class()
+        config = SimulatorConfig(
+            url=f"ws://127.0.0.1:{port}/ws/sensors/",
+            device_ids=list(tokens),
+            rate=args.rate,
+            duration=args.duration,
+            reject_ratio=0.1,
+            form=args.form,
+            tokens=tokens,
+            lot_codes=lot_codes,
+            drain_timeout=60.0,
+            seed=args.seed,
+        )
+        rng = random.Random(args.seed)
+        stations = [SoakStation(d, config, random.Random(rng.random())) for d in tokens]
+        figs = Figures()
+        load_started = time.monotonic()
+        load_t0 = load_started - sampler.started_at
+        deadline = load_started + args.duration
+
+        async def poll_catalog():
+            while time.monotonic() < deadline:
+                await asyncio.to_thread(catalog.poll, conn)
+                await asyncio.sleep(1.0)
+
+        async def progress():
+            while True:
+                await asyncio.sleep(max(10.0, args.duration / 10))
+                if time.monotonic() >= deadline:
+                    return
+                acked = sum(len(s.acked) for s in stations)
+                print(
+                    f"  t={time.monotonic() - load_started:5.0f} s  samples acked {acked}  "
+                    f"products {len(catalog.recent)}  scans {len(figs.latencies['scan'])}  "
+                    f"reviews accepted {len(figs.accepted)}  errors {sum(figs.errors.values())}",
+                    flush=True,
+                )
+
+        consumer_tasks = [
+            consumer(c, index=i, catalog=catalog, figs=figs, deadline=deadline, args=args)
+            for i, c in enumerate(clients)
+        ]
+        station_results = asyncio.gather(*(s.run() for s in stations))
+        helpers = [
+            asyncio.create_task(poll_catalog()),
+            asyncio.create_task(chaos(stations, deadline, args.drop_every, rng)),
+            asyncio.create_task(progress()),
+        ]
+        await asyncio.gather(*consumer_tasks)
+        consumers_done = time.monotonic()
+        await station_results
+        stations_done = time.monotonic()
+        for task in helpers:
+            task.cancel()
+        load_t1 = time.monotonic() - sampler.started_at
+
+        # The registration queue drains; then the end baseline (same server, after the soak).
+        rows, drain_s = await asyncio.to_thread(wait_for_products, conn, run, args.drain_timeout)
+        trivial_end = await baseline(clients, baseline_s)
+        print(
+            f"baseline /bench/trivial at end:   {trivial_end['rps']} req/s, "
+            f"p50 {trivial_end['p50_ms']} ms, p99 {trivial_end['p99_ms']} ms",
+            flush=True,
+        )
+    finally:
+        sampler.stop()
+        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+
+    # Reviews as stored.
+    with conn.cursor() as cur:
+        reviewed = sorted(set(figs.accepted) | set(figs.unknown))
+        cur.execute(
+            "SELECT p.qr_code, count(f.id) FROM consumer_products p "
+            "JOIN consumer_feedback f ON f.product_id = p.id WHERE p.qr_code = ANY(%s) "
+            "GROUP BY p.qr_code",
+            [reviewed],
+        )
+        stored_reviews = dict(cur.fetchall())
+        cur.execute(
+            "SELECT count(*) FROM consumer_feedback f JOIN consumer_products p "
+            "ON f.product_id = p.id WHERE p.qr_code = ANY(%s)",
+            [seed_codes + catalog.recent],
+        )
+        reviews_total = cur.fetchone()[0]
+    conn.close()
+
+    return {
+        "run": run,
+        "stations": stations,
+        "figs": figs,
+        "rows": rows,
+        "drain_s": drain_s,
+        "load_s": consumers_done - load_started,
+        "stations_s": stations_done - load_started,
+        "trivial_start": trivial_start,
+        "trivial_end": trivial_end,
+        "stored_reviews": stored_reviews,
+        "reviews_total": reviews_total,
+        "memory": {name: sampler.report(name, load_t0, load_t1) for name in ("server", "worker")},
+        "products_seen": len(catalog.recent),
+    }
+
+
+def report(args, r: dict, server_log: Path, worker_log: Path) -> int:
+    stations, figs = r["stations"], r["figs"]
+    failures: list[str] = []
+
+    # 1. Acked samples stored exactly once; everything measured was acked.
+    stored = Counter((device, sid) for device, sid, _, _ in r["rows"])
+    acked = {(s.device_id, sid): st for s in stations for sid, st in s.acked.items()}
+    not_stored = [k for k in acked if stored.get(k, 0) != 1]
+    measured = sum(s.stats.measured for s in stations)
+    unacked = sum(len(s.unacked) for s in stations)
+    phantom = [k for k in stored if k not in acked]
+    if not_stored:
+        failures.append(f"{len(not_stored)} acked samples not stored once: {not_stored[:3]}")
+    if phantom:
+        failures.append(f"{len(phantom)} samples stored that were never acked: {phantom[:3]}")
+    if unacked:
+        failures.append(f"{unacked} of {measured} measured samples never acked")
+    # 2. One product per compliant sample with a lot, none for the others.
+    wrong = [(d, s, c, n) for d, s, c, n in r["rows"] if n != (1 if c else 0)]
+    if wrong:
+        failures.append(f"{len(wrong)} samples with a wrong number of products: {wrong[:3]}")
+    expected_products = sum(1 for row in r["rows"] if row[2])
+    # 3. Reviews.
+    accepted = Counter(figs.accepted)
+    twice = [c for c, n in accepted.items() if n > 1]
+    missing_reviews = [c for c in accepted if r["stored_reviews"].get(c, 0) != 1]
+    extra = r["reviews_total"] - len(accepted)
+    if twice:
+        failures.append(f"{len(twice)} units accepted a review twice")
+    if missing_reviews:
+        failures.append(f"{len(missing_reviews)} accepted reviews not stored exactly once")
+    if not 0 <= extra <= len(set(figs.unknown)):
+        failures.append(f"{extra} reviews stored beyond those accepted")
+    # 4. Server errors.
+    server_errors = (
+        figs.server_errors + r["trivial_start"]["server_errors"] + r["trivial_end"]["server_errors"]
+    )
+    if server_errors:
+        failures.append(f"{server_errors} answers 5xx")
+    if r["server_log_tracebacks"] or r["worker_log_tracebacks"]:
+        failures.append(
+            f"tracebacks: {r['server_log_tracebacks']} in {server_log}, "
+            f"{r['worker_log_tracebacks']} in {worker_log}"
+        )
+    # 5. Memory.
+    memory_judged = args.duration >= args.memory_min_duration
+    for name, m in r["memory"].items():
+        growth = m.get("slope_second_half_mb_per_min", 0.0)
+        m["flagged"] = memory_judged and growth > args.max_rss_slope
+        if m["flagged"]:
+            failures.append(f"{name} RSS grows {growth} MB/min over the second half")
+
+    load_s = r["load_s"]
+    scan_lat = figs.latencies["scan"]
+    ack_lat = [x for s in stations for x in s.ack_latencies]
+    saved = sum(1 for st in acked.values() if st == "saved")
+    duplicate = sum(1 for st in acked.values() if st == "duplicate")
+    ws_errors = Counter()
+    for s in stations:
+        ws_errors.update({f"ws:{k}": v for k, v in s.stats.errors.items()})
+        if s.stats.refused:
+            ws_errors["ws:connection_refused"] += s.stats.refused
+    errors = Counter(figs.errors) + ws_errors
+    ts, te = r["trivial_start"], r["trivial_end"]
+    scan_rps = len(scan_lat) / load_s
+    feedback = dict(figs.feedback)
+    feedback["accepted"] = len(figs.accepted)
+    feedback["refused"] = sum(v for k, v in figs.feedback.items() if k.startswith("refused"))
+    feedback["answer_lost"] = len(figs.unknown)
+    figures = {
+        "bench": "soak",
+        "duration_s": args.duration,
+        "stations": args.stations,
+        "consumers": args.consumers,
+        "broker": args.broker,
+        "rate_per_station": args.rate,
+        "samples": {
+            "measured": measured,
+            "acked": len(acked),
+            "saved": saved,
+            "acked_duplicate": duplicate,
+            "resent": sum(s.stats.resent for s in stations),
+            "connections": sum(s.stats.connections for s in stations),
+            "connections_cut": sum(s.drops for s in stations),
+            "acked_per_s": round(len(acked) / r["stations_s"], 2),
+            "offered_per_s": round(args.stations * args.rate, 2),
+            "ack_latency_p50_ms": round(percentile(ack_lat, 50) * 1000, 1),
+            "ack_latency_p99_ms": round(percentile(ack_lat, 99) * 1000, 1),
+            "stored": len(stored),
+        },
+        "products": {
+            "expected": expected_products,
+            "registered": sum(1 for row in r["rows"] if row[3]),
+            "queue_drain_after_load_s": round(r["drain_s"], 1),
+        },
+        "scan": {
+            "requests": len(scan_lat),
+            "rps": round(scan_rps, 1),
+            "p50_ms": round(percentile(scan_lat, 50), 1),
+            "p99_ms": round(percentile(scan_lat, 99), 1),
+            "statuses": dict(sorted(figs.statuses.items())),
+        },
+        "feedback": feedback,
+        "errors": dict(sorted(errors.items())),
+        "server_errors_5xx": server_errors,
+        "tracebacks": {"server": r["server_log_tracebacks"], "worker": r["worker_log_tracebacks"]},
+        "memory": r["memory"],
+        "memory_judged": memory_judged,
+        "baseline_trivial": {"start": ts, "end": te},
+        "ratios": {
+            "scan_p50_vs_trivial_p50": round(percentile(scan_lat, 50) / ts["p50_ms"], 2)
+            if ts["p50_ms"]
+            else None,
+            "scan_rps_vs_trivial_rps": round(scan_rps / ts["rps"], 3) if ts["rps"] else None,
+            "trivial_rps_end_vs_start": round(te["rps"] / ts["rps"], 3) if ts["rps"] else None,
+            "acked_vs_offered": round(
+                len(acked) / r["stations_s"] / (args.stations * args.rate), 3
+            ),
+        },
+        "invariants_ok": not failures,
+        "failures": failures,
+        "cpus": os.cpu_count(),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+    }
+    s = figures["samples"]
+    print(
+        f"stations: {s['acked']} samples acked in {r['stations_s']:.0f} s "
+        f"({s['acked_per_s']}/s of {s['offered_per_s']}/s offered; {s['acked_duplicate']} as "
+        f"duplicates after {s['connections_cut']} cut connections, {s['resent']} resent), "
+        f"ack latency p50 {s['ack_latency_p50_ms']} ms p99 {s['ack_latency_p99_ms']} ms"
+    )
+    p = figures["products"]
+    print(
+        f"products: {p['registered']} of {p['expected']} expected; queue drained "
+        f"{p['queue_drain_after_load_s']} s after the load"
+    )
+    sc = figures["scan"]
+    print(
+        f"scan page: {sc['requests']} requests, {sc['rps']} req/s, p50 {sc['p50_ms']} ms, "
+        f"p99 {sc['p99_ms']} ms (trivial view at start: p50 {ts['p50_ms']} ms, {ts['rps']} req/s;"
+        f" at end {te['rps']} req/s)"
+    )
+    print(
+        f"feedback: {feedback['accepted']} accepted, {feedback['refused']} refused "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(figs.feedback.items()))}), "
+        f"{feedback['answer_lost']} answers lost"
+    )
+    print(f"errors by kind: {dict(sorted(errors.items())) or 'none'}")
+    for name, m in r["memory"].items():
+        print(
+            f"memory {name}: start {m.get('start_mb')} MB, end {m.get('end_mb')} MB, max "
+            f"{m.get('max_mb')} MB, slope over the second half "
+            f"{m.get('slope_second_half_mb_per_min')} MB/min"
+            + ("" if memory_judged else " (not judged: run shorter than --memory-min-duration)")
+            + (" FLAGGED" if m.get("flagged") else "")
+        )
+    print("invariants: " + ("all hold" if not failures else "FAILED: " + "; ".join(failures)))
+    print(json.dumps(figures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
