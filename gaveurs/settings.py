@@ -230,6 +230,8 @@ SQAL_MAX_IN_FLIGHT = envint("SQAL_MAX_IN_FLIGHT", "64")
 # Group commit: at most this many samples (and bytes) per transaction.
 SQAL_BATCH_MAX_SAMPLES = envint("SQAL_BATCH_MAX_SAMPLES", "200")
 SQAL_BATCH_MAX_BYTES = envint("SQAL_BATCH_MAX_BYTES", str(16 * 1024 * 1024))
+# Batches written at once (each on its own database connection).
+SQAL_WRITERS = envint("SQAL_WRITERS", "2")
 
 # Consumer pages
 SCAN_ALERT_THRESHOLD = envint("SCAN_ALERT_THRESHOLD", "50")

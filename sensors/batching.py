@@ -2,9 +2,10 @@
 
 Consumers ``submit`` samples and await their result. One writer task takes everything queued
 (up to ``SQAL_BATCH_MAX_SAMPLES`` samples or ``SQAL_BATCH_MAX_BYTES``), stores it with
-``services.ingest_samples`` in one transaction on a dedicated database thread, then resolves each
-sample's future: a consumer sends an ack only once its own sample is committed. Nothing waits on
-a timer: while a batch commits, the next one fills up, so batches grow with the load.
+``services.ingest_samples`` in one transaction on a writer thread, then resolves each sample's
+future: a consumer sends an ack only once its own sample is committed. Nothing waits on a timer:
+while ``SQAL_WRITERS`` batches are being written, the next one fills up, so batches grow with the
+load.
 """
 
 from __future__ import annotations
@@ -36,8 +37,13 @@ class IngestBatcher:
         self._queue: deque[tuple[SampleInput, asyncio.Future]] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
-        # One writer thread: batches are serialised, each in its own transaction.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqal-writer")
+        self._writers_count = max(1, settings.SQAL_WRITERS)
+        # Writer threads, each with its own database connection: while one batch waits for
+        # PostgreSQL, the next one is prepared and sent.
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._writers_count, thread_name_prefix="sqal-writer"
+        )
+        self._writers = asyncio.Semaphore(self._writers_count)
         self.batches = 0
         self.samples = 0
 
@@ -70,29 +76,37 @@ class IngestBatcher:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
+                await self._writers.acquire()
                 batch = self._take_batch()
                 if not batch:
+                    self._writers.release()
                     continue
-                items = [item for item, _ in batch]
-                try:
-                    results = await loop.run_in_executor(
-                        self._executor,
-                        _ingest_in_thread,
-                        items,
-                        settings.SQAL_ALLOW_UNREGISTERED_DEVICES,
-                    )
-                except Exception as exc:  # the consumers must hear about it, not hang
-                    logger.exception("batch of %d samples failed", len(items))
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                self.batches += 1
-                self.samples += len(items)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-                live.feed().note(results)
+                loop.create_task(self._write(batch))
+
+    async def _write(self, batch: list[tuple[SampleInput, asyncio.Future]]) -> None:
+        loop = asyncio.get_running_loop()
+        items = [item for item, _ in batch]
+        try:
+            results = await loop.run_in_executor(
+                self._executor,
+                _ingest_in_thread,
+                items,
+                settings.SQAL_ALLOW_UNREGISTERED_DEVICES,
+            )
+        except Exception as exc:  # the consumers must hear about it, not hang
+            logger.exception("batch of %d samples failed", len(items))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        finally:
+            self._writers.release()
+        self.batches += 1
+        self.samples += len(items)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+        live.feed().note(results)
 
 
 _batchers: dict[int, IngestBatcher] = {}

@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "sqal_"
 _SITE_IN_DEVICE_ID = re.compile(r"^[A-Za-z0-9]+_([A-Z]{2,5})_")
 GRADE_RANK = {"REJECT": 0, "C": 1, "B": 2, "A": 3, "A+": 4}
+LAST_SEEN_EVERY = 5.0
+_last_seen_written: dict[str, float] = {}
 
 
 class DeviceRefused(Exception):
@@ -432,10 +435,18 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
     if alerts:
         QualityAlert.objects.bulk_create(alerts)
 
-    # 4. Stations seen.
-    seen = {r.device_id for r in results if r.status != "error"}
+    # 4. Stations seen (at most every LAST_SEEN_EVERY seconds per station: a busy station
+    #    would otherwise rewrite its row in every batch).
+    clock = time.monotonic()
+    seen = {
+        r.device_id
+        for r in results
+        if r.status != "error"
+        and clock - _last_seen_written.get(r.device_id, -1e9) > LAST_SEEN_EVERY
+    }
     if seen:
         Device.objects.filter(device_id__in=seen).update(last_seen_at=now)
+        transaction.on_commit(lambda: _last_seen_written.update(dict.fromkeys(seen, clock)))
     return results
 
 
