@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 
 from feedback.http import client_origin
 from feedback.models import COMMENT_MAX_LENGTH
@@ -18,7 +18,7 @@ from feedback.services import (
 
 router = Router(tags=["consumer"])
 
-Rating = Field(..., ge=1, le=5, description="1 to 5")
+Rating = Field(..., ge=1, le=5, strict=True, description="1 to 5 (an integer)")
 
 
 class FeedbackIn(Schema):
@@ -55,19 +55,25 @@ def consumer_feedback(request: HttpRequest, payload: FeedbackIn) -> Any:
     """422 names the field at fault (ratings 1–5, comment length), 404 for an unknown QR code,
     409 when the unit was already reviewed, 429 past the per-client rate."""
     if feedback_rate_limited(client_key=client_origin(request).client_hash):
-        return 429, {
-            "error": "rate_limited",
-            "detail": "Too many feedback attempts from this client; try again later.",
-        }
+        return Status(
+            429,
+            {
+                "error": "rate_limited",
+                "detail": "Too many feedback attempts from this client; try again later.",
+            },
+        )
     try:
         feedback = feedback_submit(
             **payload.model_dump(), language=getattr(request, "LANGUAGE_CODE", "")
         )
     except FeedbackError as exc:
-        return exc.status, {"error": exc.code, "field": exc.field, "detail": exc.detail}
-    return 201, {
-        "success": True,
-        "feedback_id": feedback.id,
-        "message": str(THANK_YOU_MESSAGE),
-        "reward_points": feedback.reward_points,
-    }
+        return Status(exc.status, {"error": exc.code, "field": exc.field, "detail": exc.detail})
+    return Status(
+        201,
+        {
+            "success": True,
+            "feedback_id": feedback.id,
+            "message": str(THANK_YOU_MESSAGE),
+            "reward_points": feedback.reward_points,
+        },
+    )

@@ -2,8 +2,9 @@
 
 - ``feedback_submit`` stores one review per product unit and keeps ``LotReviewStats`` in step;
   ``feedback_hide`` / ``feedback_unhide`` moderate (hidden reviews are kept, not counted).
-- ``scan_record`` counts a scan in one SQL statement (event row + per-product counter) and raises
-  a ``ScanAlert`` when a code is scanned more than ``settings.SCAN_ALERT_THRESHOLD`` times.
+- ``scan_record`` resolves a code and counts the scan in one SQL statement (event row +
+  per-product counter) and raises a ``ScanAlert`` when a code is scanned more than
+  ``settings.SCAN_ALERT_THRESHOLD`` times.
 - ``forged_scan_record`` logs a code whose signature does not verify.
 - ``client_hash`` / ``coarse_place`` reduce a request to what we keep: never the IP address.
 """
@@ -221,32 +222,68 @@ def coarse_place(*, cdn_country: str = "", accept_language: str = "") -> tuple[s
     return "", PlaceSource.NONE
 
 
-# One statement: the event row and the per-product counter, so a scan costs one round trip.
+@dataclass(frozen=True)
+class ScanCount:
+    """A counted scan, with what decides whether a cached scan page is still right."""
+
+    product_pk: int
+    lot_id: int
+    reviewed: bool
+    review_count: int
+    review_sum: int
+    scan_count: int
+
+
+# One statement resolves the code and counts the scan (event row + per-product counter), so a
+# scan costs one round trip. It also reads what the page's cache key needs: whether this unit
+# was reviewed and its lot's visible review figures.
+# The transaction commits with synchronous_commit off (set_config(..., true) is local to it): a
+# scan is acknowledged without waiting for the WAL flush, which would otherwise dominate the
+# page's cost and hold the counter row's lock during the flush. A crash may lose the last few
+# hundred milliseconds of scan counts, never corrupt them.
 SCAN_RECORD_SQL = """
-WITH event AS (
+WITH product AS (
+    SELECT p.id, p.lot_id,
+           EXISTS (SELECT 1 FROM consumer_feedback f WHERE f.product_id = p.id) AS reviewed,
+           COALESCE(s.review_count, 0) AS review_count,
+           COALESCE(s.overall_sum, 0) AS review_sum
+    FROM consumer_products p
+    LEFT JOIN feedback_lot_review_stats s ON s.lot_id = p.lot_id
+    WHERE p.qr_code = %(qr_code)s
+), async_commit AS (
+    SELECT set_config('synchronous_commit', 'off', true) AS value
+), event AS (
     INSERT INTO feedback_scan_events
         (product_id, scanned_at, channel, country, place_source, language, client_hash)
-    VALUES (%(product)s, %(now)s, %(channel)s, %(country)s, %(place_source)s, %(language)s,
-            %(client_hash)s)
+    SELECT product.id, %(now)s, %(channel)s, %(country)s, %(place_source)s, %(language)s,
+           %(client_hash)s
+    FROM product
+), counter AS (
+    INSERT INTO feedback_product_scan_stats
+        (product_id, scan_count, first_scanned_at, last_scanned_at)
+    SELECT product.id, 1, %(now)s, %(now)s FROM product, async_commit
+    ON CONFLICT (product_id) DO UPDATE
+        SET scan_count = feedback_product_scan_stats.scan_count + 1,
+            last_scanned_at = EXCLUDED.last_scanned_at
+    RETURNING scan_count
 )
-INSERT INTO feedback_product_scan_stats
-    (product_id, scan_count, first_scanned_at, last_scanned_at)
-VALUES (%(product)s, 1, %(now)s, %(now)s)
-ON CONFLICT (product_id) DO UPDATE
-    SET scan_count = feedback_product_scan_stats.scan_count + 1,
-        last_scanned_at = EXCLUDED.last_scanned_at
-RETURNING scan_count
+SELECT product.id, product.lot_id, product.reviewed, product.review_count, product.review_sum,
+       (SELECT scan_count FROM counter)
+FROM product
 """
 
 
-def scan_record(*, product_pk: int, channel: str, origin: ClientOrigin, language: str = "") -> int:
-    """Count one scan of a product; returns its scan count. Raises the copied-label alert once."""
+def scan_record(
+    *, qr_code: str, channel: str, origin: ClientOrigin, language: str = ""
+) -> ScanCount | None:
+    """Count one scan of the product with this code (None, and nothing counted, when no product
+    has it). Raises the copied-label alert once the count passes SCAN_ALERT_THRESHOLD."""
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
             SCAN_RECORD_SQL,
             {
-                "product": product_pk,
+                "qr_code": qr_code,
                 "now": now,
                 "channel": channel,
                 "country": origin.country,
@@ -255,22 +292,25 @@ def scan_record(*, product_pk: int, channel: str, origin: ClientOrigin, language
                 "client_hash": origin.client_hash,
             },
         )
-        (count,) = cursor.fetchone()
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    scan = ScanCount(*row)
     threshold = settings.SCAN_ALERT_THRESHOLD
-    if count == threshold + 1:
+    if scan.scan_count == threshold + 1:
         # Counts are atomic increments, so exactly one scan crosses the threshold.
         _, created = ScanAlert.objects.get_or_create(
-            product_id=product_pk,
-            defaults={"threshold": threshold, "scan_count": count, "raised_at": now},
+            product_id=scan.product_pk,
+            defaults={"threshold": threshold, "scan_count": scan.scan_count, "raised_at": now},
         )
         if created:
             logger.warning(
                 "Product %s scanned %s times (threshold %s): label probably copied",
-                product_pk,
-                count,
+                scan.product_pk,
+                scan.scan_count,
                 threshold,
             )
-    return count
+    return scan
 
 
 def forged_scan_record(

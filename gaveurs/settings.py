@@ -240,6 +240,9 @@ FEEDBACK_REWARD_POINTS = envint("FEEDBACK_REWARD_POINTS", "10")
 FEEDBACK_RATE_LIMIT = envint("FEEDBACK_RATE_LIMIT", "10")
 FEEDBACK_RATE_WINDOW_SECONDS = envint("FEEDBACK_RATE_WINDOW_SECONDS", "3600")
 FORGED_SCAN_LOG_PER_MINUTE = envint("FORGED_SCAN_LOG_PER_MINUTE", "5")
+# The rendered scan page is cached per product, language and review state (the ledger block may
+# lag by this much). Per process with the default local-memory cache.
+SCAN_PAGE_CACHE_SECONDS = envint("SCAN_PAGE_CACHE_SECONDS", "60")
 
 # Tamper-evident ledger (traceability/ledger.py). LEDGER_SIGNING_KEY: the Ed25519 private key
 # (32-byte seed, 64 hex digits or base64), required in production; in development it is derived

@@ -181,10 +181,16 @@ def consumer_scan(request: HttpRequest, qr_code: str) -> Any:
     )
     if outcome.status == "forged":
         detail = "The signature of this QR code does not verify: altered or forged label."
-        return 404, {"error": "invalid_signature", "field": "qr_code", "detail": detail}
+        return Status(404, {"error": "invalid_signature", "field": "qr_code", "detail": detail})
     if outcome.status == "unknown":
-        return 404, {"error": "unknown_qr_code", "field": "qr_code", "detail": "No such product."}
-    product = outcome.product
+        return Status(
+            404, {"error": "unknown_qr_code", "field": "qr_code", "detail": "No such product."}
+        )
+    product = services.product_for_scan(qr_code=qr_code)
+    if product is None:  # gone since the scan was counted
+        return Status(
+            404, {"error": "unknown_qr_code", "field": "qr_code", "detail": "No such product."}
+        )
     # Reverse one-to-ones loaded by select_related: a missing row reads as AttributeError.
     stats = getattr(product.lot, "review_stats", None)
     return {

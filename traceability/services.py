@@ -20,7 +20,7 @@ from traceability.ledger import ledger_append_product
 from traceability.models import ConsumerProduct
 
 if TYPE_CHECKING:
-    from feedback.services import ClientOrigin
+    from feedback.services import ClientOrigin, ScanCount
 
 QR_PATTERN = re.compile(
     r"^SQAL_(?P<lot_id>\d{1,18})_(?P<sample_id>.{1,100})_"
@@ -229,11 +229,10 @@ def products_pending_registration(
 
 @dataclass(frozen=True)
 class ScanOutcome:
-    """``status`` is "ok" (``product`` set), "unknown", or "forged" (signature does not verify)."""
+    """``status`` is "ok" (``scan`` set), "unknown", or "forged" (signature does not verify)."""
 
     status: str
-    product: ConsumerProduct | None = None
-    scan_count: int = 0
+    scan: ScanCount | None = None
 
 
 def product_for_scan(*, qr_code: str) -> ConsumerProduct | None:
@@ -252,25 +251,27 @@ def product_for_scan(*, qr_code: str) -> ConsumerProduct | None:
 def product_scan(
     *, qr_code: str, channel: str, origin: ClientOrigin, language: str = ""
 ) -> ScanOutcome:
-    """Resolve a scanned code and count the scan, in two queries for a known code.
+    """Resolve a scanned code and count the scan: one query for a known code.
 
-    1. A well-formed code whose signature does not verify is logged for staff as forged.
-    2. An unknown code is answered as such and not counted.
-    3. A known code is counted (which may raise the copied-label alert).
+    1. A code without the QR format is unknown (no query).
+    2. A well-formed code whose signature does not verify is logged for staff as forged.
+    3. Otherwise the code is looked up and, when a product has it, the scan is counted (which
+       may raise the copied-label alert) in the same statement.
     """
     from feedback.services import forged_scan_record, scan_record
 
     parsed = qr_parse(qr_code)
-    if parsed is not None and not qr_signature_is_valid(qr_code):
+    if parsed is None:
+        return ScanOutcome(status="unknown")
+    if not qr_signature_is_valid(qr_code):
         forged_scan_record(
             code=qr_code, claimed_product_id=parsed.product_id, channel=channel, origin=origin
         )
         return ScanOutcome(status="forged")
-    product = product_for_scan(qr_code=qr_code)
-    if product is None:
+    scan = scan_record(qr_code=qr_code, channel=channel, origin=origin, language=language)
+    if scan is None:
         return ScanOutcome(status="unknown")
-    count = scan_record(product_pk=product.pk, channel=channel, origin=origin, language=language)
-    return ScanOutcome(status="ok", product=product, scan_count=count)
+    return ScanOutcome(status="ok", scan=scan)
 
 
 def product_traceability(product: ConsumerProduct) -> dict[str, Any]:

@@ -1,16 +1,22 @@
 """The public scan page ``/p/<qr_code>``: thin, the work is in ``traceability.services``.
 
-A scan costs two queries (the product with everything shown, and the scan counter) plus what
-the tamper-evidence block needs; nothing shown is recomputed from reviews or scans.
+A scan costs one query (resolve the code, count the scan, read the review state); the rendered
+page is cached per product, language and review state, so a cache miss adds two (the product
+with everything shown, and the tamper-evidence proof). Nothing is recomputed from reviews or
+scans: the lot's figures are stored by feedback.services.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -19,7 +25,10 @@ from feedback.forms import FeedbackForm
 from feedback.http import client_origin
 from feedback.models import COMMENT_MAX_LENGTH, ScanChannel
 from traceability.models import ConsumerProduct
-from traceability.services import product_scan
+from traceability.services import product_for_scan, product_scan
+
+if TYPE_CHECKING:
+    from feedback.services import ScanCount
 
 try:
     from traceability.ledger import scan_context as ledger_scan_context
@@ -61,15 +70,10 @@ def _related(obj: Any, name: str) -> Any:
         return None
 
 
-def scan_page(
-    request: HttpRequest,
-    product: ConsumerProduct,
-    *,
-    form: FeedbackForm | None,
-    status: int = 200,
-    notice: str = "",
-) -> HttpResponse:
-    """Render the product page (also re-rendered by the feedback form with its errors)."""
+def scan_context(
+    product: ConsumerProduct, *, form: FeedbackForm | None, status: int = 200, notice: str = ""
+) -> dict[str, Any]:
+    """What templates/traceability/scan.html shows of a product loaded by product_for_scan."""
     stats = _related(product.lot, "review_stats")
     review = _related(product, "feedback")
     volume = product.tof_volume_mm3
@@ -95,20 +99,60 @@ def scan_page(
     }
     if ledger_scan_context is not None:
         context.update(ledger_scan_context(product))
+    return context
+
+
+def scan_page(
+    request: HttpRequest,
+    product: ConsumerProduct,
+    *,
+    form: FeedbackForm | None,
+    status: int = 200,
+    notice: str = "",
+) -> HttpResponse:
+    """Render the product page uncached (the feedback form's answers: errors, notices)."""
+    context = scan_context(product, form=form, status=status, notice=notice)
     return render(request, "traceability/scan.html", context, status=status)
+
+
+# The rendered page is cached without its CSRF token, which is put in per request.
+CSRF_PLACEHOLDER = "__scan_page_csrf_token__"
+
+
+def _scan_page_cache_key(scan: ScanCount, language: str) -> str:
+    """Everything the page shows that can change is in the key: this unit's review and its
+    lot's visible review figures. The rest (product, lot, quality) is sealed at registration;
+    the tamper-evidence block may lag by at most SCAN_PAGE_CACHE_SECONDS."""
+    return (
+        f"scan-page:v1:{scan.product_pk}:{language}:{int(scan.reviewed)}:"
+        f"{scan.review_count}:{scan.review_sum}"
+    )
 
 
 @never_cache
 @require_safe
 def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
+    """One query per scan (resolve and count); the page is rendered once per state and
+    language, then served from the cache (two more queries on a miss)."""
+    language = getattr(request, "LANGUAGE_CODE", "")
     outcome = product_scan(
         qr_code=qr_code,
         channel=ScanChannel.PAGE,
         origin=client_origin(request),
-        language=getattr(request, "LANGUAGE_CODE", ""),
+        language=language,
     )
     if outcome.status == "forged":
         return render(request, "traceability/scan_forged.html", status=404)
     if outcome.status == "unknown":
         return render(request, "traceability/scan_unknown.html", status=404)
-    return scan_page(request, outcome.product, form=FeedbackForm())
+    key = _scan_page_cache_key(outcome.scan, language)
+    html = cache.get(key)
+    if html is None:
+        product = product_for_scan(qr_code=qr_code)
+        if product is None:  # gone since the scan was counted
+            return render(request, "traceability/scan_unknown.html", status=404)
+        context = scan_context(product, form=FeedbackForm())
+        context["csrf_token"] = CSRF_PLACEHOLDER
+        html = render_to_string("traceability/scan.html", context, request=request)
+        cache.set(key, html, settings.SCAN_PAGE_CACHE_SECONDS)
+    return HttpResponse(html.replace(CSRF_PLACEHOLDER, get_token(request)))

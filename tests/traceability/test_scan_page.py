@@ -120,21 +120,64 @@ def test_the_lot_average_appears_only_beyond_five_visible_reviews(client):
 # Steady state of the ledger: a signed head covers the products (heads are signed at most once
 # per LEDGER_HEAD_INTERVAL_SECONDS; 0 lets the first scan sign it).
 @override_settings(LEDGER_HEAD_INTERVAL_SECONDS=0)
-def test_the_page_costs_at_most_three_queries(client, django_assert_max_num_queries):
+def test_the_page_costs_at_most_three_queries_and_one_once_rendered(
+    client, django_assert_max_num_queries, django_assert_num_queries
+):
     lot = make_lot()
     products = [make_product(lot=lot) for _ in range(7)]
     for p in products[:6]:
         review(p)
     page(client, products[6].qr_code)  # first scan: counter row, signed head
-    cache.clear()  # and no cached ledger proof either
+    cache.clear()  # no cached page nor ledger proof
 
     with django_assert_max_num_queries(3):
         response = page(client, products[6].qr_code)
     assert "Note moyenne" in response.content.decode()
 
+    with django_assert_num_queries(1):
+        again = page(client, products[6].qr_code)
+    assert again.content.decode().split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+    assert "Note moyenne" in again.content.decode()
+
     with django_assert_max_num_queries(3):
         response = page(client, products[0].qr_code)
     assert "déjà été évalué" in response.content.decode()
+
+
+def test_a_cached_page_changes_as_soon_as_the_unit_is_reviewed(client):
+    product = make_product()
+    assert 'name="overall_rating"' in page(client, product.qr_code).content.decode()
+
+    review(product)
+
+    html = page(client, product.qr_code).content.decode()
+    assert "déjà été évalué" in html
+    assert 'name="overall_rating"' not in html
+
+
+def test_each_visitor_of_a_cached_page_gets_a_working_csrf_token_of_their_own():
+    from django.test import Client
+
+    product = make_product()
+    first, second = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+    first.get(f"/p/{product.qr_code}")
+    html = second.get(f"/p/{product.qr_code}").content.decode()  # served from the cache
+    token = html.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+
+    response = second.post(
+        f"/p/{product.qr_code}/avis",
+        {
+            "csrfmiddlewaretoken": token,
+            "overall_rating": 5,
+            "taste_rating": 5,
+            "texture_rating": 5,
+            "appearance_rating": 5,
+            "value_rating": 5,
+        },
+    )
+
+    assert response.status_code == 200
+    assert "Merci pour votre retour" in response.content.decode()
 
 
 def test_an_unknown_code_gets_a_friendly_404(client):
