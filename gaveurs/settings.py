@@ -190,7 +190,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     if CELERY_BROKER_URL.startswith("gtsqla+")
     else {}
 )
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results ("django-db"), whose writes wait for PostgreSQL through a restart instead
+# of stopping the worker (gaveurs/results_backend.py; tests/faults/test_postgres_restart.py).
+CELERY_RESULT_BACKEND = "gaveurs.results_backend:DatabaseBackend"
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -232,6 +235,13 @@ SQAL_BATCH_MAX_SAMPLES = envint("SQAL_BATCH_MAX_SAMPLES", "200")
 SQAL_BATCH_MAX_BYTES = envint("SQAL_BATCH_MAX_BYTES", str(16 * 1024 * 1024))
 # Batches written at once (each on its own database connection).
 SQAL_WRITERS = envint("SQAL_WRITERS", "2")
+
+# Under ASGI (Daphne) Django runs each HTTP request in a thread of its own with a database
+# connection of its own: unbounded, a burst of slow requests opens one connection per request in
+# flight until PostgreSQL refuses them all ("too many clients": bench/soak.py with 200 consumers).
+# At most this many HTTP requests run at once per server process, the others wait in the event
+# loop (gaveurs/asgi.py); size it with max_connections in mind. 0: no bound.
+ASGI_HTTP_CONCURRENCY = envint("ASGI_HTTP_CONCURRENCY", "16")
 
 # Consumer pages
 SCAN_ALERT_THRESHOLD = envint("SCAN_ALERT_THRESHOLD", "50")
