@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests.support.servers import DedicatedPostgres, RedisServer
+from tests.support.fixtures import redis_server  # noqa: F401  (a fixture)
+from tests.support.servers import DedicatedPostgres
 
 SEED_STATIONS = """
 import json
@@ -19,14 +20,6 @@ for n in range(1, %(count)d + 1):
     tokens[device.device_id] = device_issue_token(device=device)
 print(json.dumps({"lot_id": lot.id, "lot_code": lot.code, "tokens": tokens}))
 """
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    """A redis-server of this module's own (appendonly), on a free port."""
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
