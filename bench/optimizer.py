@@ -109,13 +109,16 @@ def main() -> None:
             "ratio_vs_read": round(elapsed / baseline, 1),
             "stages_s": outcome.run.model_metrics.get("timings_s", {}),
             "setup_seconds": round(setup, 1),
+            # other work on the machine skews absolute times; the ratio is the robust figure
+            "load_average_1min": round(os.getloadavg()[0], 2),
             "curve_model_cv": outcome.run.model_metrics.get("curve_model_cv"),
         }
         results.append(result)
         print(
             f"{lots:>6} lots, {counts['reviews']} ratings: optimize_curves {elapsed:.1f} s "
             f"(outcome {outcome.run.outcome}); reading the rows once {baseline:.2f} s; "
-            f"ratio {elapsed / baseline:.1f}x; stages {result['stages_s']}",
+            f"ratio {elapsed / baseline:.1f}x; stages {result['stages_s']}; "
+            f"load average {result['load_average_1min']}",
             flush=True,
         )
     biggest = max(results, key=lambda r: r["lots"])
