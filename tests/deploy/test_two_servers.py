@@ -14,6 +14,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -24,7 +25,7 @@ from sensors.services import device_issue_token
 from tests.factories import make_device, make_lot
 from tests.sensors.conftest import DaphneServer, exchange, open_station
 from tests.sensors.test_station_protocol import nested
-from tests.support.servers import wait_until
+from tests.support.servers import GranianServer, wait_until
 from tests.traceability.test_tasks_worker import Worker, database_url_of_test_db
 from traceability.models import ConsumerProduct
 
@@ -51,18 +52,17 @@ def cluster(redis_server, django_db_setup, django_db_blocker, tmp_path_factory):
     )
     servers = [DaphneServer(env), DaphneServer(env)]
     workers = [Worker(env, tmp_path_factory.mktemp(f"worker{n}")) for n in (1, 2)]
+    pages = GranianServer(env, tmp_path_factory.mktemp("granian"))
     started = time.monotonic()
-    with ThreadPoolExecutor(4) as pool:
-        for future in [pool.submit(s.start) for s in servers] + [
-            pool.submit(w.start) for w in workers
-        ]:
-            future.result()
-    print(f"two servers and two workers ready in {time.monotonic() - started:.1f} s")
-    yield servers, workers
-    for w in workers:
-        w.stop()
-    for s in servers:
-        s.stop()
+    try:
+        with ThreadPoolExecutor(5) as pool:
+            for future in [pool.submit(p.start) for p in (*servers, *workers, pages)]:
+                future.result()
+        print(f"two servers, two workers and the WSGI pages in {time.monotonic() - started:.1f} s")
+        yield servers, workers, pages
+    finally:
+        for p in (*workers, *servers, pages):
+            p.stop()
 
 
 def staff_cookie() -> str:
@@ -93,7 +93,7 @@ async def wait_for_card(ws, sample_id: str, timeout: float = 15) -> dict:
 def test_a_sample_sent_to_either_server_makes_one_product_and_reaches_the_other_servers_dashboard(
     cluster,
 ):
-    (first, second), workers = cluster
+    (first, second), workers, pages = cluster
     lot = make_lot()
     tokens = {
         device_id: device_issue_token(device=make_device(device_id=device_id, assigned_lot=lot))
@@ -135,9 +135,15 @@ def test_a_sample_sent_to_either_server_makes_one_product_and_reaches_the_other_
     assert SensorSample.objects.count() == 2
     assert all(w.proc is not None and w.proc.poll() is None for w in workers)
 
+    # The consumer pages, served by a WSGI server of their own from the same database.
+    for product in products:
+        page = httpx.get(f"{pages.http}/p/{product.qr_code}", timeout=10)
+        assert page.status_code == 200 and product.product_id in page.text
+    assert httpx.get(f"{pages.http}/static/admin/css/base.css", timeout=10).status_code == 200
+
 
 def test_registrations_are_shared_between_the_two_workers(cluster):
-    (first, second), workers = cluster
+    (first, second), workers, _ = cluster
     lot = make_lot()
     token = device_issue_token(device=make_device(device_id="ESP32_LL_03", assigned_lot=lot))
 

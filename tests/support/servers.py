@@ -152,3 +152,50 @@ class DedicatedPostgres:
 
     def close(self) -> None:
         self.server.cleanup()
+
+
+class GranianServer:
+    """The consumer pages under WSGI (granian, the project's WSGI server), ``workers`` processes."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, workers: int = 2) -> None:
+        self.env = env
+        self.port = free_port()
+        self.workers = workers
+        self.log = log_dir / f"granian-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> GranianServer:
+        cmd = [str(Path(sys.executable).parent / "granian"), "--interface", "wsgi"]
+        cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
+        cmd += ["--no-ws", "--log-level", "warning", "--working-dir", str(ROOT)]
+        cmd += ["gaveurs.wsgi:application"]
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+        def listening() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"granian exited: {self.log.read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(listening, timeout=30, what="granian")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
