@@ -211,7 +211,6 @@ class Ping(Strict):
 
 class Heartbeat(Strict):
     type: Literal["heartbeat"]
-    device_id: DeviceId | None = None
 
 
 MESSAGE_TYPES = {
@@ -400,6 +399,23 @@ def _non_finite_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+def _nul_path(value: Any, path: str = "") -> str | None:
+    if isinstance(value, str) and "\x00" in value:
+        return path or "(message)"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            found = _nul_path(key, here) or _nul_path(item, here)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
 def parse_message(text: str, *, max_bytes: int) -> SensorData | Hello | Ping | Heartbeat:
     """Validate one frame of text. Raises ``ProtocolError`` naming the field and the rule."""
     size = len(text) if text.isascii() else len(text.encode())
@@ -427,12 +443,15 @@ def parse_message(text: str, *, max_bytes: int) -> SensorData | Hello | Ping | H
                     field=path,
                     rule="finite_number",
                 )
-        if "\\u0000" in text:
+    if "\\u0000" in text and not isinstance(message, Ping | Heartbeat):
+        # 2. Nor do text columns: a hello's location or firmware too (they are stored).
+        path = _nul_path(json.loads(text))
+        if path:
             raise ProtocolError(
                 "validation_error",
-                "(message): the NUL character \\u0000 is not allowed in strings (no_nul)",
-                sample_id=message.sample_id,
-                field="(message)",
+                f"{path}: the NUL character \\u0000 is not allowed in strings (no_nul)",
+                sample_id=getattr(message, "sample_id", None),
+                field=path,
                 rule="no_nul",
             )
     return message

@@ -1,0 +1,1 @@
+"""Hostile input and the content security policy (issue 8)."""
