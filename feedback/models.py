@@ -115,7 +115,8 @@ class ProductScanStats(models.Model):
     )
     scan_count = models.PositiveIntegerField(default=0)
     first_scanned_at = models.DateTimeField()
-    last_scanned_at = models.DateTimeField(db_index=True)
+    # Not indexed: every scan updates this row, and an unindexed row updates in place (HOT).
+    last_scanned_at = models.DateTimeField()
 
     class Meta:
         db_table = "feedback_product_scan_stats"
@@ -140,8 +141,13 @@ class PlaceSource(models.TextChoices):
 class ScanEvent(models.Model):
     """One scan of a valid code. Never the IP: a coarse place and a daily-salted client hash."""
 
+    # Indexed by (product, scanned_at) below; a second index on product alone would only add
+    # work to every scan.
     product = models.ForeignKey(
-        "traceability.ConsumerProduct", on_delete=models.CASCADE, related_name="scan_events"
+        "traceability.ConsumerProduct",
+        on_delete=models.CASCADE,
+        related_name="scan_events",
+        db_index=False,
     )
     scanned_at = models.DateTimeField()
     channel = models.CharField(max_length=8, choices=ScanChannel.choices)

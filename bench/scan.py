@@ -1,0 +1,300 @@
+"""Benchmark of the public scan page against a trivial Django view, on the same server.
+
+Starts a throwaway embedded PostgreSQL (unless DATABASE_URL is set), registers a product the
+real way (PL/pgSQL function, sealed in the ledger), then serves the project with a WSGI server
+(granian, the consumer pages' recommended server: see DESIGN.md) or Daphne (ASGI), and loads
+both URLs with keep-alive HTTP/1.1 clients in several processes for a fixed time each:
+
+- ``/p/<qr_code>``: the full scan page (product query, scan counter upsert, ledger proof,
+  template with the feedback form and CSRF token), every request counted as a scan;
+- ``/bench/trivial``: a Django view returning "ok" through the same middleware;
+- ``/bench/trivial-db``: the same plus one ``SELECT 1`` (the floor of a page that must write:
+  every scan is counted, so the scan page cannot avoid its database round trip).
+
+Prints requests/s and p50/p99 latency for each and the ratio scan/trivial (goal: >= 0.5).
+Last line: one JSON object. The scan page is served from its per-process cache once rendered,
+so a scan costs one SQL statement (resolve the code, insert the scan event, bump the counter,
+read the review state; committed without waiting for the WAL flush) plus Django's connection
+health check (``conn_health_checks``), a ``SELECT 1`` that the trivial view never sends.
+
+    .venv/bin/python bench/scan.py [--server granian|daphne] [--workers 2] [--seconds 8]
+                                   [--clients 2] [--threads 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from gaveurs.embedded_pg import database_url
+
+    return database_url(Path(tempfile.mkdtemp(prefix="gtbench.")), cleanup_mode="delete")
+
+
+def _setup_products(count: int) -> list[str]:
+    """Migrate, register products from compliant samples, seal the ledger: their QR codes."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gaveurs.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from tests.factories import make_lot, make_sample
+    from traceability.services import product_register
+
+    call_command("migrate", verbosity=0)
+    lot = make_lot()
+    codes = []
+    for _ in range(count):
+        sample = make_sample(lot=lot)
+        product = product_register(lot_id=lot.id, sample_id=sample.sample_id, site_code="LL")
+        codes.append(product.qr_code)
+    call_command("seal_ledger", verbosity=0, stdout=open(os.devnull, "w"))
+    from django.db import connections
+
+    connections.close_all()
+    return codes
+
+
+def _start_server(kind: str, port: int, workers: int, threads: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"}
+    if kind == "granian":
+        cmd = [
+            str(BIN / "granian"),
+            "--interface",
+            "wsgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--blocking-threads",
+            str(threads),
+            "--no-ws",
+            "--log-level",
+            "warning",
+            "--working-dir",
+            str(ROOT),
+            "bench._scan_site:application",
+        ]
+    else:
+        # Daphne is single-process: the ASGI path as the websocket server runs it.
+        env["DJANGO_SETTINGS_MODULE"] = "gaveurs.settings"
+        cmd = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "bench._scan_asgi:app"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/bench/trivial")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            raise SystemExit(f"{kind} exited with {proc.returncode}")
+    proc.kill()
+    raise SystemExit(f"{kind} did not answer within 30 s")
+
+
+def _client(port: int, paths: list[str], seconds: float, threads: int, out: mp.Queue) -> None:
+    """One load process: ``threads`` keep-alive connections, each sending requests back to back
+    (cycling through ``paths``) until the deadline; puts (count, errors, latencies in ms)."""
+    deadline = time.perf_counter() + seconds
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors = [0]
+
+    def loop(offset: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        n = offset
+        mine: list[float] = []
+        bad = 0
+        while True:
+            t = time.perf_counter()
+            if t >= deadline:
+                break
+            path = paths[n % len(paths)]
+            n += 1
+            try:
+                conn.request("GET", path, headers={"Accept-Language": "fr-FR"})
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    bad += 1
+            except OSError:
+                bad += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                continue
+            mine.append((time.perf_counter() - t) * 1000)
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            errors[0] += bad
+
+    start = random.randrange(len(paths))
+    workers = [threading.Thread(target=loop, args=(start + i * 7,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    out.put((len(latencies), errors[0], latencies))
+
+
+def _measure(port: int, paths: list[str], *, seconds: float, clients: int, threads: int) -> dict:
+    queue: mp.Queue = mp.Queue()
+    procs = [
+        mp.Process(target=_client, args=(port, paths, seconds, threads, queue))
+        for _ in range(clients)
+    ]
+    start = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    elapsed = max(time.perf_counter() - start, seconds)
+    latencies = sorted(lat for _, _, lats in results for lat in lats)
+    count = len(latencies)
+    errors = sum(e for _, e, _ in results)
+
+    def pct(q: float) -> float:
+        return latencies[min(count - 1, int(q * count))] if count else float("nan")
+
+    return {
+        "requests": count,
+        "errors": errors,
+        "rps": round(count / elapsed, 1),
+        "p50_ms": round(pct(0.50), 2),
+        "p99_ms": round(pct(0.99), 2),
+        "max_ms": round(latencies[-1], 2) if count else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", choices=["granian", "daphne"], default="granian")
+    parser.add_argument("--workers", type=int, default=2, help="server processes (granian)")
+    parser.add_argument(
+        "--server-threads", type=int, default=1, help="threads per server process (granian)"
+    )
+    parser.add_argument("--seconds", type=float, default=8.0, help="load time per URL")
+    parser.add_argument("--clients", type=int, default=2, help="load processes")
+    parser.add_argument("--threads", type=int, default=4, help="connections per load process")
+    parser.add_argument(
+        "--products",
+        type=int,
+        default=20,
+        help="distinct products scanned (one unit is "
+        "scanned by one consumer: many codes, not one hot code)",
+    )
+    args = parser.parse_args()
+
+    os.environ["DATABASE_URL"] = _database_url()
+    # A real deployment counts every scan; a high threshold keeps the bench from measuring the
+    # one-off alert insert.
+    os.environ.setdefault("SCAN_ALERT_THRESHOLD", "1000000000")
+    # Pages stay cached for the whole run, so the figures are the steady state (in production
+    # a page is rendered again once per SCAN_PAGE_CACHE_SECONDS per process and product).
+    os.environ.setdefault("SCAN_PAGE_CACHE_SECONDS", "3600")
+    codes = _setup_products(args.products)
+    port = _free_port()
+    server = _start_server(args.server, port, args.workers, args.server_threads)
+    try:
+        scan_paths = [f"/p/{code}" for code in codes]
+        trivial_paths = ["/bench/trivial"]
+        load = {"seconds": args.seconds, "clients": args.clients, "threads": args.threads}
+        # Warm up both paths (templates, translations, DB connections, each page's first render
+        # in each server process).
+        warm = {"clients": args.clients, "threads": args.threads}
+        # Each server process renders each page once (then serves it from its cache): warm up
+        # until that is done, i.e. until two passes in a row show no slow request.
+        needed = args.products * args.workers * 3
+        done = 0
+        calm = 0
+        for _ in range(60):
+            r = _measure(port, scan_paths, seconds=1.0, **warm)
+            done += r["requests"]
+            calm = calm + 1 if done >= needed and r["max_ms"] < 40 else 0
+            if calm == 2:
+                break
+        _measure(port, trivial_paths, seconds=1.0, **warm)
+        trivial = _measure(port, trivial_paths, **load)
+        scan = _measure(port, scan_paths, **load)
+        trivial_db = _measure(port, ["/bench/trivial-db"], **load)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    ratio = round(scan["rps"] / trivial["rps"], 3) if trivial["rps"] else None
+    server_kind = f"WSGI, {args.workers} workers" if args.server == "granian" else "ASGI, 1 process"
+    setup = (
+        f"{args.server} ({server_kind}), {args.clients}x{args.threads} keep-alive clients, "
+        f"{args.seconds:g} s per URL, {args.products} products, {os.cpu_count()} cores"
+    )
+    print(f"setup: {setup}")
+    for name, r in [
+        ("trivial view", trivial),
+        ("scan page", scan),
+        ("trivial + 1 query", trivial_db),
+    ]:
+        print(
+            f"{name:>17}: {r['rps']:8.1f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+            f"p99 {r['p99_ms']:6.2f} ms  ({r['requests']} requests, {r['errors']} errors)"
+        )
+    ratio_db = round(scan["rps"] / trivial_db["rps"], 3) if trivial_db["rps"] else None
+    print(f"ratio scan/trivial: {ratio} (goal >= 0.5)")
+    print(f"ratio scan/(trivial + 1 query): {ratio_db}")
+    print(
+        json.dumps(
+            {
+                "bench": "scan",
+                "server": args.server,
+                "workers": args.workers,
+                "products": args.products,
+                "scan_rps": scan["rps"],
+                "scan_p99_ms": scan["p99_ms"],
+                "trivial_rps": trivial["rps"],
+                "trivial_p99_ms": trivial["p99_ms"],
+                "ratio": ratio,
+                "goal": 0.5,
+                "trivial_db_rps": trivial_db["rps"],
+                "ratio_vs_trivial_db": ratio_db,
+                "errors": scan["errors"] + trivial["errors"] + trivial_db["errors"],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
