@@ -263,3 +263,24 @@ def test_the_canonical_record_is_sorted_compact_utf8_with_floats_and_times_as_st
     assert '"lot_feeding_start":"2026-01-01T00:00:00.000000Z"' in text
     assert '"qr_code":"SQAL_1_é_FG' in text and " " not in text
     assert ledger.product_leaf_hash(product) == sha(b"\x00" + text.encode("utf-8"))
+
+
+def test_the_signing_key_is_read_as_hex_or_base64_and_required_in_production(settings):
+    import base64
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    seed = bytes(range(32))
+    settings.LEDGER_SIGNING_KEY = seed.hex()
+    from_hex = ledger.public_key_bytes()
+    settings.LEDGER_SIGNING_KEY = base64.b64encode(seed).decode()
+    assert ledger.public_key_bytes() == from_hex
+    settings.LEDGER_SIGNING_KEY = "not a key"
+    with pytest.raises(ImproperlyConfigured, match="LEDGER_SIGNING_KEY"):
+        ledger.signing_key()
+    settings.LEDGER_SIGNING_KEY = ""
+    dev = ledger.public_key_bytes()
+    assert dev != from_hex and len(dev) == 32  # derived from SECRET_KEY in development
+    settings.PRODUCTION = True
+    with pytest.raises(ImproperlyConfigured, match="must be set in production"):
+        ledger.signing_key()
