@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -36,6 +37,7 @@ from sensors.schemas import (
 logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = "1"
+_HEARTBEAT = re.compile(r'^\s*\{\s*"type"\s*:\s*"heartbeat"')
 
 
 class TokenBucket:
@@ -118,6 +120,13 @@ class SensorConsumer(AsyncWebsocketConsumer):
                     ).frame()
                 )
                 return
+        if len(text_data) < 1024 and _HEARTBEAT.search(text_data):
+            # Liveness frames are never throttled nor refused: a station must not be cut off for
+            # saying it is alive (and they cost nothing to answer).
+            await self.send_json(
+                {"type": "heartbeat_ack", "server_time": timezone.now().isoformat()}
+            )
+            return
         wait = self.bucket.take()
         if wait:
             await self.send_json(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from sensors.schemas import SPECTRAL_CHANNELS
 logger = logging.getLogger(__name__)
 
 GROUP = "sqal_live"
+RECENT = 5  # earlier samples listed under a station's latest one
 FLUSH_SECONDS = 0.5
 GRADES = ["A+", "A", "B", "C", "REJECT"]
 SPECTRAL_COLOURS = [
@@ -114,6 +115,14 @@ def sample_card(sample: Any) -> dict[str, Any]:
     }
 
 
+def recent_item(sample: Any) -> dict[str, Any]:
+    return {
+        "sample_id": sample.sample_id,
+        "fusion_grade": sample.fusion_grade,
+        "fusion_score": sample.fusion_score,
+    }
+
+
 def render_station(card: dict[str, Any]) -> str:
     return render_to_string("sensors/_station_card.html", {"card": card})
 
@@ -131,16 +140,18 @@ def dashboard_state(*, since: datetime | None = None) -> dict[str, Any]:
     since = since or timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     cards = []
     for device in Device.objects.filter(is_active=True).order_by("device_id"):
-        sample = (
+        samples = list(
             SensorSample.objects.filter(device_id=device.device_id)
             .select_related("lot")
-            .order_by("-time", "-id")
-            .first()
+            .order_by("-time", "-id")[: RECENT + 1]
         )
-        if sample is None:
+        if not samples:
             continue
+        sample = samples[0]
         sample.lot_code = sample.lot.code if sample.lot else ""
-        cards.append(sample_card(sample))
+        card = sample_card(sample)
+        card["recent"] = [recent_item(s) for s in samples[1:]]
+        cards.append(card)
     counts = dict(
         SensorSample.objects.filter(received_at__gte=since)
         .values_list("fusion_grade")
@@ -189,7 +200,7 @@ class LiveFeed:
         for result in results:
             if result.status != "saved" or result.reading is None:
                 continue
-            self._latest[result.device_id] = result
+            self._latest.setdefault(result.device_id, deque(maxlen=RECENT + 1)).append(result)
             self._counts[result.fusion_grade] += 1
             for alert in result.alerts[:5]:
                 self._alerts.append(
@@ -221,10 +232,14 @@ class LiveFeed:
         latest, counts, alerts = self._latest, self._counts, self._alerts
         self._latest, self._counts, self._alerts = {}, Counter(), []
         stations = []
-        for device_id, result in sorted(latest.items()):
-            reading = result.reading
-            card = sample_card(reading)
-            card.update(lot_code=result.lot_code, site_code=result.site_code)
+        for device_id, results in sorted(latest.items()):
+            result = results[-1]
+            card = sample_card(result.reading)
+            card.update(
+                lot_code=result.lot_code,
+                site_code=result.site_code,
+                recent=[recent_item(r.reading) for r in reversed(list(results)[:-1])],
+            )
             stations.append({"device_id": device_id, "html": render_station(card)})
         layer = get_channel_layer()
         if layer is None:

@@ -17,6 +17,7 @@ import math
 import random
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -381,11 +382,29 @@ class Station:
             self.wakeup.set()
 
 
-async def simulate(config: SimulatorConfig) -> dict[str, StationStats]:
-    """Run every station until its measuring time is over and its samples are acknowledged."""
+async def simulate(
+    config: SimulatorConfig,
+    progress: Callable[[dict[str, StationStats]], None] | None = None,
+    every: float = 30.0,
+) -> dict[str, StationStats]:
+    """Run every station until its measuring time is over and its samples are acknowledged.
+
+    ``progress`` is called every ``every`` seconds with each station's counters so far.
+    """
     rng = random.Random(config.seed)
     stations = [
         Station(device_id, config, random.Random(rng.random())) for device_id in config.device_ids
     ]
-    results = await asyncio.gather(*(station.run() for station in stations))
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(every)
+            progress({s.device_id: s.stats for s in stations})
+
+    reporter = asyncio.create_task(report()) if progress else None
+    try:
+        results = await asyncio.gather(*(station.run() for station in stations))
+    finally:
+        if reporter:
+            reporter.cancel()
     return dict(zip(config.device_ids, results, strict=True))

@@ -111,6 +111,22 @@ def daphne(django_db_setup, django_db_blocker):
     server.start()
     yield server
     server.stop()
+    with django_db_blocker.unblock():
+        wait_for_sessions_to_close()
+
+
+def wait_for_sessions_to_close(timeout: float = 5.0) -> None:
+    """Let PostgreSQL end a stopped server's sessions before the test database is dropped."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
 
 
 @pytest.fixture

@@ -62,7 +62,8 @@ def test_the_dashboard_shows_last_sample_per_station_grade_counts_and_open_alert
 
     html = client.get("/sqal/live/").content.decode()
 
-    assert "NEWEST" in html and "OLD" not in html
+    assert 'data-sample="NEWEST"' in html and 'data-sample="OLD"' not in html
+    assert "· OLD</li>" in html  # earlier samples are listed under the newest
     assert html.count("<rect") >= 64 + 10  # 8×8 heatmap and 10 spectral bars
     assert 'data-grade="A+">A+ : <b>1</b>' in html and 'data-grade="B">B : <b>1</b>' in html
     assert "fusion_score&lt;0.9" in html and lot.code in html

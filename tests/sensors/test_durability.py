@@ -107,7 +107,10 @@ def test_a_flooding_station_is_throttled_without_starving_another(db):
         ws = await open_station(server.url, flooder)
         for n in range(150):
             await ws.send(sample("ESP32_LL_01", n))
-        frames = [json.loads(await asyncio.wait_for(ws.recv(), 30)) for _ in range(150)]
+        await ws.send(json.dumps({"type": "heartbeat", "device_id": "ESP32_LL_01"}))
+        frames = [json.loads(await asyncio.wait_for(ws.recv(), 30)) for _ in range(151)]
+        assert [f["type"] for f in frames].count("heartbeat_ack") == 1  # never throttled
+        frames = [f for f in frames if f["type"] != "heartbeat_ack"]
         await ws.close()
         return frames
 

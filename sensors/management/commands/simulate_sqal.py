@@ -74,21 +74,24 @@ class Command(BaseCommand):
             f"Simulating {', '.join(device_ids)} at {config.rate:g} samples/s each -> {config.url}"
         )
         try:
-            results = asyncio.run(simulate(config))
+            results = asyncio.run(simulate(config, progress=self._report, every=30.0))
         except KeyboardInterrupt:
             self.stdout.write("Stopped.")
             return
-        failed = False
+        self._report(results)
+        failed = any(s.refused > 0 and s.connections == 0 for s in results.values())
+        if failed:
+            raise CommandError("a station was refused by the server (token?)")
+
+    def _report(self, results: dict) -> None:
         for device_id, stats in results.items():
             errors = ", ".join(f"{k}={v}" for k, v in sorted(stats.errors.items())) or "none"
             self.stdout.write(
-                f"{device_id}: sent {stats.sent}, saved {stats.saved}, "
+                f"{device_id}: measured {stats.measured}, sent {stats.sent}, saved {stats.saved}, "
                 f"duplicate {stats.duplicate}, resent {stats.resent}, "
                 f"connections {stats.connections}, errors {errors}"
             )
-            failed = failed or stats.refused > 0 and stats.connections == 0
-        if failed:
-            raise CommandError("a station was refused by the server (token?)")
+        self.stdout.flush()
 
     def _lot_codes(self, device_ids: list[str], lot: str) -> dict[str, str]:
         """The lot each station reports: --lot, else the station's lot in admin when known."""

@@ -1,0 +1,104 @@
+"""The live dashboard in headless Chromium: samples appear as they are committed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from sensors.services import device_issue_token
+from tests.factories import make_device
+from tests.sensors.conftest import exchange, fixture_text, open_station
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def send_samples(url: str, token: str, sample_ids: list[str]) -> list[dict]:
+    """Send samples from a station in another thread (Playwright owns this thread's loop)."""
+    acks: list[dict] = []
+
+    async def scenario():
+        ws = await open_station(url, token)
+        for sample_id in sample_ids:
+            m = json.loads(fixture_text("sensor_data_flat.json"))
+            m["sample_id"] = sample_id
+            acks.append(await exchange(ws, m))
+        await ws.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(asyncio.wait_for(scenario(), 30)))
+    thread.start()
+    thread.join()
+    return acks
+
+
+@pytest.fixture
+def staff_page(daphne):
+    """(page, station token). All ORM work happens before Playwright starts its event loop."""
+    from playwright.sync_api import sync_playwright
+
+    token = device_issue_token(device=make_device())
+    user = get_user_model().objects.create_user(
+        "qualite", password="x-long-password-1", is_staff=True, is_superuser=True
+    )
+    client = Client()
+    client.force_login(user)
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context()
+        context.add_cookies(
+            [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": daphne.http}]
+        )
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        yield page, token
+        browser.close()
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+def test_staff_watch_samples_arrive_with_heatmap_spectrum_and_history(daphne, staff_page):
+    page, token = staff_page
+    page.goto(daphne.http + "/sqal/live/")
+    page.wait_for_function("document.getElementById('sqal-status').textContent.trim() === 'live'")
+
+    assert send_samples(daphne.url, token, ["LIVE_0001"])[0]["status"] == "saved"
+    card = page.locator('.sqal-station[data-device="ESP32_LL_01"]')
+    card.wait_for()
+    assert card.get_attribute("data-sample") == "LIVE_0001"
+    assert card.locator("svg.sqal-heatmap rect").count() == 64
+    assert card.locator("svg.sqal-spectrum rect").count() == 10
+
+    assert send_samples(daphne.url, token, ["LIVE_0002"])[0]["status"] == "saved"
+    page.wait_for_function(
+        "document.querySelector('.sqal-station[data-device=\"ESP32_LL_01\"]')"
+        ".dataset.sample === 'LIVE_0002'"
+    )
+    assert "LIVE_0001" in card.locator(".sqal-recent").inner_text()
+    assert page.locator('#sqal-counts [data-grade="A"] b').inner_text() == "2"
+    assert int(page.locator("#sqal-alert-count").inner_text()) >= 2  # no lot, twice
+    assert "no_lot" in page.locator("#sqal-alerts").inner_text()
