@@ -44,7 +44,7 @@ else
   $PY -m celery -A gaveurs worker -Q exports,default --concurrency 2 -l info > .run/worker.log 2>&1 &
 fi
 pids+=($!)
-if [ -n "${FLOWER_PASSWORD:-}" ] && [ -x scripts/flower.sh ]; then
+if [ -n "${FLOWER_USER:-}" ] && [ -n "${FLOWER_PASSWORD:-}" ] && [ -x scripts/flower.sh ]; then
   bash scripts/flower.sh > .run/flower.log 2>&1 &
   pids+=($!)
 fi
@@ -62,12 +62,18 @@ if $PY manage.py help simulate_sqal >/dev/null 2>&1; then
   pids+=($!)
 fi
 
+flower_line="  Flower:     not started (set FLOWER_USER and FLOWER_PASSWORD to start it on :5555)"
+if [ -n "${FLOWER_USER:-}" ] && [ -n "${FLOWER_PASSWORD:-}" ]; then
+  flower_line="  Flower:     http://localhost:5555/ (basic auth: \$FLOWER_USER)"
+fi
+
 cat <<TXT
 
 Gaveurs Trace is running.
   Admin:      http://localhost:$PORT/admin/   ($(cat .run/admin-login))
   API docs:   http://localhost:$PORT/api/docs
   Websocket:  ws://localhost:$PORT/ws/sensors/
+$flower_line
   Logs:       .run/server.log  .run/worker.log  .run/simulator.log
 Press Ctrl-C to stop.
 TXT
