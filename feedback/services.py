@@ -228,6 +228,9 @@ class ScanCount:
 
     product_pk: int
     lot_id: int
+    # PostgreSQL's row version (xmin) of the product: any change to the record, tampering
+    # included, gives the page a new cache key, so the page never shows a stale record.
+    record_version: str
     reviewed: bool
     review_count: int
     review_sum: int
@@ -243,7 +246,7 @@ class ScanCount:
 # hundred milliseconds of scan counts, never corrupt them.
 SCAN_RECORD_SQL = """
 WITH product AS (
-    SELECT p.id, p.lot_id,
+    SELECT p.id, p.lot_id, p.xmin::text AS record_version,
            EXISTS (SELECT 1 FROM consumer_feedback f WHERE f.product_id = p.id) AS reviewed,
            COALESCE(s.review_count, 0) AS review_count,
            COALESCE(s.overall_sum, 0) AS review_sum
@@ -267,8 +270,8 @@ WITH product AS (
             last_scanned_at = EXCLUDED.last_scanned_at
     RETURNING scan_count
 )
-SELECT product.id, product.lot_id, product.reviewed, product.review_count, product.review_sum,
-       (SELECT scan_count FROM counter)
+SELECT product.id, product.lot_id, product.record_version, product.reviewed,
+       product.review_count, product.review_sum, (SELECT scan_count FROM counter)
 FROM product
 """
 

@@ -120,12 +120,14 @@ CSRF_PLACEHOLDER = "__scan_page_csrf_token__"
 
 
 def _scan_page_cache_key(scan: ScanCount, language: str) -> str:
-    """Everything the page shows that can change is in the key: this unit's review and its
-    lot's visible review figures. The rest (product, lot, quality) is sealed at registration;
-    the tamper-evidence block may lag by at most SCAN_PAGE_CACHE_SECONDS."""
+    """Everything the page shows that can change is in the key: the product record's row
+    version (a changed record, even tampered with in the database, is shown at once), this
+    unit's review and its lot's visible review figures. Only the ledger's tree size and signed
+    head may lag, by at most SCAN_PAGE_CACHE_SECONDS (a proof against an older head still
+    verifies)."""
     return (
-        f"scan-page:v1:{scan.product_pk}:{language}:{int(scan.reviewed)}:"
-        f"{scan.review_count}:{scan.review_sum}"
+        f"scan-page:v1:{scan.product_pk}:{scan.record_version}:{language}:"
+        f"{int(scan.reviewed)}:{scan.review_count}:{scan.review_sum}"
     )
 
 

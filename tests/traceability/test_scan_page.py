@@ -283,3 +283,17 @@ def test_an_unknown_address_gets_the_friendly_404_page(client):
 
     assert response.status_code == 404
     assert "Page introuvable" in response.content.decode()
+
+
+def test_a_record_changed_in_the_database_is_shown_at_once_not_from_the_cache(client):
+    from django.db import connection
+
+    product = make_product(fusion_grade="A")
+    assert 'data-testid="grade">A</span>' in page(client, product.qr_code).content.decode()
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE consumer_products SET sqal_fusion_grade = 'C' WHERE id = %s", [product.pk]
+        )
+
+    assert 'data-testid="grade">C</span>' in page(client, product.qr_code).content.decode()
