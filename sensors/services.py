@@ -10,7 +10,8 @@ Per sample, inside the transaction:
      and be active; a station that has a token must have used it;
   2. its lot is resolved: the message's ``lot_id``; else the lot staff assigned to the station;
      else the lot whose code is the message's ``lot_abattage``; else none, and an alert says so;
-  3. it is inserted once per (station, sample id): a resent sample is reported as a duplicate;
+  3. it is inserted once per (station, sample id): a resent sample is reported as a duplicate
+     (and, eligible with no product yet, asks for it again: its first request may have been lost);
   4. thresholds staff edit in admin raise quality alerts;
   5. a compliant sample whose grade is not REJECT and that has a lot asks for its consumer
      product, which traceability registers once the transaction commits.
@@ -30,11 +31,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from gaveurs.models import Lot, Site
 from sensors.models import Device, QualityAlert, QualityThreshold, SensorSample
 from sensors.schemas import Hello, Reading
+from traceability.models import ConsumerProduct
 from traceability.services import product_registration_request
 
 logger = logging.getLogger(__name__)
@@ -404,7 +407,18 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
             for s in SensorSample.objects.filter(
                 device_id__in={d for d, _ in existing_keys},
                 sample_id__in={s for _, s in existing_keys},
-            ).only("id", "device_id", "sample_id", "fusion_score", "fusion_grade")
+            )
+            .only(
+                "id",
+                "device_id",
+                "sample_id",
+                "fusion_score",
+                "fusion_grade",
+                "is_compliant",
+                "lot_id",
+                "site_code",
+            )
+            .annotate(has_product=Exists(ConsumerProduct.objects.filter(sample=OuterRef("pk"))))
         }
 
     thresholds = list(QualityThreshold.objects.filter(is_active=True)) if inserted else []
@@ -427,6 +441,19 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
             stored = existing[key]
             first.status, first.pk = "duplicate", stored.pk
             first.fusion_score, first.fusion_grade = stored.fusion_score, stored.fusion_grade
+            if (
+                stored.is_compliant
+                and stored.fusion_grade != "REJECT"
+                and stored.lot_id
+                and not stored.has_product
+            ):
+                # Resent because its ack was lost: so may its product request have been (server
+                # killed, or connection lost, between the commit and the publication). Ask again;
+                # registration is idempotent.
+                product_registration_request(
+                    lot_id=stored.lot_id, sample_id=stored.sample_id, site_code=stored.site_code
+                )
+                first.product_requested = True
             later = indexes[1:]
         for index in later:
             dup = results[index]
