@@ -127,3 +127,10 @@ def test_a_client_past_the_rate_limit_gets_a_429(client):
 
     assert statuses == [201, 201, 201, 429]
     assert ConsumerFeedback.objects.count() == 3
+
+
+def test_the_consumer_routes_are_in_the_openapi_document(client):
+    paths = client.get("/api/openapi.json").json()["paths"]
+
+    assert "post" in paths["/api/consumer/feedback"]
+    assert "get" in paths["/api/consumer/scan/{qr_code}"]
