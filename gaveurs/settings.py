@@ -312,3 +312,27 @@ OPTIMIZER_MAX_CURVE_DISTANCE = envfloat("OPTIMIZER_MAX_CURVE_DISTANCE", "0.12")
 OPTIMIZER_SEARCH_GENERATIONS = envint("OPTIMIZER_SEARCH_GENERATIONS", "40")
 OPTIMIZER_SEARCH_POPULATION = envint("OPTIMIZER_SEARCH_POPULATION", "160")
 OPTIMIZER_REPORT_DIR = Path(os.environ.get("OPTIMIZER_REPORT_DIR", MEDIA_ROOT / "optimizer"))
+
+# Content Security Policy (django-csp) on every page but the staff ones listed below: scripts and
+# styles only from our own static files (no inline script, style or handler, no eval: the
+# scan page's WebCrypto check needs none), images from us or data: URIs, no plugins, no framing,
+# forms posting only to us. JSON in <script type="application/json"> is data, not run, so allowed.
+# Excluded: Swagger UI (/api/docs, from a CDN), the admin and the live dashboard (staff only,
+# behind a login; the dashboard has an inline script).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "csp.middleware.CSPMiddleware",
+)
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/admin/", "/api/docs", "/sqal/live/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "style-src": ["'self'"],
+        "script-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}

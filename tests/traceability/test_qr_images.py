@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.test import Client
 from PIL import Image
 from pyzbar.pyzbar import decode
@@ -131,7 +133,9 @@ def test_the_label_sheet_puts_21_labels_on_each_a4_page(staff_client):
     assert html.count('<section class="sheet">') == 2
     assert html.count('<div class="label"') == 22
     assert html.count("<svg") == 22
-    assert "size: A4" in html
+    # The page layout is a static stylesheet (no inline style: the content security policy).
+    assert "traceability/labels.css" in html
+    assert "size: A4" in Path(finders.find("traceability/labels.css")).read_text()
     for p in products:
         assert p.product_id in html and p.lot_code in html
     assert ">B</div>" in html and ">A+</div>" in html
