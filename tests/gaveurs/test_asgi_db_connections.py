@@ -1,10 +1,12 @@
-"""The ASGI server opens a bounded number of database connections, however many requests wait.
+"""The ASGI server holds a bounded number of database connections, and none once idle.
 
-Under Daphne, Django runs each HTTP request in a thread of its own with a connection of its own.
-bench/soak.py (200 consumers) found that a slow moment of the database then opens one connection
-per request in flight until PostgreSQL answers "too many clients" to everyone: scan pages, the
-ingestion writers and the worker alike (500s, lost registrations). gaveurs/asgi.py lets at most
-ASGI_HTTP_CONCURRENCY requests in at once; here a lock makes every scan wait on the database.
+Under Daphne, Django runs each HTTP request in a context (and thread) of its own with a database
+connection of its own. bench/soak.py (200 consumers) found both ways this runs PostgreSQL out of
+connections, answering "too many clients" to everyone (scan pages, ingestion writers, the worker:
+500s and lost registrations): a slow moment of the database opens one connection per request in
+flight, and connections kept for reuse (CONN_MAX_AGE) are never reused nor closed.
+gaveurs/asgi.py lets at most ASGI_HTTP_CONCURRENCY requests in at once, and closes a request's
+connections when it finishes.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def _get(port: int, path: str) -> int:
         conn.close()
 
 
-@pytest.fixture
-def daphne(tmp_path):
+@pytest.fixture(scope="module")
+def daphne(django_db_setup, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("daphne")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_PG")}
     env.update(
@@ -99,12 +102,47 @@ def daphne(tmp_path):
             proc.wait()
 
 
-def test_requests_waiting_on_a_slow_database_hold_at_most_the_configured_connections(daphne):
-    port, _ = daphne
+def _scan_path() -> str:
     lot = make_lot()
     sample = make_sample(lot=lot)
     product = product_register(lot_id=lot.id, sample_id=sample.sample_id, site_code="LL")
-    path = f"/p/{product.qr_code}"
+    return f"/p/{product.qr_code}"
+
+
+def _concurrently(port: int, path: str, n: int) -> list[int]:
+    statuses: list[int] = []
+    threads = [threading.Thread(target=lambda: statuses.append(_get(port, path))) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return statuses
+
+
+def _backends(watch) -> int:
+    return watch.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+        "AND datname = current_database()"
+    ).fetchone()[0]
+
+
+def test_the_server_keeps_no_database_connection_once_its_requests_are_answered(daphne):
+    port, _ = daphne
+    path = _scan_path()
+    conninfo = _database_url().replace("postgres://", "postgresql://", 1)
+    with psycopg.connect(conninfo, autocommit=True) as watch:
+        before = _backends(watch)
+        for _ in range(3):
+            assert _concurrently(port, path, REQUESTS) == [200] * REQUESTS
+        deadline = time.monotonic() + 10
+        while _backends(watch) > before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _backends(watch) <= before
+
+
+def test_requests_waiting_on_a_slow_database_hold_at_most_the_configured_connections(daphne):
+    port, _ = daphne
+    path = _scan_path()
     assert _get(port, path) == 200
 
     conninfo = _database_url().replace("postgres://", "postgresql://", 1)
