@@ -166,6 +166,19 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Cache: local memory, per process, unless CACHE_URL (redis://...) is set. With several processes
+# or hosts set it: the feedback rate limit and the forged-scan log limit then count across all of
+# them (with local memory each process allows the full rate), and the scan page cache is shared.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "gaveurs"),
+        }
+    }
+
 
 def _embedded_broker_url(db: dict) -> str:
     """kombu's SQLAlchemy transport on our own PostgreSQL: a broker that needs no server."""

@@ -47,6 +47,8 @@ def cluster(redis_server, django_db_setup, django_db_blocker, tmp_path_factory):
         DATABASE_URL=database_url,
         REDIS_URL=redis_server.url(3),  # channels-redis: the dashboard group spans the servers
         CELERY_BROKER_URL=redis_server.url(4),
+        CACHE_URL=redis_server.url(5),  # rate limits count across servers
+        FEEDBACK_RATE_LIMIT="2",
         PRODUCT_SWEEP_GRACE_SECONDS="3600",  # products come from the tasks ingestion sent
         LOG_LEVEL="WARNING",
     )
@@ -56,7 +58,10 @@ def cluster(redis_server, django_db_setup, django_db_blocker, tmp_path_factory):
     started = time.monotonic()
     try:
         with ThreadPoolExecutor(5) as pool:
-            for future in [pool.submit(p.start) for p in (*servers, *workers, pages)]:
+            # Five processes importing Django at once: give a loaded machine time.
+            starts = [pool.submit(s.start, 120) for s in servers]
+            starts += [pool.submit(p.start, 120) for p in (*workers, pages)]
+            for future in starts:
                 future.result()
         print(f"two servers, two workers and the WSGI pages in {time.monotonic() - started:.1f} s")
         yield servers, workers, pages
@@ -165,3 +170,19 @@ def test_registrations_are_shared_between_the_two_workers(cluster):
     assert ConsumerProduct.objects.filter(lot=lot).count() == 20
     done_by = [w.log.read_text().count("generate_qr_code_async[") for w in workers]
     assert all(n > 0 for n in done_by), done_by
+
+
+def test_the_feedback_rate_limit_counts_a_client_across_all_servers(cluster):
+    (first, second), _, pages = cluster
+    attempt = {"qr_code": "SQAL_1_NOPE_FG_LL_20261125_0001_0000000000000000"}
+    attempt.update(
+        {f"{k}_rating": 4 for k in ("overall", "taste", "texture", "appearance", "value")}
+    )
+
+    statuses = [
+        httpx.post(f"{server.http}/api/consumer/feedback", json=attempt, timeout=10).status_code
+        for server in (first, second, pages, first)
+    ]
+
+    # Two attempts allowed (unknown product: 404), then refused on whichever server is asked.
+    assert statuses == [404, 404, 429, 429]

@@ -57,7 +57,7 @@ class DaphneServer:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> DaphneServer:
+    def start(self, timeout: float = 30) -> DaphneServer:
         env = {**os.environ, **self.env}
         env.pop("EMBEDDED_PG_CLEANUP", None)
         self.proc = subprocess.Popen(
@@ -67,7 +67,7 @@ class DaphneServer:
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daphne exited: {self.log.read_text()[-3000:]}")
@@ -76,7 +76,7 @@ class DaphneServer:
                     return self
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("daphne did not start in 30 s")
+        raise RuntimeError(f"daphne did not start in {timeout:g} s")
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

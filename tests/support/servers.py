@@ -168,7 +168,7 @@ class GranianServer:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> GranianServer:
+    def start(self, timeout: float = 30) -> GranianServer:
         cmd = [str(Path(sys.executable).parent / "granian"), "--interface", "wsgi"]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
         cmd += ["--no-ws", "--log-level", "warning", "--working-dir", str(ROOT)]
@@ -187,7 +187,7 @@ class GranianServer:
             except OSError:
                 return False
 
-        wait_until(listening, timeout=30, what="granian")
+        wait_until(listening, timeout=timeout, what="granian")
         return self
 
     def stop(self) -> None:

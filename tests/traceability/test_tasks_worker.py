@@ -61,7 +61,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.log: Path | None = None
 
-    def start(self, **extra_env: str) -> None:
+    def start(self, timeout: float = TIMEOUT, **extra_env: str) -> None:
         self.log = self.log_dir / f"worker-{uuid.uuid4().hex[:8]}.log"
         cmd = [sys.executable, "-m", "celery", "-A", "gaveurs", "worker"]
         cmd += ["-Q", "exports,default", "--pool=solo", "-l", "info"]
@@ -77,7 +77,7 @@ class Worker:
                 start_new_session=True,
             )
         try:
-            wait_for(self._ready, what=f"worker ready (log {self.log})")
+            wait_for(self._ready, timeout, what=f"worker ready (log {self.log})")
         except BaseException:
             self.kill()
             raise
