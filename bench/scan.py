@@ -280,7 +280,7 @@ def main() -> None:
             {
                 "bench": "scan",
                 "server": args.server,
-                "workers": args.workers,
+                "workers": args.workers if args.server == "granian" else 1,
                 "products": args.products,
                 "scan_rps": scan["rps"],
                 "scan_p99_ms": scan["p99_ms"],
