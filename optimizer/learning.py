@@ -26,7 +26,7 @@ INSIGHT_COLUMNS = PRODUCTION_COLUMNS + SQAL_COLUMNS
 
 
 def make_forest(*, n_estimators: int, seed: int, n_rows: int):
-    """A forest whose cost stays bounded on large data: each tree sees at most 2,000 rows.
+    """A forest whose cost stays bounded on large data: each tree sees at most 1,500 rows.
 
     Leaves keep at least ~0.5 % of the rows (2 to 20), which also keeps noise out of the
     per-tree predictions whose spread is reported as the uncertainty.
@@ -37,7 +37,7 @@ def make_forest(*, n_estimators: int, seed: int, n_rows: int):
         n_estimators=n_estimators,
         min_samples_leaf=max(2, min(20, n_rows // 200)),
         max_features=0.33,
-        max_samples=min(1.0, 2000 / max(n_rows, 1)),
+        max_samples=min(1.0, 1500 / max(n_rows, 1)),
         n_jobs=-1,
         random_state=seed,
     )
