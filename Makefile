@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format venv system-deps migrate bench clean
+.PHONY: run test lint format venv system-deps migrate bench soak clean
 
 $(BIN)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -29,6 +29,20 @@ lint: venv
 format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Soak and load (bench/soak.py): 50 stations and 200 consumers for 10 minutes by default;
+# make soak ARGS="--duration 60" for a shorter run.
+soak: venv
+	$(BIN)/python bench/soak.py $(ARGS)
+
+# Every bench script with short settings (a few minutes; figures are indicative only).
+bench: venv
+	$(BIN)/python bench/ingest.py --flat 60 --nested 300
+	$(BIN)/python bench/pipeline.py --samples 30 --qr 50
+	$(BIN)/python bench/scan.py --seconds 2
+	$(BIN)/python bench/ledger.py --sizes 10000 --samples 100 --proofs 200
+	$(BIN)/python bench/optimizer.py --lots 1000 --ratings 10000
+	$(BIN)/python bench/soak.py --duration 30 --stations 10 --consumers 40
 
 clean:
 	rm -rf $(VENV) .pgdata .run artifacts

@@ -119,8 +119,11 @@ def start_daphne(application: str, env: dict[str, str], log: Path) -> tuple[subp
     return proc, port
 
 
-def start_worker(env: dict[str, str], log: Path, timeout: float = 60) -> subprocess.Popen:
-    """The real Celery worker (``scripts/worker.sh``), once it logs that it is ready."""
+def start_worker(
+    env: dict[str, str], log: Path, timeout: float = 60, wait: bool = True
+) -> subprocess.Popen:
+    """The real Celery worker (``scripts/worker.sh``), once it logs that it is ready (or at once
+    with ``wait=False``: then call ``wait_worker_ready``)."""
     env = {**env, "CELERY_LOG_LEVEL": env.get("CELERY_LOG_LEVEL", "info")}  # "ready." is INFO
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -131,13 +134,18 @@ def start_worker(env: dict[str, str], log: Path, timeout: float = 60) -> subproc
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    if wait:
+        wait_worker_ready(proc, log, timeout)
+    return proc
+
+
+def wait_worker_ready(proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while b" ready." not in log.read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
             stop_process(proc)
             raise RuntimeError(f"worker did not start: {log.read_text()[-2000:]}")
         time.sleep(0.1)
-    return proc
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:

@@ -21,24 +21,19 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+from bench.common import django_database_url as database_url  # noqa: E402
+from bench.common import percentile, start_worker  # noqa: E402
+from bench.common import stop_process as stop_worker  # noqa: E402
 
 
 def setup_django() -> None:
@@ -53,17 +48,6 @@ def setup_django() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-def database_url() -> str:
-    from django.db import connection
-
-    s = connection.settings_dict
-    auth = quote(s["USER"] or "postgres", safe="")
-    if s.get("PASSWORD"):
-        auth += ":" + quote(s["PASSWORD"], safe="")
-    port = f":{s['PORT']}" if s.get("PORT") else ""
-    return f"postgres://{auth}@{quote(s['HOST'] or '', safe='')}{port}/{s['NAME']}"
 
 
 def make_lot():
@@ -188,38 +172,6 @@ def use_broker(url: str, options: dict) -> None:
     app.amqp._producer_pool = None
     app.conf.broker_url = url
     app.conf.broker_transport_options = options
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            ["bash", str(ROOT / "scripts/worker.sh")],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 60
-    while b" ready." not in log.read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_worker(proc)
-            raise RuntimeError(f"worker did not start: {log.read_text()[-2000:]}")
-        time.sleep(0.1)
-    return proc
-
-
-def stop_worker(proc: subprocess.Popen) -> None:
-    import signal
-
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def measure_broker(name: str, broker_url: str, broker_env: dict, options: dict, args, lot, dsn):

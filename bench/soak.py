@@ -50,6 +50,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -71,6 +72,7 @@ from bench.common import (  # noqa: E402
     start_worker,
     stop_process,
     throwaway_database_url,
+    wait_worker_ready,
 )
 
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -124,6 +126,7 @@ def soak_station_class():
             self.ack_latencies: list[float] = []
             self.ws = None
             self.drops = 0
+            self.last_ack_at = 0.0
 
         def measure(self) -> None:
             super().measure()
@@ -139,7 +142,8 @@ def soak_station_class():
                 sid = frame.get("sample_id")
                 if frame.get("type") == "ack" and sid in self.unacked:
                     self.acked[sid] = frame.get("status", "")
-                    self.ack_latencies.append(time.monotonic() - self.measured_at[sid])
+                    self.last_ack_at = time.monotonic()
+                    self.ack_latencies.append(self.last_ack_at - self.measured_at[sid])
                 yield raw
 
         def drop(self) -> None:
@@ -480,7 +484,7 @@ def main() -> int:
     logging.getLogger("sensors.simulator").setLevel(logging.ERROR)  # reconnects: counted
     run = uuid.uuid4().hex[:6]
     workdir = Path(tempfile.mkdtemp(prefix="gtbench-soak."))
-    db_url = throwaway_database_url(workdir / "pg")
+    db_url = throwaway_database_url()  # its own folder, deleted when this process ends
     django_setup(db_url)
     db_url = django_database_url()
     tokens, lot_codes, seed_codes = prepare_data(run, args.stations, args.seed_products)
@@ -495,10 +499,11 @@ def main() -> int:
     if not env["CELERY_BROKER_URL"]:
         del env["CELERY_BROKER_URL"]  # the embedded transport on DATABASE_URL
     server_log, worker_log = workdir / "daphne.log", workdir / "worker.log"
-    worker = start_worker(env, worker_log)
+    worker = start_worker(env, worker_log, wait=False)
     server = None
     try:
         server, port = start_daphne("bench.soak:application", env, server_log)
+        wait_worker_ready(worker, worker_log)
         result = asyncio.run(
             soak(args, port, tokens, lot_codes, seed_codes, db_url, run, worker, server,
                  baseline_seconds, rss_interval)
@@ -511,7 +516,10 @@ def main() -> int:
             redis_cleanup(prefix)
     result["server_log_tracebacks"] = count_lines(server_log, TRACEBACK)
     result["worker_log_tracebacks"] = count_lines(worker_log, TRACEBACK)
-    return report(args, result, server_log, worker_log)
+    status = report(args, result, server_log, worker_log)
+    if status == 0:
+        shutil.rmtree(workdir, ignore_errors=True)  # the logs are kept when an invariant fails
+    return status
 
 
 async def soak(
@@ -633,6 +641,8 @@ async def soak(
         "drain_s": drain_s,
         "load_s": consumers_done - load_started,
         "stations_s": stations_done - load_started,
+        "last_ack_after_load_s": max((s.last_ack_at for s in stations), default=deadline)
+        - deadline,
         "trivial_start": trivial_start,
         "trivial_end": trivial_end,
         "stored_reviews": stored_reviews,
@@ -726,7 +736,8 @@ def report(args, r: dict, server_log: Path, worker_log: Path) -> int:
             "resent": sum(s.stats.resent for s in stations),
             "connections": sum(s.stats.connections for s in stations),
             "connections_cut": sum(s.drops for s in stations),
-            "acked_per_s": round(len(acked) / r["stations_s"], 2),
+            "acked_per_s": round(len(acked) / args.duration, 2),
+            "last_ack_after_load_s": round(r["last_ack_after_load_s"], 1),
             "offered_per_s": round(args.stations * args.rate, 2),
             "ack_latency_p50_ms": round(percentile(ack_lat, 50) * 1000, 1),
             "ack_latency_p99_ms": round(percentile(ack_lat, 99) * 1000, 1),
@@ -757,9 +768,7 @@ def report(args, r: dict, server_log: Path, worker_log: Path) -> int:
             else None,
             "scan_rps_vs_trivial_rps": round(scan_rps / ts["rps"], 3) if ts["rps"] else None,
             "trivial_rps_end_vs_start": round(te["rps"] / ts["rps"], 3) if ts["rps"] else None,
-            "acked_vs_offered": round(
-                len(acked) / r["stations_s"] / (args.stations * args.rate), 3
-            ),
+            "acked_vs_offered": round(len(acked) / args.duration / (args.stations * args.rate), 3),
         },
         "invariants_ok": not failures,
         "failures": failures,
@@ -768,8 +777,9 @@ def report(args, r: dict, server_log: Path, worker_log: Path) -> int:
     }
     s = figures["samples"]
     print(
-        f"stations: {s['acked']} samples acked in {r['stations_s']:.0f} s "
-        f"({s['acked_per_s']}/s of {s['offered_per_s']}/s offered; {s['acked_duplicate']} as "
+        f"stations: {s['acked']} samples acked over {args.duration:g} s "
+        f"({s['acked_per_s']}/s of {s['offered_per_s']}/s offered; the last ack "
+        f"{s['last_ack_after_load_s']} s after the load; {s['acked_duplicate']} as "
         f"duplicates after {s['connections_cut']} cut connections, {s['resent']} resent), "
         f"ack latency p50 {s['ack_latency_p50_ms']} ms p99 {s['ack_latency_p99_ms']} ms"
     )
