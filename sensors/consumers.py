@@ -105,6 +105,16 @@ class SensorConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         self.closed = True
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before every message, a hop to the sync
+        # thread and back. Frames never touch the ORM here (the batch writers own their
+        # connections; connect and hello go through database_sync_to_async, which does it), so
+        # frames skip that hop: it cost as much as the rest of the frame's handling.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
     async def send_json(self, frame: dict[str, Any]) -> None:
         if not self.closed:
             await self.send(text_data=json.dumps(frame))
@@ -243,13 +253,4 @@ class LiveDashboardConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(live.GROUP, self.channel_name)
 
     async def live_update(self, event: dict[str, Any]) -> None:
-        await self.send(
-            text_data=json.dumps(
-                {
-                    "type": "update",
-                    "stations": event["stations"],
-                    "grade_counts": event["grade_counts"],
-                    "alerts": event["alerts"],
-                }
-            )
-        )
+        await self.send(text_data=live.render_update(event))

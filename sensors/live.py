@@ -9,10 +9,12 @@ dashboard costs the same whatever the ingestion rate.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter, deque
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from django.template.loader import render_to_string
@@ -42,9 +44,7 @@ SPECTRAL_COLOURS = [
 ]
 
 
-def _colour(t: float) -> str:
-    """Dark blue (near) to yellow (far): a simple perceptual-ish ramp."""
-    t = min(max(t, 0.0), 1.0)
+def _ramp(t: float) -> str:
     stops = [(0.0, (13, 8, 135)), (0.5, (204, 71, 120)), (1.0, (240, 249, 33))]
     for (t0, c0), (t1, c1) in zip(stops, stops[1:], strict=False):
         if t <= t1:
@@ -52,6 +52,14 @@ def _colour(t: float) -> str:
             r, g, b = (round(a + (b_ - a) * k) for a, b_ in zip(c0, c1, strict=True))
             return f"#{r:02x}{g:02x}{b:02x}"
     return "#f0f921"
+
+
+# Dark blue (near) to yellow (far), precomputed in 64 steps.
+_PALETTE = [_ramp(i / 63) for i in range(64)]
+
+
+def _colour(t: float) -> str:
+    return _PALETTE[min(63, max(0, int(t * 63 + 0.5)))]
 
 
 def heatmap_svg(matrix: Sequence[Sequence[float]] | None, *, title: str = "") -> SafeString:
@@ -231,19 +239,32 @@ class LiveFeed:
         self._scheduled = False
         latest, counts, alerts = self._latest, self._counts, self._alerts
         self._latest, self._counts, self._alerts = {}, Counter(), []
-        stations = []
-        for device_id, results in sorted(latest.items()):
-            result = results[-1]
-            card = sample_card(result.reading)
-            card.update(
-                lot_code=result.lot_code,
-                site_code=result.site_code,
-                recent=[recent_item(r.reading) for r in reversed(list(results)[:-1])],
-            )
-            stations.append({"device_id": device_id, "html": render_station(card)})
         layer = get_channel_layer()
         if layer is None:
             return
+        # Plain data: each dashboard connection renders it (render_update), so a server
+        # nobody watches renders nothing.
+        stations = []
+        for device_id, results in sorted(latest.items()):
+            result = results[-1]
+            reading = result.reading
+            stations.append(
+                {
+                    "device_id": device_id,
+                    "sample_id": result.sample_id,
+                    "time": reading.time.isoformat(),
+                    "fusion_grade": reading.fusion_grade,
+                    "fusion_score": reading.fusion_score,
+                    "is_compliant": reading.is_compliant,
+                    "lot_code": result.lot_code,
+                    "site_code": result.site_code,
+                    "distance_matrix": reading.distance_matrix,
+                    "spectral_channels": reading.spectral_channels,
+                    "recent": [recent_item(r.reading) for r in reversed(list(results)[:-1])],
+                }
+            )
+        for alert in alerts:
+            alert["created_at"] = alert["created_at"].isoformat()
         try:
             await layer.group_send(
                 GROUP,
@@ -251,12 +272,53 @@ class LiveFeed:
                     "type": "live.update",
                     "stations": stations,
                     "grade_counts": dict(counts),
-                    "alerts": [render_alert(a) for a in alerts],
-                    "alert_count": len(alerts),
+                    "alerts": alerts,
                 },
             )
         except Exception:  # the dashboard is best effort; ingestion must not depend on it
             logger.exception("live dashboard update failed")
+
+
+@lru_cache(maxsize=256)
+def _station_html(device_id: str, sample_id: str, station_json: str) -> str:
+    station = json.loads(station_json)
+    card = {
+        "device_id": station["device_id"],
+        "sample_id": station["sample_id"],
+        "time": datetime.fromisoformat(station["time"]),
+        "fusion_grade": station["fusion_grade"],
+        "fusion_score": station["fusion_score"],
+        "is_compliant": station["is_compliant"],
+        "lot_code": station["lot_code"],
+        "site_code": station["site_code"],
+        "heatmap": heatmap_svg(station["distance_matrix"], title="distance (mm)"),
+        "spectrum": spectrum_svg(station["spectral_channels"]),
+        "recent": station["recent"],
+    }
+    return render_station(card)
+
+
+def render_update(event: dict[str, Any]) -> str:
+    """The frame a dashboard receives: station cards and alert rows as HTML, grade counts."""
+    stations = [
+        {
+            "device_id": s["device_id"],
+            "html": _station_html(s["device_id"], s["sample_id"], json.dumps(s, sort_keys=True)),
+        }
+        for s in event["stations"]
+    ]
+    alerts = []
+    for alert in event["alerts"]:
+        alert = dict(alert, created_at=datetime.fromisoformat(alert["created_at"]))
+        alerts.append(render_alert(alert))
+    return json.dumps(
+        {
+            "type": "update",
+            "stations": stations,
+            "grade_counts": event["grade_counts"],
+            "alerts": alerts,
+        }
+    )
 
 
 _feeds: dict[int, LiveFeed] = {}
