@@ -349,3 +349,8 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     },
 }
+
+# Request bodies: the largest legitimate one (an admin action over 1000 selected rows) is a few
+# tens of KB and nothing uploads files; anything over this is refused before it is parsed (400,
+# 413 in the JSON API). A reverse proxy in front should cap bodies too (client_max_body_size).
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", str(256 * 1024))

@@ -36,7 +36,13 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-$PY -m daphne -b "$HOST" -p "$PORT" gaveurs.asgi:application > .run/server.log 2>&1 &
+# Daphne refuses websocket messages (and frames) over WS_MAX_BYTES itself, closing with 1009
+# before buffering them; up to it the consumer answers message_too_large past
+# SQAL_MAX_MESSAGE_BYTES and the station stays connected. Daphne's own default is 1 MiB, which
+# would silently cap a larger SQAL_MAX_MESSAGE_BYTES: the limit follows it.
+WS_MAX_BYTES="${WS_MAX_BYTES:-$((2 * ${SQAL_MAX_MESSAGE_BYTES:-524288}))}"
+$PY -m daphne -b "$HOST" -p "$PORT" --websocket-max-message-size "$WS_MAX_BYTES" \
+  --websocket-max-frame-size "$WS_MAX_BYTES" gaveurs.asgi:application > .run/server.log 2>&1 &
 pids+=($!)
 if [ -x scripts/worker.sh ]; then
   bash scripts/worker.sh > .run/worker.log 2>&1 &
