@@ -57,7 +57,7 @@ class DaphneServer:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> DaphneServer:
+    def start(self, timeout: float = 60) -> DaphneServer:
         env = {**os.environ, **self.env}
         env.pop("EMBEDDED_PG_CLEANUP", None)
         self.proc = subprocess.Popen(
