@@ -240,3 +240,42 @@ def test_daphne_killed_with_stations_connected_loses_and_doubles_nothing(stack):
             "all_products_after_restart_s": round(products_done - started, 2),
         },
     )
+
+
+def test_the_broker_crashing_while_stations_send_loses_no_sample_and_no_product(
+    stack, redis_server
+):
+    duration, crash_at, down_for = 5.0, 1.5, 2.0
+    device_ids = list(stack.tokens)[4:6]
+    timeline: dict[str, float] = {}
+
+    def crash_broker() -> None:
+        time.sleep(crash_at)
+        redis_server.kill()  # the broker of Daphne's product requests and of the worker
+        timeline["killed"] = time.monotonic()
+        time.sleep(down_for)
+        redis_server.start()
+        timeline["started"] = time.monotonic()
+
+    chaos = threading.Thread(target=crash_broker)
+    chaos.start()
+    try:
+        stats = asyncio.run(asyncio.wait_for(simulate(stack.config(device_ids, duration)), 90))
+        drained = time.monotonic()
+    finally:
+        chaos.join()
+
+    assert stack.server.proc.poll() is None and stack.worker.proc.poll() is None
+    figures = check_every_sample_stored_once(stack, stats)
+    products, products_done = check_every_eligible_sample_has_one_product(stack)
+    started = timeline["started"]
+    write_figures(
+        "broker",
+        {
+            **figures,
+            "down_s": round(started - timeline["killed"], 2),
+            "all_acked_after_restart_s": round(drained - started, 2),
+            "products_total": products,
+            "all_products_after_restart_s": round(products_done - started, 2),
+        },
+    )
