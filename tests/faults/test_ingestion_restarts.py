@@ -1,5 +1,5 @@
-"""PostgreSQL, then Daphne, restarted while stations send: nothing acked is lost, nothing is
-stored twice, every eligible sample becomes exactly one product.
+"""PostgreSQL, Daphne, then the broker crashed and restarted while stations send: nothing acked is
+lost, nothing is stored twice, every eligible sample becomes exactly one product.
 
 A PostgreSQL of the module's own (the session's test database is not touched) serves a Daphne
 process and a Celery worker (broker: a Redis of our own). Simulated stations (``sensors.simulator``,
