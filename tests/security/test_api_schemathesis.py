@@ -29,7 +29,7 @@ from tests.security.conftest import make_product
 
 schema = schemathesis.openapi.from_wsgi("/api/openapi.json", application)
 # SCHEMATHESIS_EXAMPLES=1000 for a deeper run; SCHEMATHESIS_REPORT=1 prints each call.
-EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "80"))
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "50"))
 
 
 @pytest.fixture(autouse=True)
