@@ -97,14 +97,18 @@ def main() -> None:
         baseline = time.perf_counter() - t0
 
         with tempfile.TemporaryDirectory() as report:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             outcome = optimization_run(site_code=site, report_dir=Path(report))
             elapsed = time.perf_counter() - t0
+            # CPU seconds of this process (all its threads): unlike wall time, barely moved by
+            # other work on the machine; on an idle machine wall ≈ CPU / cores used.
+            cpu = time.process_time() - c0
         result = {
             "lots": counts["lots"],
             "ratings": counts["reviews"],
             "outcome": outcome.run.outcome,
             "seconds": round(elapsed, 2),
+            "cpu_seconds": round(cpu, 2),
             "baseline_read_seconds": round(baseline, 3),
             "ratio_vs_read": round(elapsed / baseline, 1),
             "stages_s": outcome.run.model_metrics.get("timings_s", {}),
@@ -116,6 +120,7 @@ def main() -> None:
         results.append(result)
         print(
             f"{lots:>6} lots, {counts['reviews']} ratings: optimize_curves {elapsed:.1f} s "
+            f"({cpu:.1f} CPU s) "
             f"(outcome {outcome.run.outcome}); reading the rows once {baseline:.2f} s; "
             f"ratio {elapsed / baseline:.1f}x; stages {result['stages_s']}; "
             f"load average {result['load_average_1min']}",
