@@ -1,4 +1,4 @@
-"""Fixtures of the hostile-input tests: real products, a staff API token, a Daphne server."""
+"""Fixtures of the hostile-input tests: real products, a staff API token, an empty cache."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
 from tests.factories import make_lot, make_sample
-from tests.sensors.conftest import DaphneServer, server_env  # noqa: F401
 from traceability.auth import api_token_create
 from traceability.models import ConsumerProduct
 from traceability.services import product_register
