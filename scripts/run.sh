@@ -77,6 +77,7 @@ cat <<TXT
 
 Gaveurs Trace is running.
   Admin:      http://localhost:$PORT/admin/   ($(cat .run/admin-login))
+  Dashboard:  http://localhost:$PORT/sqal/live/   (live SQAL samples, staff login)
   API docs:   http://localhost:$PORT/api/docs
   Websocket:  ws://localhost:$PORT/ws/sensors/
 $flower_line
