@@ -66,7 +66,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(dedicated_pg, redis_server, tmp_path_factory):
-    seed = seed_stations(dedicated_pg, 6)
+    seed = seed_stations(dedicated_pg, 8)  # each test sends from stations of its own
     env = {
         k: v
         for k, v in os.environ.items()
@@ -246,7 +246,7 @@ def test_the_broker_crashing_while_stations_send_loses_no_sample_and_no_product(
     stack, redis_server
 ):
     duration, crash_at, down_for = 5.0, 1.5, 2.0
-    device_ids = list(stack.tokens)[4:6]
+    device_ids = list(stack.tokens)[6:8]
     timeline: dict[str, float] = {}
 
     def crash_broker() -> None:
