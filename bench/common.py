@@ -103,12 +103,15 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float =
             time.sleep(0.1)
 
 
-def start_daphne(application: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
+def start_daphne(
+    application: str, env: dict[str, str], log: Path, options: list[str] | None = None
+) -> tuple[subprocess.Popen, int]:
     """A Daphne server on a free loopback port serving ``module:attribute``; (process, port)."""
     port = free_port()
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application],
+            [*command, *(options or []), application],
             cwd=ROOT,
             env=env,
             stdout=out,

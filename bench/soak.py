@@ -502,7 +502,10 @@ def main() -> int:
     worker = start_worker(env, worker_log, wait=False)
     server = None
     try:
-        server, port = start_daphne("bench.soak:application", env, server_log)
+        # The websocket limits scripts/run.sh gives Daphne (2 x SQAL_MAX_MESSAGE_BYTES).
+        ws_max = str(2 * int(env.get("SQAL_MAX_MESSAGE_BYTES", 512 * 1024)))
+        limits = ["--websocket-max-message-size", ws_max, "--websocket-max-frame-size", ws_max]
+        server, port = start_daphne("bench.soak:application", env, server_log, limits)
         wait_worker_ready(worker, worker_log)
         result = asyncio.run(
             soak(args, port, tokens, lot_codes, seed_codes, db_url, run, worker, server,
