@@ -15,14 +15,17 @@ import hashlib
 import hmac
 import logging
 import re
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, ProgrammingError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from psycopg import errors as psycopg_errors
 
 from feedback.models import (
     COMMENT_MAX_LENGTH,
@@ -242,8 +245,9 @@ class ScanCount:
 # was reviewed and its lot's visible review figures.
 # The transaction commits with synchronous_commit off (set_config(..., true) is local to it): a
 # scan is acknowledged without waiting for the WAL flush, which would otherwise dominate the
-# page's cost and hold the counter row's lock during the flush. A crash may lose the last few
-# hundred milliseconds of scan counts, never corrupt them.
+# page's cost and hold the counter row's lock during the flush. An application crash or restart
+# loses nothing (each scan is committed before the page is sent); a crash of PostgreSQL itself
+# may lose the scans of its last ~0.6 s (3 x wal_writer_delay), never corrupt the counts.
 SCAN_RECORD_SQL = """
 WITH product AS (
     SELECT p.id, p.lot_id, p.xmin::text AS record_version,
@@ -252,19 +256,18 @@ WITH product AS (
            COALESCE(s.overall_sum, 0) AS review_sum
     FROM consumer_products p
     LEFT JOIN feedback_lot_review_stats s ON s.lot_id = p.lot_id
-    WHERE p.qr_code = %(qr_code)s
+    WHERE p.qr_code = $1
 ), async_commit AS (
     SELECT set_config('synchronous_commit', 'off', true) AS value
 ), event AS (
     INSERT INTO feedback_scan_events
         (product_id, scanned_at, channel, country, place_source, language, client_hash)
-    SELECT product.id, %(now)s, %(channel)s, %(country)s, %(place_source)s, %(language)s,
-           %(client_hash)s
+    SELECT product.id, $2, $3, $4, $5, $6, $7
     FROM product
 ), counter AS (
     INSERT INTO feedback_product_scan_stats
         (product_id, scan_count, first_scanned_at, last_scanned_at)
-    SELECT product.id, 1, %(now)s, %(now)s FROM product, async_commit
+    SELECT product.id, 1, $2, $2 FROM product, async_commit
     ON CONFLICT (product_id) DO UPDATE
         SET scan_count = feedback_product_scan_stats.scan_count + 1,
             last_scanned_at = EXCLUDED.last_scanned_at
@@ -274,6 +277,56 @@ SELECT product.id, product.lot_id, product.record_version, product.reviewed,
        product.review_count, product.review_sum, (SELECT scan_count FROM counter)
 FROM product
 """
+SCAN_RECORD_PARAMS = ("qr_code", "now", "channel", "country", "place_source", "language", "hash")
+
+# The statement is a prepared statement of the database session: PostgreSQL parses and plans
+# it once per connection instead of on every scan (planning is most of its server time). The
+# first scan on a connection sends PREPARE and EXECUTE together (still one round trip); the
+# session keeps it until the connection closes (a PREPARE survives a rollback). Name versioned
+# with the text: a changed statement gets a new name. Needs session-level state: behind
+# PgBouncer use session pooling (README), as for the rest of the application.
+SCAN_STATEMENT = "gaveurs_scan_record_v2"
+SCAN_PREPARE_SQL = (
+    f"PREPARE {SCAN_STATEMENT} (text, timestamptz, text, text, text, text, text) AS "
+    + SCAN_RECORD_SQL
+)
+SCAN_EXECUTE_SQL = (
+    f"EXECUTE {SCAN_STATEMENT} (" + ", ".join(f"%({n})s" for n in SCAN_RECORD_PARAMS) + ")"
+)
+# Database sessions (psycopg connections) on which the statement is prepared.
+_prepared_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _scan_statement_run(params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Run the scan statement on this thread's connection: one round trip, through Django's
+    cursor (so it is counted and logged like any query)."""
+    with connection.cursor() as cursor:
+        session = connection.connection
+        for attempt in (1, 2):
+            prepared = session in _prepared_sessions
+            try:
+                if prepared:
+                    cursor.execute(SCAN_EXECUTE_SQL, params)
+                else:
+                    cursor.execute(f"{SCAN_PREPARE_SQL};\n{SCAN_EXECUTE_SQL}", params)
+                    cursor.nextset()  # PREPARE's result, then EXECUTE's
+                    _prepared_sessions.add(session)
+                return cursor.fetchone()
+            except ProgrammingError as exc:
+                # Our record of the session was wrong: the statement was deallocated behind our
+                # back (DISCARD ALL, a pooler) or prepared by a call that failed afterwards.
+                # Nothing ran (a failed statement is rolled back whole): correct the record and,
+                # outside a transaction, try once more; inside one the transaction is aborted.
+                cause = exc.__cause__
+                if isinstance(cause, psycopg_errors.InvalidSqlStatementName):
+                    _prepared_sessions.discard(session)
+                elif isinstance(cause, psycopg_errors.DuplicatePreparedStatement):
+                    _prepared_sessions.add(session)
+                else:
+                    raise
+                if attempt == 2 or connection.in_atomic_block:
+                    raise
+    return None
 
 
 def scan_record(
@@ -282,20 +335,17 @@ def scan_record(
     """Count one scan of the product with this code (None, and nothing counted, when no product
     has it). Raises the copied-label alert once the count passes SCAN_ALERT_THRESHOLD."""
     now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            SCAN_RECORD_SQL,
-            {
-                "qr_code": qr_code,
-                "now": now,
-                "channel": channel,
-                "country": origin.country,
-                "place_source": origin.place_source,
-                "language": (language or "")[:8],
-                "client_hash": origin.client_hash,
-            },
-        )
-        row = cursor.fetchone()
+    row = _scan_statement_run(
+        {
+            "qr_code": qr_code,
+            "now": now,
+            "channel": channel,
+            "country": origin.country,
+            "place_source": origin.place_source,
+            "language": (language or "")[:8],
+            "hash": origin.client_hash,
+        }
+    )
     if row is None:
         return None
     scan = ScanCount(*row)

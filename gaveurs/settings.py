@@ -122,9 +122,15 @@ DATABASES = {
     "default": dj_database_url.parse(
         embedded_pg.url_from_env(BASE_DIR),
         conn_max_age=envint("DB_CONN_MAX_AGE", "60"),
-        conn_health_checks=True,
+        conn_health_checks=envbool("DB_CONN_HEALTH_CHECKS", "True"),
     )
 }
+# DB_CONN_HEALTH_CHECKS: a reused connection is checked (SELECT 1, one more round trip) at the
+# start of each request. Without the check a request that finds the connection dropped (database
+# restarted) fails with a 500 and Django closes the connection at its end, so the next request
+# reconnects: one failed request per process and restart, against one round trip on every request.
+# The consumer pages' WSGI servers turn it off (a scan then costs one round trip: README,
+# "Consumer pages"); Daphne and the workers keep it (stations resend on storage_error frames).
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"]["options"] = f"-c gaveurs.qr_key={QR_SIGNING_KEY.encode().hex()}"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -266,6 +272,11 @@ FORGED_SCAN_LOG_PER_MINUTE = envint("FORGED_SCAN_LOG_PER_MINUTE", "5")
 # The rendered scan page is cached per product, language and review state (the ledger block may
 # lag by this much). Per process with the default local-memory cache.
 SCAN_PAGE_CACHE_SECONDS = envint("SCAN_PAGE_CACHE_SECONDS", "60")
+# Reverse proxies in front of the app that append the client's address to X-Forwarded-For.
+# The consumer's address (only ever hashed: rate limits, scan counts) is then taken this many
+# entries from the right of that header; 0 (the default) ignores the header, which any client
+# can send, and uses REMOTE_ADDR. Set it to the number of proxies you run, never more.
+TRUSTED_PROXY_HOPS = envint("TRUSTED_PROXY_HOPS", "0")
 
 # Tamper-evident ledger (traceability/ledger.py). LEDGER_SIGNING_KEY: the Ed25519 private key
 # (32-byte seed, 64 hex digits or base64), required in production; in development it is derived
