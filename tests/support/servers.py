@@ -39,8 +39,10 @@ def wait_until(predicate, *, timeout: float = 30.0, what: str = "condition", ste
 
 
 class RedisServer:
-    """``redis-server`` on a free port with its own directory; appendonly, so queued tasks
-    survive a restart (even a SIGKILL: Redis writes the AOF before it answers)."""
+    """``redis-server`` on a free port with its own directory; queued tasks survive a restart,
+    even a SIGKILL: with ``appendfsync always`` Redis writes and syncs its append-only file before
+    it answers (with ``everysec`` it may answer up to 2 s before writing: a busy machine lost a
+    whole queue that way)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -53,7 +55,8 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port)]
-            + ["--save", "", "--appendonly", "yes", "--dir", str(self.directory)]
+            + ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+            + ["--dir", str(self.directory)]
             + ["--logfile", str(self.directory / "redis.log")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
