@@ -66,8 +66,8 @@ def cluster(redis_server, django_db_setup, django_db_blocker, tmp_path_factory):
         print(f"two servers, two workers and the WSGI pages in {time.monotonic() - started:.1f} s")
         yield servers, workers, pages
     finally:
-        for p in (*workers, *servers, pages):
-            p.stop()
+        with ThreadPoolExecutor(5) as pool:
+            list(pool.map(lambda p: p.stop(), (*workers, *servers, pages)))
 
 
 def staff_cookie() -> str:
