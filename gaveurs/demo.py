@@ -96,7 +96,7 @@ def _sample_fields(rng: random.Random, quality: float) -> dict:
 
 
 @transaction.atomic
-def seed_demo(*, seed: int = 42, lots_per_site: int = 4, samples_per_lot: int = 12) -> DemoSummary:
+def seed_demo(*, seed: int = 42, lots_per_site: int = 8, samples_per_lot: int = 16) -> DemoSummary:
     """Create the demo data set. Same seed, same data (product ids carry the day they were made)."""
     rng = random.Random(seed)
     curve, _ = FeedingCurve.objects.get_or_create(
@@ -139,8 +139,8 @@ def seed_demo(*, seed: int = 42, lots_per_site: int = 4, samples_per_lot: int = 
             if Lot.objects.filter(code=lot_code).exists():
                 continue
             # Each lot follows the reference ramp, bent by a lot-specific steepness and level.
-            level = rng.uniform(0.9, 1.1)
-            bend = rng.uniform(-0.25, 0.25)
+            level = rng.uniform(0.82, 1.18)
+            bend = rng.uniform(-0.4, 0.4)
             doses = []
             for day, (m, e) in enumerate(reference_doses(duration), start=1):
                 x = (day - 1) / max(duration - 1, 1)
@@ -148,7 +148,7 @@ def seed_demo(*, seed: int = 42, lots_per_site: int = 4, samples_per_lot: int = 
                 doses.append((round(m * factor, 1), round(e * factor, 1)))
             # Hidden taste: moderate total maize and a smooth ramp make better livers.
             total_maize = sum(m + e for m, e in doses)
-            quality = 0.82 - abs(level - 1.0) * 1.2 - abs(bend) * 0.4 - (duration - 12) ** 2 * 0.004
+            quality = 0.88 - abs(level - 1.0) * 2.2 - abs(bend) * 0.6 - (duration - 12) ** 2 * 0.008
             duck_count = rng.randint(180, 260)
             lot = Lot.objects.create(
                 code=lot_code,
@@ -203,8 +203,8 @@ def seed_demo(*, seed: int = 42, lots_per_site: int = 4, samples_per_lot: int = 
                 counts.products += 1
                 if rng.random() < 0.6:
                     product = ConsumerProduct.objects.get(product_id=registered.product_id)
-                    taste = quality + (sample.fusion_score - quality) * 0.5
-                    overall = min(5, max(1, round(1 + 4 * taste + rng.gauss(0, 0.5))))
+                    taste = 0.85 * quality + 0.15 * sample.fusion_score
+                    overall = min(5, max(1, round(1 + 4 * taste + rng.gauss(0, 0.3))))
 
                     def near(value: int) -> int:
                         return min(5, max(1, value + rng.choice([-1, 0, 0, 1])))

@@ -47,14 +47,14 @@ def test_it_creates_sites_lots_samples_of_every_grade_products_and_reviews():
     call_command("seed_demo", "--seed", "7", stdout=out)
 
     assert Site.objects.count() >= 3
-    assert Lot.objects.count() == 12
+    assert Lot.objects.count() == 24
     grades = Counter(SensorSample.objects.values_list("fusion_grade", flat=True))
     assert set(grades) == {"A+", "A", "B", "C", "REJECT"} or len(grades) >= 4
     eligible = SensorSample.objects.filter(is_compliant=True).exclude(fusion_grade="REJECT")
     assert ConsumerProduct.objects.count() == eligible.count()
     assert ConsumerFeedback.objects.exists()
     assert Device.objects.filter(assigned_lot__isnull=False).exists()
-    assert "12 new lots" in out.getvalue()
+    assert "24 new lots" in out.getvalue()
 
 
 def test_each_lot_gets_10_to_14_days_of_rising_doses():
@@ -99,3 +99,10 @@ def test_running_it_again_adds_nothing():
         ConsumerProduct.objects.count(),
     )
     assert "0 new lots" in out.getvalue()
+
+
+def test_the_default_demo_gives_the_optimizer_a_curve_to_recommend():
+    call_command("seed_demo", stdout=StringIO())
+    out = StringIO()
+    call_command("optimize_curves", "--no-report", stdout=out)
+    assert "Recommended curve" in out.getvalue(), out.getvalue()

@@ -12,8 +12,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-        parser.add_argument("--lots-per-site", type=int, default=4)
-        parser.add_argument("--samples-per-lot", type=int, default=12)
+        parser.add_argument("--lots-per-site", type=int, default=8)
+        parser.add_argument("--samples-per-lot", type=int, default=16)
 
     def handle(self, *args, seed: int, lots_per_site: int, samples_per_lot: int, **options) -> None:
         summary = seed_demo(seed=seed, lots_per_site=lots_per_site, samples_per_lot=samples_per_lot)
