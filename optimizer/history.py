@@ -426,4 +426,9 @@ def history_import(*, text: str, source: str = "") -> dict[str, int]:
         if any("ratings" in product for product in item.products):
             # The scan page reads the lot's review sums: keep them in step with the import.
             lot_review_stats_rebuild(lot_id=lot.pk)
+    # Imported products join the tamper-evident log like registered ones (verify_ledger would
+    # otherwise report them as unsealed).
+    from traceability.ledger import ledger_seal_pending
+
+    ledger_seal_pending()
     return counts

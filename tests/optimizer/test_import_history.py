@@ -164,3 +164,18 @@ def test_an_empty_file_and_a_missing_file_are_refused(tmp_path):
         call_command("import_history", str(empty))
     with pytest.raises(CommandError, match="no such file"):
         call_command("import_history", str(tmp_path / "missing.csv"))
+
+
+def test_imported_products_are_sealed_in_the_ledger():
+    from io import StringIO
+
+    from traceability.ledger import ledger_verify
+
+    call_command("import_history", str(EXAMPLE), stdout=StringIO())
+
+    products = ConsumerProduct.objects.all()
+    assert products.exists()
+    assert not products.filter(ledger_leaf__isnull=True).exists()
+    assert all(p.blockchain_hash for p in products)
+    verification = ledger_verify()
+    assert verification.ok, verification.findings
