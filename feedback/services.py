@@ -3,8 +3,8 @@
 - ``feedback_submit`` stores one review per product unit and keeps ``LotReviewStats`` in step;
   ``feedback_hide`` / ``feedback_unhide`` moderate (hidden reviews are kept, not counted).
 - ``scan_record`` resolves a code and counts the scan in one SQL statement (event row +
-  per-product counter) and raises a ``ScanAlert`` when a code is scanned more than
-  ``settings.SCAN_ALERT_THRESHOLD`` times.
+  per-product counter; prepared once per database session), one round trip, and raises a
+  ``ScanAlert`` when a code is scanned more than ``settings.SCAN_ALERT_THRESHOLD`` times.
 - ``forged_scan_record`` logs a code whose signature does not verify.
 - ``client_hash`` / ``coarse_place`` reduce a request to what we keep: never the IP address.
 """
