@@ -3,7 +3,8 @@
 Starts a throwaway embedded PostgreSQL (unless DATABASE_URL is set), registers a product the
 real way (PL/pgSQL function, sealed in the ledger), then serves the project with a WSGI server
 (granian, the consumer pages' recommended server: see DESIGN.md) or Daphne (ASGI), and loads
-both URLs with keep-alive HTTP/1.1 clients in several processes for a fixed time each:
+the URLs with keep-alive HTTP/1.1 clients in several processes for a fixed time each, taken
+in turns (``--rounds`` slices each) so a change of the shared machine's load hits them alike:
 
 - ``/p/<qr_code>``: the full scan page (product query, scan counter upsert, ledger proof,
   template with the feedback form and CSRF token), every request counted as a scan;
@@ -21,7 +22,7 @@ trivial view never sends); ``DB_CONN_HEALTH_CHECKS=true .venv/bin/python bench/s
 measures with them.
 
     .venv/bin/python bench/scan.py [--server granian|daphne] [--workers 2] [--seconds 8]
-                                   [--clients 2] [--threads 4]
+                                   [--rounds 4] [--clients 2] [--threads 4]
 """
 
 from __future__ import annotations
@@ -174,22 +175,27 @@ def _client(port: int, paths: list[str], seconds: float, threads: int, out: mp.Q
     out.put((len(latencies), errors[0], latencies))
 
 
-def _measure(port: int, paths: list[str], *, seconds: float, clients: int, threads: int) -> dict:
+def _load(
+    port: int, paths: list[str], *, seconds: float, clients: int, threads: int
+) -> tuple[list[float], int, float]:
+    """Load ``paths`` for ``seconds``: (latencies in ms, errors, elapsed seconds)."""
     queue: mp.Queue = mp.Queue()
     procs = [
         mp.Process(target=_client, args=(port, paths, seconds, threads, queue))
         for _ in range(clients)
     ]
-    start = time.perf_counter()
     for p in procs:
         p.start()
     results = [queue.get() for _ in procs]
     for p in procs:
         p.join()
-    elapsed = max(time.perf_counter() - start, seconds)
-    latencies = sorted(lat for _, _, lats in results for lat in lats)
+    # Each client sends requests for ``seconds`` from its own start (process start-up left out).
+    return [lat for _, _, lats in results for lat in lats], sum(e for _, e, _ in results), seconds
+
+
+def _summary(latencies: list[float], errors: int, elapsed: float) -> dict:
+    latencies = sorted(latencies)
     count = len(latencies)
-    errors = sum(e for _, e, _ in results)
 
     def pct(q: float) -> float:
         return latencies[min(count - 1, int(q * count))] if count else float("nan")
@@ -204,6 +210,32 @@ def _measure(port: int, paths: list[str], *, seconds: float, clients: int, threa
     }
 
 
+def _measure(port: int, paths: list[str], *, seconds: float, clients: int, threads: int) -> dict:
+    return _summary(*_load(port, paths, seconds=seconds, clients=clients, threads=threads))
+
+
+def _measure_interleaved(
+    port: int,
+    targets: dict[str, list[str]],
+    *,
+    seconds: float,
+    rounds: int,
+    clients: int,
+    threads: int,
+) -> dict[str, dict]:
+    """Each target for ``seconds`` in all, in ``rounds`` slices taken in turn: on a shared
+    machine a change of load from other programs then weighs on every target alike."""
+    totals = {name: ([], 0, 0.0) for name in targets}
+    for _ in range(rounds):
+        for name, paths in targets.items():
+            lats, errors, elapsed = _load(
+                port, paths, seconds=seconds / rounds, clients=clients, threads=threads
+            )
+            all_lats, all_errors, all_elapsed = totals[name]
+            totals[name] = (all_lats + lats, all_errors + errors, all_elapsed + elapsed)
+    return {name: _summary(*total) for name, total in totals.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", choices=["granian", "daphne"], default="granian")
@@ -212,6 +244,12 @@ def main() -> None:
         "--server-threads", type=int, default=1, help="threads per server process (granian)"
     )
     parser.add_argument("--seconds", type=float, default=8.0, help="load time per URL")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="the URLs are loaded in turn, each for seconds/rounds, this many times",
+    )
     parser.add_argument("--clients", type=int, default=2, help="load processes")
     parser.add_argument("--threads", type=int, default=4, help="connections per load process")
     parser.add_argument(
@@ -252,9 +290,13 @@ def main() -> None:
             if calm == 2:
                 break
         _measure(port, trivial_paths, seconds=1.0, **warm)
-        trivial = _measure(port, trivial_paths, **load)
-        scan = _measure(port, scan_paths, **load)
-        trivial_db = _measure(port, ["/bench/trivial-db"], **load)
+        results = _measure_interleaved(
+            port,
+            {"trivial": trivial_paths, "scan": scan_paths, "trivial_db": ["/bench/trivial-db"]},
+            rounds=args.rounds,
+            **load,
+        )
+        trivial, scan, trivial_db = results["trivial"], results["scan"], results["trivial_db"]
     finally:
         server.terminate()
         try:
@@ -265,7 +307,8 @@ def main() -> None:
     server_kind = f"WSGI, {args.workers} workers" if args.server == "granian" else "ASGI, 1 process"
     setup = (
         f"{args.server} ({server_kind}), {args.clients}x{args.threads} keep-alive clients, "
-        f"{args.seconds:g} s per URL, {args.products} products, {os.cpu_count()} cores"
+        f"{args.seconds:g} s per URL in {args.rounds} turns, {args.products} products, "
+        f"{os.cpu_count()} cores"
     )
     if args.server == "granian":
         setup += f", DB_CONN_HEALTH_CHECKS={os.environ.get('DB_CONN_HEALTH_CHECKS', 'false')}"
