@@ -9,7 +9,6 @@ label sheet report no violation while the in-browser ledger check still runs.
 
 from __future__ import annotations
 
-import os
 from html.parser import HTMLParser
 
 import pytest
@@ -18,6 +17,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from tests.security.conftest import make_product
+from tests.support.browser import chromium
 
 POLICY = {
     "default-src 'self'",
@@ -136,20 +136,8 @@ def test_the_staff_pages_that_need_it_are_left_out_of_the_policy(staff_client):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    from tests.traceability.test_browser_scan import CHROMIUM, CHROMIUM_ARGS
-
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 # Listens for violations from the very first byte of every page (the event fires on the document).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 
 import pytest
@@ -14,23 +13,12 @@ from django.test import Client
 from sensors.services import device_issue_token
 from tests.factories import make_device
 from tests.sensors.conftest import exchange, fixture_text, open_station
+from tests.support.browser import chromium
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
-]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
 ]
 
 
@@ -55,18 +43,13 @@ def send_samples(url: str, token: str, sample_ids: list[str]) -> list[dict]:
 @pytest.fixture
 def staff_page(daphne):
     """(page, station token). All ORM work happens before Playwright starts its event loop."""
-    from playwright.sync_api import sync_playwright
-
     token = device_issue_token(device=make_device())
     user = get_user_model().objects.create_user(
         "qualite", password="x-long-password-1", is_staff=True, is_superuser=True
     )
     client = Client()
     client.force_login(user)
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         context = browser.new_context()
         context.add_cookies(
             [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": daphne.http}]
@@ -74,11 +57,6 @@ def staff_page(daphne):
         page = context.new_page()
         page.set_default_timeout(15_000)
         yield page, token
-        browser.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 def test_staff_watch_samples_arrive_with_heatmap_spectrum_and_history(daphne, staff_page):
