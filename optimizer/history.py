@@ -325,6 +325,34 @@ def _grade(score: float) -> str:
     return "REJECT"
 
 
+def product_for_history(
+    *, lot: Lot, sample: SensorSample, product_id: str, site_code: str
+) -> ConsumerProduct:
+    """An unsaved product for a historical (or synthetic) sample, with the same fields and QR
+    signature as register_consumer_product would give it (history has no live registration)."""
+    return ConsumerProduct(
+        product_id=product_id,
+        qr_code=f"SQAL_{lot.id}_{sample.sample_id}_{product_id}_"
+        + qr_signature(lot_id=lot.id, sample_id=sample.sample_id, product_id=product_id),
+        lot=lot,
+        sample=sample,
+        sqal_sample_id=sample.sample_id,
+        site_code=site_code,
+        fusion_score=sample.fusion_score,
+        fusion_grade=sample.fusion_grade,
+        is_compliant=sample.is_compliant,
+        tof_volume_mm3=sample.tof_volume_mm3,
+        tof_surface_uniformity=sample.tof_surface_uniformity,
+        spectral_freshness_index=sample.spectral_freshness_index,
+        lot_code=lot.code,
+        lot_itm=lot.itm,
+        lot_mean_final_weight_g=lot.mean_final_weight_g,
+        lot_feeding_start=lot.feeding_start,
+        lot_feeding_end=lot.planned_feeding_end,
+        lot_feeding_days=lot.duration_days,
+    )
+
+
 @transaction.atomic
 def history_import(*, text: str, source: str = "") -> dict[str, int]:
     """Load a history CSV: all of it, or nothing (HistoryImportError lists the faults)."""
@@ -396,27 +424,8 @@ def history_import(*, text: str, source: str = "") -> dict[str, int]:
                 payload={"source": "import_history", "file": source, "line": product["line"]},
             )
             counts["samples"] += 1
-            stored = ConsumerProduct.objects.create(
-                product_id=pid,
-                qr_code=f"SQAL_{lot.id}_{sample.sample_id}_{pid}_"
-                + qr_signature(lot_id=lot.id, sample_id=sample.sample_id, product_id=pid),
-                lot=lot,
-                sample=sample,
-                sqal_sample_id=sample.sample_id,
-                site_code=code,
-                fusion_score=score,
-                fusion_grade=grade,
-                is_compliant=sample.is_compliant,
-                tof_volume_mm3=sample.tof_volume_mm3,
-                tof_surface_uniformity=sample.tof_surface_uniformity,
-                spectral_freshness_index=sample.spectral_freshness_index,
-                lot_code=lot.code,
-                lot_itm=lot.itm,
-                lot_mean_final_weight_g=lot.mean_final_weight_g,
-                lot_feeding_start=lot.feeding_start,
-                lot_feeding_end=lot.planned_feeding_end,
-                lot_feeding_days=lot.duration_days,
-            )
+            stored = product_for_history(lot=lot, sample=sample, product_id=pid, site_code=code)
+            stored.save(force_insert=True)
             counts["products"] += 1
             if "ratings" in product:
                 ConsumerFeedback.objects.create(

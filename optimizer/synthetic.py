@@ -18,10 +18,9 @@ from django.utils import timezone
 
 from feedback.models import ConsumerFeedback
 from gaveurs.models import FeedingRecord, Gaveur, Lot, Site
-from optimizer.history import product_ids_reserve
+from optimizer.history import product_for_history, product_ids_reserve
 from sensors.models import Device, SensorSample
 from traceability.models import ConsumerProduct
-from traceability.services import qr_signature
 
 REFERENCE_CURVE: list[tuple[float, float]] = [
     (round(0.45 * (360 + 50 * t), 1), round(0.55 * (360 + 50 * t), 1)) for t in range(11)
@@ -198,27 +197,7 @@ def history_generate(
             sample = samples[k]
             pid = product_ids[k]
             products.append(
-                ConsumerProduct(
-                    product_id=pid,
-                    qr_code=f"SQAL_{lot.id}_{sample.sample_id}_{pid}_"
-                    + qr_signature(lot_id=lot.id, sample_id=sample.sample_id, product_id=pid),
-                    lot=lot,
-                    sample=sample,
-                    sqal_sample_id=sample.sample_id,
-                    site_code=site.code,
-                    fusion_score=sample.fusion_score,
-                    fusion_grade=sample.fusion_grade,
-                    is_compliant=True,
-                    tof_volume_mm3=sample.tof_volume_mm3,
-                    tof_surface_uniformity=sample.tof_surface_uniformity,
-                    spectral_freshness_index=sample.spectral_freshness_index,
-                    lot_code=lot.code,
-                    lot_itm=lot.itm,
-                    lot_mean_final_weight_g=lot.mean_final_weight_g,
-                    lot_feeding_start=lot.feeding_start,
-                    lot_feeding_end=lot.planned_feeding_end,
-                    lot_feeding_days=lot.duration_days,
-                )
+                product_for_history(lot=lot, sample=sample, product_id=pid, site_code=site.code)
             )
             k += 1
     ConsumerProduct.objects.bulk_create(products, batch_size=5000)
