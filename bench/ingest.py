@@ -89,39 +89,21 @@ def flat_template() -> str:
 
 
 def nested_template() -> str:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from sensors.examples import nested_example
+
     flat = json.loads(FIXTURE.read_text())
-    tof, spec = flat["vl53l8ch"], flat["as7341"]
     matrices = ("distance_matrix", "reflectance_matrix", "amplitude_matrix", "ambient_matrix")
-    return json.dumps(
-        {
-            "type": "sensor_data",
-            "device_id": "__DEV__",
-            "sample_id": "__SID__",
-            "timestamp": "2026-11-24T08:00:00Z",
-            "vl53l8ch": {
-                "raw": {k: tof[k] for k in matrices},
-                "analysis": {
-                    "volume_mm3": 98000.0,
-                    "surface_uniformity": 0.91,
-                    "quality_score": 0.88,
-                    "grade": "A+",
-                },
-            },
-            "as7341": {
-                "raw": {"channels": spec["channels"]},
-                "analysis": {
-                    "freshness_index": 0.9,
-                    "fat_quality_index": 0.8,
-                    "oxidation_index": 0.1,
-                    "quality_score": 0.86,
-                    "grade": "A+",
-                },
-            },
-            "fusion": {"final_score": 0.87, "final_grade": "A+", "is_compliant": True},
-            "meta": {"firmware_version": "1.0.0", "temperature_c": 4.1, "humidity_percent": 48},
-            "lot_abattage": "LL2610001",
-        }
+    message = nested_example(
+        flat,
+        matrices=matrices,
+        device_id="__DEV__",
+        sample_id="__SID__",
+        meta={"firmware_version": "1.0.0", "temperature_c": 4.1, "humidity_percent": 48},
+        lot_abattage="LL2610001",
     )
+    return json.dumps(message)
 
 
 async def station(url: str, template: str, device_id: str, run_id: str, count: int, window: int):

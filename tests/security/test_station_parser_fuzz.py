@@ -16,6 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sensors.examples import nested_example
 from sensors.schemas import (
     Hello,
     ProtocolError,
@@ -37,37 +38,7 @@ FUZZ = settings(
 
 
 def nested_fixture() -> dict:
-    tof, spec = FLAT["vl53l8ch"], FLAT["as7341"]
-    return {
-        "type": "sensor_data",
-        "device_id": "ESP32_LL_01",
-        "sample_id": "ESP32_LL_01_N0001",
-        "timestamp": "2026-11-24T08:00:00Z",
-        "lot_id": 12,
-        "site_code": "LL",
-        "vl53l8ch": {
-            "raw": {
-                k: tof[k] for k in ("distance_matrix", "reflectance_matrix", "amplitude_matrix")
-            },
-            "analysis": {
-                "volume_mm3": 98000.0,
-                "surface_uniformity": 0.91,
-                "quality_score": 0.88,
-                "grade": "A+",
-            },
-        },
-        "as7341": {
-            "raw": {"channels": spec["channels"]},
-            "analysis": {
-                "freshness_index": 0.9,
-                "fat_quality_index": 0.8,
-                "oxidation_index": 0.1,
-                "quality_score": 0.86,
-                "grade": "A+",
-            },
-        },
-        "fusion": {"final_score": 0.87, "final_grade": "A+", "is_compliant": True},
-    }
+    return nested_example(FLAT, lot_id=12, site_code="LL")
 
 
 NESTED = nested_fixture()

@@ -9,6 +9,7 @@ import json
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from sensors.examples import nested_example
 from sensors.models import SensorSample
 from tests.factories import make_device, make_lot
 from tests.sensors.conftest import exchange, fixture_text, open_station, run
@@ -26,38 +27,7 @@ def flat(**changes) -> dict:
 
 
 def nested(sample_id: str = "ESP32_LL_01_N0001", **changes) -> dict:
-    f = json.loads(FLAT)
-    tof, spec = f["vl53l8ch"], f["as7341"]
-    message = {
-        "type": "sensor_data",
-        "device_id": "ESP32_LL_01",
-        "sample_id": sample_id,
-        "timestamp": "2026-11-24T08:00:00Z",
-        "vl53l8ch": {
-            "raw": {
-                k: tof[k] for k in ("distance_matrix", "reflectance_matrix", "amplitude_matrix")
-            },
-            "analysis": {
-                "volume_mm3": 98000.0,
-                "surface_uniformity": 0.91,
-                "quality_score": 0.88,
-                "grade": "A+",
-            },
-        },
-        "as7341": {
-            "raw": {"channels": spec["channels"]},
-            "analysis": {
-                "freshness_index": 0.9,
-                "fat_quality_index": 0.8,
-                "oxidation_index": 0.1,
-                "quality_score": 0.86,
-                "grade": "A+",
-            },
-        },
-        "fusion": {"final_score": 0.87, "final_grade": "A+", "is_compliant": True},
-    }
-    message.update(changes)
-    return message
+    return nested_example(json.loads(FLAT), sample_id=sample_id, **changes)
 
 
 def test_the_esp32_fixture_message_is_acked_and_stored_field_for_field(daphne, station):
