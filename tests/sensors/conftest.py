@@ -17,6 +17,7 @@ from django.db import connection
 
 from sensors.services import device_issue_token
 from tests.factories import make_device
+from tests.support.servers import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -84,13 +85,7 @@ class DaphneServer:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
 
 def server_env(**extra: str) -> dict[str, str]:

@@ -39,6 +39,18 @@ def wait_until(predicate, *, timeout: float = 30.0, what: str = "condition", ste
         time.sleep(step)
 
 
+def stop_process(proc: subprocess.Popen | None, *, grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited after ``grace`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 class RedisServer:
     """``redis-server`` on a free port with its own directory; queued tasks survive a restart,
     even a SIGKILL: with ``appendfsync always`` Redis writes and syncs its append-only file before
@@ -83,13 +95,7 @@ class RedisServer:
         self.proc = None
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         self.proc = None
 
 
@@ -199,11 +205,5 @@ class GranianServer:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, grace=15)
         self.proc = None
