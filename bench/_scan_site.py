@@ -32,6 +32,17 @@ def trivial_db(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 
 
+def trivial_scan_write(request: HttpRequest, qr_code: str) -> HttpResponse:
+    """The trivial view plus the scan page's one statement (resolve the code, store the scan
+    event, bump the counter): the floor of a page that counts every scan durably."""
+    from feedback.http import client_origin
+    from feedback.models import ScanChannel
+    from feedback.services import scan_record
+
+    scan_record(qr_code=qr_code, channel=ScanChannel.PAGE, origin=client_origin(request))
+    return HttpResponse("ok", content_type="text/plain")
+
+
 application = get_wsgi_application()
 
 from gaveurs.urls import urlpatterns as project_urlpatterns  # noqa: E402
@@ -39,5 +50,6 @@ from gaveurs.urls import urlpatterns as project_urlpatterns  # noqa: E402
 urlpatterns = [
     path("bench/trivial", trivial),
     path("bench/trivial-db", trivial_db),
+    path("bench/trivial-scan-write/<str:qr_code>", trivial_scan_write),
     *project_urlpatterns,
 ]

@@ -14,16 +14,15 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest, HttpResponse
-from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from feedback.forms import FeedbackForm
 from feedback.http import client_origin
 from feedback.models import COMMENT_MAX_LENGTH, ScanChannel
+from gaveurs.csrf import get_token
 from traceability.models import ConsumerProduct
 from traceability.services import product_for_scan, product_scan
 
@@ -131,7 +130,20 @@ def _scan_page_cache_key(scan: ScanCount, language: str) -> str:
     )
 
 
-@never_cache
+# What never_cache sets, written once: the page carries this client's CSRF token, so no cache
+# may keep it (the browser's back button included).
+NO_CACHE_HEADERS = {
+    "Cache-Control": "max-age=0, no-cache, no-store, must-revalidate, private",
+    "Expires": "Thu, 01 Jan 1970 00:00:00 GMT",
+}
+
+
+def _uncached(response: HttpResponse) -> HttpResponse:
+    for name, value in NO_CACHE_HEADERS.items():
+        response[name] = value
+    return response
+
+
 @require_safe
 def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
     """One query per scan (resolve and count); the page is rendered once per state and
@@ -144,17 +156,19 @@ def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
         language=language,
     )
     if outcome.status == "forged":
-        return render(request, "traceability/scan_forged.html", status=404)
+        return _uncached(render(request, "traceability/scan_forged.html", status=404))
     if outcome.status == "unknown":
-        return render(request, "traceability/scan_unknown.html", status=404)
+        return _uncached(render(request, "traceability/scan_unknown.html", status=404))
     key = _scan_page_cache_key(outcome.scan, language)
     html = cache.get(key)
     if html is None:
         product = product_for_scan(qr_code=qr_code)
         if product is None:  # gone since the scan was counted
-            return render(request, "traceability/scan_unknown.html", status=404)
+            return _uncached(render(request, "traceability/scan_unknown.html", status=404))
         context = scan_context(product, form=FeedbackForm())
         context["csrf_token"] = CSRF_PLACEHOLDER
         html = render_to_string("traceability/scan.html", context, request=request)
         cache.set(key, html, settings.SCAN_PAGE_CACHE_SECONDS)
-    return HttpResponse(html.replace(CSRF_PLACEHOLDER, get_token(request)))
+    return HttpResponse(
+        html.replace(CSRF_PLACEHOLDER, get_token(request)), headers=NO_CACHE_HEADERS
+    )
