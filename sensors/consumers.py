@@ -246,6 +246,7 @@ class LiveDashboardConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_staff:
             await self.close(code=4403)
             return
+        self.language = live.language_from_scope(self.scope)
         await self.channel_layer.group_add(live.GROUP, self.channel_name)
         await self.accept()
 
@@ -253,4 +254,4 @@ class LiveDashboardConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(live.GROUP, self.channel_name)
 
     async def live_update(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=live.render_update(event))
+        await self.send(text_data=live.render_update(event, language=self.language))

@@ -15,10 +15,11 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any
 
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -279,8 +280,23 @@ class LiveFeed:
             logger.exception("live dashboard update failed")
 
 
+def language_from_scope(scope: dict[str, Any]) -> str:
+    """The language a dashboard page was served in (the language cookie, else the browser's
+    Accept-Language, as LocaleMiddleware decides for the page), so that its live updates are
+    rendered the same way: same words, same number format (0,822 in French, 0.822 in English)."""
+    headers = {
+        name.decode("latin-1").lower(): value.decode("latin-1")
+        for name, value in scope.get("headers", [])
+    }
+    request = SimpleNamespace(
+        COOKIES=scope.get("cookies", {}),
+        META={"HTTP_ACCEPT_LANGUAGE": headers.get("accept-language", "")},
+    )
+    return translation.get_language_from_request(request)
+
+
 @lru_cache(maxsize=256)
-def _station_html(device_id: str, sample_id: str, station_json: str) -> str:
+def _station_html(language: str, device_id: str, sample_id: str, station_json: str) -> str:
     station = json.loads(station_json)
     card = {
         "device_id": station["device_id"],
@@ -295,22 +311,30 @@ def _station_html(device_id: str, sample_id: str, station_json: str) -> str:
         "spectrum": spectrum_svg(station["spectral_channels"]),
         "recent": station["recent"],
     }
-    return render_station(card)
+    with translation.override(language):
+        return render_station(card)
 
 
-def render_update(event: dict[str, Any]) -> str:
-    """The frame a dashboard receives: station cards and alert rows as HTML, grade counts."""
+def render_update(event: dict[str, Any], *, language: str | None = None) -> str:
+    """The frame a dashboard receives: station cards and alert rows as HTML, grade counts,
+    rendered in ``language`` (the dashboard page's; default: the site's)."""
+    from django.conf import settings
+
+    language = language or settings.LANGUAGE_CODE
     stations = [
         {
             "device_id": s["device_id"],
-            "html": _station_html(s["device_id"], s["sample_id"], json.dumps(s, sort_keys=True)),
+            "html": _station_html(
+                language, s["device_id"], s["sample_id"], json.dumps(s, sort_keys=True)
+            ),
         }
         for s in event["stations"]
     ]
     alerts = []
-    for alert in event["alerts"]:
-        alert = dict(alert, created_at=datetime.fromisoformat(alert["created_at"]))
-        alerts.append(render_alert(alert))
+    with translation.override(language):
+        for alert in event["alerts"]:
+            alert = dict(alert, created_at=datetime.fromisoformat(alert["created_at"]))
+            alerts.append(render_alert(alert))
     return json.dumps(
         {
             "type": "update",

@@ -163,3 +163,56 @@ def test_thresholds_are_editable_and_alerts_listed_in_admin():
     assert client.get("/admin/sensors/qualitythreshold/").status_code == 200
     assert client.get("/admin/sensors/qualityalert/").status_code == 200
     assert client.get("/admin/sensors/qualitythreshold/add/").status_code == 200
+
+
+def _station_event(score: float) -> dict:
+    return {
+        "device_id": "ESP32_LL_01",
+        "sample_id": "S-1",
+        "time": "2026-11-25T10:00:00+00:00",
+        "fusion_grade": "A",
+        "fusion_score": score,
+        "is_compliant": True,
+        "lot_code": "LL2600001",
+        "site_code": "LL",
+        "distance_matrix": MATRIX,
+        "spectral_channels": [1329, 2102, 1951, 8152, 3655, 2348, 3662, 2364, 5000, 800],
+        "recent": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("scope", "language"),
+    [
+        ({"headers": [(b"accept-language", b"en-GB,en;q=0.9")], "cookies": {}}, "en"),
+        ({"headers": [(b"accept-language", b"fr-FR")], "cookies": {}}, "fr"),
+        ({"headers": [(b"accept-language", b"en")], "cookies": {"django_language": "fr"}}, "fr"),
+        ({"headers": [], "cookies": {}}, "fr"),
+    ],
+)
+def test_a_dashboard_connection_keeps_the_language_its_page_was_served_in(scope, language):
+    from sensors.live import language_from_scope
+
+    assert language_from_scope(scope) == language
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("accept", "number"), [("en", "0.822"), ("fr", "0,822")])
+def test_live_updates_format_numbers_like_the_page_they_update(accept, number):
+    from sensors.live import language_from_scope, render_update
+
+    lot = make_lot()
+    make_sample(sample_id="FIRST", fusion_score=0.8216, lot=lot)
+    client, _ = staff_client()
+    page = client.get("/sqal/live/", HTTP_ACCEPT_LANGUAGE=accept).content.decode()
+    language = language_from_scope({"headers": [(b"accept-language", accept.encode())]})
+
+    update = json.loads(
+        render_update(
+            {"stations": [_station_event(0.8216)], "alerts": [], "grade_counts": {"A": 1}},
+            language=language,
+        )
+    )
+
+    assert f"<span>{number}</span>" in page
+    assert f"<span>{number}</span>" in update["stations"][0]["html"]
