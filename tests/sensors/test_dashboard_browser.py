@@ -62,7 +62,11 @@ def staff_page(daphne):
 def test_staff_watch_samples_arrive_with_heatmap_spectrum_and_history(daphne, staff_page):
     page, token = staff_page
     page.goto(daphne.http + "/sqal/live/")
-    page.wait_for_function("document.getElementById('sqal-status').textContent.trim() === 'live'")
+    # Predicates as functions, not expressions: the page's CSP forbids eval (Playwright evals a
+    # string expression inside the page).
+    page.wait_for_function(
+        "() => document.getElementById('sqal-status').textContent.trim() === 'live'"
+    )
 
     assert send_samples(daphne.url, token, ["LIVE_0001"])[0]["status"] == "saved"
     card = page.locator('.sqal-station[data-device="ESP32_LL_01"]')
@@ -73,7 +77,7 @@ def test_staff_watch_samples_arrive_with_heatmap_spectrum_and_history(daphne, st
 
     assert send_samples(daphne.url, token, ["LIVE_0002"])[0]["status"] == "saved"
     page.wait_for_function(
-        "document.querySelector('.sqal-station[data-device=\"ESP32_LL_01\"]')"
+        "() => document.querySelector('.sqal-station[data-device=\"ESP32_LL_01\"]')"
         ".dataset.sample === 'LIVE_0002'"
     )
     assert "LIVE_0001" in card.locator(".sqal-recent").inner_text()
