@@ -8,7 +8,7 @@ Uses a throwaway embedded PostgreSQL (migrated) and ONE Daphne server process se
 * ``/ws/sensors/``: the real station endpoint (``gaveurs.asgi``: origin check, auth middleware,
   validation, group commit, ack after commit).
 
-For each message (the real 190 KB ESP32 fixture, and a compact nested message of ~4 KB) and for
+For each message (the real 190 KB ESP32 fixture, and a compact nested message of ~5 KB) and for
 1 station and 20 stations, the clients (websockets, in this process) keep ``--window`` frames
 in flight per connection and measure frames acknowledged per second. The ratio is
 stored-and-acked / echo, measured in the same run against the same server. Stations are

@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from sensors.payload import CompressedJSONField
+
 GRADES = ["A+", "A", "B", "C", "REJECT"]
 
 
@@ -119,7 +121,9 @@ class SensorSample(models.Model):
     temperature_c = models.FloatField(null=True, blank=True)
     humidity_percent = models.FloatField(null=True, blank=True)
 
-    payload = models.JSONField(help_text="The full message as received.")
+    # The full message as received: its JSON text zstd-compressed in a bytea (sensors/payload.py
+    # says why and how to read it); ``sample.payload`` is the decoded JSON value.
+    payload = CompressedJSONField(help_text="The full message as received.")
 
     class Meta:
         db_table = "sqal_sensor_samples"

@@ -20,22 +20,27 @@ If the batch transaction fails, each sample is retried alone so one bad row cann
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import logging
 import re
 import secrets
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from gaveurs.models import Lot, Site
 from sensors.models import Device, QualityAlert, QualityThreshold, SensorSample
+from sensors.payload import compress_text
 from sensors.schemas import Hello, Reading
 from traceability.models import ConsumerProduct
 from traceability.services import product_registration_request
@@ -160,8 +165,27 @@ def _check_device(device: Device | _Station, *, authenticated: bool) -> None:
 @dataclass(frozen=True)
 class SampleInput:
     reading: Reading
-    payload: str  # the message as received (JSON text), stored verbatim as jsonb
+    payload: str  # the message as received (JSON text), stored verbatim (zstd, sensors/payload.py)
     authenticated: bool = False
+
+
+@dataclass(slots=True)
+class Alert:
+    """A quality alert as ingestion writes it (one ``QualityAlert`` row), as plain data: a
+    Django model instance costs ~25 µs to build, and a sample raises one or more alerts."""
+
+    sample_id: int | None  # the row's id, once inserted
+    lot_id: int | None
+    device_id: str
+    threshold_id: int | None
+    rule: str
+    metric: str
+    value: str
+    severity: str
+    message: str
+    sample_key: str = ""  # the station's sample id, until the row has an id
+    status: str = QualityAlert.Status.OPEN
+    created_at: datetime | None = None
 
 
 @dataclass
@@ -178,7 +202,7 @@ class IngestResult:
     error_code: str = ""
     error_detail: str = ""
     product_requested: bool = False
-    alerts: list[QualityAlert] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
     reading: Reading | None = None
 
     def frame(self) -> dict:
@@ -273,51 +297,165 @@ _CASTS = {
     "ambient_matrix": "::double precision[]",
     "status_matrix": "::double precision[]",
     "spectral_channels": "::double precision[]",
-    "payload": "::jsonb",
 }
-_INSERT_SQL = (
-    f"INSERT INTO {SensorSample._meta.db_table} ({', '.join(_COLUMNS)}) VALUES ("
-    + ", ".join("%s" + _CASTS.get(c, "") for c in _COLUMNS)
-    + ") ON CONFLICT (device_id, sample_id) DO NOTHING RETURNING id, device_id, sample_id"
-)
+
+
+# An alert row as sent with the samples: its sample is named by (station, sample id), the
+# statement resolves it to the new row's id. (Typed: a parameter in VALUES is text otherwise.)
+_ALERT_ROW = [
+    ("device_id", "::varchar"),
+    ("sample_key", "::varchar"),
+    ("lot_id", "::bigint"),
+    ("threshold_id", "::bigint"),
+    ("rule", "::varchar"),
+    ("metric", "::varchar"),
+    ("value", "::varchar"),
+    ("severity", "::varchar"),
+    ("message", "::varchar"),
+    ("status", "::varchar"),
+    ("created_at", "::timestamptz"),
+]
+
+
+def _placeholders(first: int, casts: Sequence[str]) -> str:
+    return "(" + ", ".join(f"${first + i}{cast}" for i, cast in enumerate(casts)) + ")"
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_sql(count: int, alert_count: int) -> str:
+    """One statement: ``count`` samples, skipping (device, sample) pairs already stored, and
+    ``alert_count`` alerts, kept for the samples it inserted only.
+
+    PostgreSQL's own placeholders ($1, $2…, for a ``RawCursor``): psycopg parses a statement
+    written with %s on every call once it is longer than 4 KB, and this one is longer.
+    """
+    casts = [_CASTS.get(c, "") for c in _COLUMNS]
+    samples = ", ".join(_placeholders(n * len(casts) + 1, casts) for n in range(count))
+    insert = (
+        f"INSERT INTO {SensorSample._meta.db_table} ({', '.join(_COLUMNS)}) VALUES {samples} "
+        f"ON CONFLICT (device_id, sample_id) DO NOTHING RETURNING id, device_id, sample_id"
+    )
+    if not alert_count:
+        return insert
+    offset = count * len(casts) + 1
+    alert_casts = [cast for _, cast in _ALERT_ROW]
+    alerts = ", ".join(
+        _placeholders(offset + n * len(alert_casts), alert_casts) for n in range(alert_count)
+    )
+    names = [name for name, _ in _ALERT_ROW]
+    values = ["new.id" if c == "sample_id" else f"a.{c}" for c in _ALERT_COLUMNS]
+    return (
+        f"WITH new AS ({insert}), "
+        f"alerts AS (INSERT INTO {QualityAlert._meta.db_table} ({', '.join(_ALERT_COLUMNS)}) "
+        f"SELECT {', '.join(values)} "
+        f"FROM new JOIN (VALUES {alerts}) AS a ({', '.join(names)}) "
+        f"ON a.device_id = new.device_id AND a.sample_key = new.sample_id) "
+        f"SELECT id, device_id, sample_id FROM new"
+    )
+
+
 _ARRAYS = {c for c, cast in _CASTS.items() if cast.endswith("[]")}
-_BRACKETS = str.maketrans("[]", "{}")
 
 
-def _array_literal(value) -> str | None:
-    """A PostgreSQL array literal of floats ({{1.0,2.0},{…}}): much cheaper than adapting lists."""
+class Float8Array(bytes):
+    """A float8[] in PostgreSQL's binary format (sent as it is, see ``_Float8ArrayDumper``)."""
+
+
+_FLOAT8_OID, _FLOAT8_ARRAY_OID = 701, 1022
+_CELL = np.dtype([("size", ">i4"), ("value", ">f8")])  # each element: its length, its value
+
+
+def _float8_array(value) -> Float8Array | None:
+    """Floats (a list, or a list of rows) as a binary float8[]: numpy converts the floats in C.
+
+    The text literal ({{1.0,2.0},{…}}) meant printing and parsing 330 floats per sample, a
+    fifth of the server's GIL time on compact messages. Shapes are validated (8×8, 10).
+    """
     if value is None:
         return None
-    # json.dumps writes floats with repr (exact round trip), in C.
-    return json.dumps(value).translate(_BRACKETS)
+    floats = np.asarray(value, dtype=np.float64)
+    if floats.size == 0:
+        return Float8Array(struct.pack(">iiI", 0, 0, _FLOAT8_OID))
+    dims = [number for size in floats.shape for number in (size, 1)]  # size, lower bound
+    header = struct.pack(f">iiI{len(dims)}i", floats.ndim, 0, _FLOAT8_OID, *dims)
+    cells = np.empty(floats.size, dtype=_CELL)
+    cells["size"] = 8
+    cells["value"] = floats.ravel()
+    return Float8Array(header + cells.tobytes())
+
+
+class _Float8ArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = _FLOAT8_ARRAY_OID
+
+    def dump(self, obj: Float8Array) -> bytes:
+        return obj
 
 
 def _row(reading: Reading, *, lot_id: int | None, site_code: str, now: datetime, payload: str):
     values = {name: getattr(reading, name) for name in _COLUMNS if hasattr(reading, name)}
-    values.update(received_at=now, lot_id=lot_id, site_code=site_code, payload=payload)
+    # The message's own text, zstd-compressed (sensors/payload.py): never re-serialised. This
+    # runs on a writer thread, and zstd releases the GIL while it compresses.
+    values.update(
+        received_at=now, lot_id=lot_id, site_code=site_code, payload=compress_text(payload)
+    )
     for name in _ARRAYS:
-        values[name] = _array_literal(values[name])
+        values[name] = _float8_array(values[name])
     return [values[c] for c in _COLUMNS]
 
 
-def _insert_rows(rows: list[list]) -> dict[tuple[str, str], int]:
-    """Insert rows, skipping (device, sample) pairs already stored; returns the new ids.
+# psycopg prepares a statement (PostgreSQL parses and plans it once per connection) once it has
+# run this many times on the connection; executemany prepares at once. Django turns that off
+# (prepare_threshold None, for transaction-pooling proxies); the writer threads' connections turn
+# it back on for these statements, as feedback's scan statement does: the plan of the 32-column
+# INSERT was half of PostgreSQL's time per sample. Behind PgBouncer, session pooling (README).
+PREPARE_THRESHOLD = 5
 
-    One statement per row in a pipeline (psycopg ``executemany``), with server-side parameters:
-    the 190 KB payloads travel as they are, with no quoting, and the statement is parsed once.
+
+def _raw_cursor(*, native: bool = False):
+    """A server-side-binding psycopg cursor on this thread's connection, statements prepared.
+
+    ``native``: the statement uses PostgreSQL's placeholders ($1…) rather than %s.
     """
     import psycopg
 
     connection.ensure_connection()
-    inserted: dict[tuple[str, str], int] = {}
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.executemany(_INSERT_SQL, rows, returning=True)
-        while True:
-            for pk, device_id, sample_id in cursor.fetchall():
-                inserted[(device_id, sample_id)] = pk
-            if not cursor.nextset():
-                break
-    return inserted
+    session = connection.connection
+    if session.prepare_threshold is None:
+        session.prepare_threshold = PREPARE_THRESHOLD
+        session.adapters.register_dumper(Float8Array, _Float8ArrayDumper)
+    return (psycopg.RawCursor if native else psycopg.Cursor)(session)
+
+
+def _insert_rows(
+    rows: list[list], alerts: Sequence[Alert], *, now: datetime
+) -> dict[tuple[str, str], int]:
+    """Insert rows, skipping (device, sample) pairs already stored, and the alerts of the rows
+    inserted (each alert's ``sample_key`` names its sample); returns the new rows' ids.
+
+    One statement, one round trip, with server-side parameters: the compressed payloads and the
+    binary arrays travel as they are, with no quoting. (One statement per row, even pipelined,
+    cost a psycopg send/receive cycle per row; each round trip also costs the writer thread a
+    wait for the GIL, which the event loop holds most of the time.)
+    """
+    params = [value for row in rows for value in row]
+    for a in alerts:
+        params += (
+            a.device_id,
+            a.sample_key,
+            a.lot_id,
+            a.threshold_id,
+            a.rule,
+            a.metric,
+            a.value,
+            a.severity,
+            a.message,
+            a.status,
+            now,
+        )
+    with connection.wrap_database_errors, _raw_cursor(native=True) as cursor:
+        cursor.execute(_insert_sql(len(rows), len(alerts)), params)
+        return {(device_id, sample_id): pk for pk, device_id, sample_id in cursor.fetchall()}
 
 
 @dataclass(frozen=True)
@@ -337,10 +475,7 @@ class _Station:
 
 
 def _fetch(sql: str, params: Sequence) -> list[tuple]:
-    import psycopg
-
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    with connection.wrap_database_errors, _raw_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 
@@ -348,15 +483,42 @@ def _fetch(sql: str, params: Sequence) -> list[tuple]:
 _DEVICE, _SITE, _LOT = Device._meta.db_table, Site._meta.db_table, Lot._meta.db_table
 
 
-def _stations(device_ids: Sequence[str]) -> dict[str, _Station]:
-    rows = _fetch(
-        f"SELECT d.device_id, d.is_active, d.token_hash <> '', s.code, l.id, l.code, ls.code "
-        f"FROM {_DEVICE} d LEFT JOIN {_SITE} s ON s.id = d.site_id "
-        f"LEFT JOIN {_LOT} l ON l.id = d.assigned_lot_id "
-        f"LEFT JOIN {_SITE} ls ON ls.id = l.site_id "
-        f"WHERE d.device_id = ANY(%s)",
-        [list(device_ids)],
-    )
+_STATIONS_SQL = (
+    f"SELECT d.device_id, d.is_active, d.token_hash <> '', s.code, l.id, l.code, ls.code "
+    f"FROM {_DEVICE} d LEFT JOIN {_SITE} s ON s.id = d.site_id "
+    f"LEFT JOIN {_LOT} l ON l.id = d.assigned_lot_id "
+    f"LEFT JOIN {_SITE} ls ON ls.id = l.site_id "
+    f"WHERE d.device_id = ANY(%s)"
+)
+_LOTS_SQL = (
+    f"SELECT l.id, l.code, s.code FROM {_LOT} l JOIN {_SITE} s ON s.id = l.site_id "
+    f"WHERE l.id = ANY(%s) OR l.code = ANY(%s)"
+)
+_THRESHOLDS_SQL = (
+    f"SELECT id, metric, operator, value, grade, severity "
+    f"FROM {QualityThreshold._meta.db_table} WHERE is_active"
+)
+
+
+def _fetch_all(queries: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]:
+    """Several reads in one round trip (a psycopg pipeline): each one costs the writer thread a
+    wait for PostgreSQL and then for the GIL, which the event loop holds most of the time."""
+    cursors = []
+    with connection.wrap_database_errors:
+        first = _raw_cursor()
+        with first.connection.pipeline():
+            for sql, params in queries:
+                cursor = first if not cursors else _raw_cursor()
+                cursor.execute(sql, params)
+                cursors.append(cursor)
+        try:
+            return [cursor.fetchall() for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
+
+def _stations_from(rows: Sequence[tuple]) -> dict[str, _Station]:
     return {
         device_id: _Station(
             device_id=device_id,
@@ -369,21 +531,11 @@ def _stations(device_ids: Sequence[str]) -> dict[str, _Station]:
     }
 
 
-def _lots(column: str, values: Sequence) -> list[_Lot]:
-    rows = _fetch(
-        f"SELECT l.id, l.code, s.code FROM {_LOT} l JOIN {_SITE} s ON s.id = l.site_id "
-        f"WHERE {column} = ANY(%s)",
-        [list(values)],
-    )
-    return [_Lot(*row) for row in rows]
+def _stations(device_ids: Sequence[str]) -> dict[str, _Station]:
+    return _stations_from(_fetch(_STATIONS_SQL, [list(device_ids)]))
 
 
-def _active_thresholds() -> list[QualityThreshold]:
-    rows = _fetch(
-        f"SELECT id, metric, operator, value, grade, severity "
-        f"FROM {QualityThreshold._meta.db_table} WHERE is_active",
-        [],
-    )
+def _thresholds_from(rows: Sequence[tuple]) -> list[QualityThreshold]:
     return [
         QualityThreshold(
             id=pk, metric=metric, operator=op, value=value, grade=grade, severity=severity
@@ -407,35 +559,6 @@ _ALERT_COLUMNS = [
 ]
 
 
-def _insert_alerts(alerts: Sequence[QualityAlert], *, now: datetime) -> None:
-    import psycopg
-
-    for alert in alerts:
-        alert.created_at = now
-    sql = (
-        f"INSERT INTO {QualityAlert._meta.db_table} ({', '.join(_ALERT_COLUMNS)}) "
-        f"VALUES ({', '.join(['%s'] * len(_ALERT_COLUMNS))})"
-    )
-    rows = [
-        [
-            a.sample_id,
-            a.lot_id,
-            a.device_id,
-            a.threshold_id,
-            a.rule,
-            a.metric,
-            a.value,
-            a.severity,
-            a.message,
-            a.status,
-            now,
-        ]
-        for a in alerts
-    ]
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.executemany(sql, rows)
-
-
 def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> list[IngestResult]:
     now = timezone.now()
     results = [
@@ -445,31 +568,39 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
         for item in items
     ]
 
-    # 1. Stations. (Reads in this function are plain SQL: an ORM query costs ~20 times the CPU
-    #    of the same query through the cursor, and they run once per batch on the hot path.)
+    # 1. Stations, lots and quality thresholds, in one round trip. Lots: those named by id, and
+    #    by slaughter lot code (used when the station has no assigned lot). (Reads in this
+    #    function are plain SQL: an ORM query costs ~20 times the CPU of the same query through
+    #    the cursor, and they run once per batch on the hot path.)
     device_ids = sorted({item.reading.device_id for item in items})
-    devices = _stations(device_ids)
-    missing = [d for d in device_ids if d not in devices]
-    if missing and allow_unregistered:
-        _create_devices(missing)
-        devices.update(_stations(missing))
-
-    # 2. Lots named by id, and by slaughter lot code when the station has no assigned lot.
     lot_ids = sorted({item.reading.lot_id for item in items if item.reading.lot_id is not None})
-    lots_by_id = {lot.id: lot for lot in _lots("l.id", lot_ids)} if lot_ids else {}
     codes = sorted(
         {
             item.reading.lot_abattage
             for item in items
-            if item.reading.lot_id is None
-            and item.reading.lot_abattage
-            and item.reading.device_id in devices
-            and devices[item.reading.device_id].assigned_lot is None
+            if item.reading.lot_id is None and item.reading.lot_abattage
         }
     )
-    lots_by_code = {lot.code: lot for lot in _lots("l.code", codes)} if codes else {}
+    station_rows, lot_rows, threshold_rows = _fetch_all(
+        [
+            (_STATIONS_SQL, [device_ids]),
+            (_LOTS_SQL, [lot_ids, codes]),
+            (_THRESHOLDS_SQL, []),
+        ]
+    )
+    devices = _stations_from(station_rows)
+    missing = [d for d in device_ids if d not in devices]
+    if missing and allow_unregistered:
+        _create_devices(missing)
+        devices.update(_stations(missing))
+    lots = [_Lot(*row) for row in lot_rows]
+    named_ids, named_codes = set(lot_ids), set(codes)
+    lots_by_id = {lot.id: lot for lot in lots if lot.id in named_ids}
+    lots_by_code = {lot.code: lot for lot in lots if lot.code in named_codes}
 
+    thresholds = _thresholds_from(threshold_rows)
     rows: list[list] = []
+    alerts: list[Alert] = []
     pending: dict[tuple[str, str], list[int]] = {}  # (device, sample) -> indexes of items
     for index, item in enumerate(items):
         reading, result = item.reading, results[index]
@@ -508,9 +639,12 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
         rows.append(
             _row(reading, lot_id=result.lot_id, site_code=site_code, now=now, payload=item.payload)
         )
+        # Its alerts go with it, in the same statement, which keeps them if the row is new.
+        result.alerts = _alerts_for(result, reading, thresholds, now=now)
+        alerts.extend(result.alerts)
 
-    # 3. Insert; rows already there are duplicates.
-    inserted = _insert_rows(rows) if rows else {}
+    # 2. Insert, with their alerts; rows already there are duplicates.
+    inserted = _insert_rows(rows, alerts, now=now) if rows else {}
     existing_keys = [key for key in pending if key not in inserted]
     existing = {}
     if existing_keys:
@@ -533,16 +667,14 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
             .annotate(has_product=Exists(ConsumerProduct.objects.filter(sample=OuterRef("pk"))))
         }
 
-    thresholds = _active_thresholds() if inserted else []
-    alerts: list[QualityAlert] = []
     for key, indexes in pending.items():
         first = results[indexes[0]]
         reading = first.reading
         if key in inserted:
             first.status, first.pk = "saved", inserted[key]
             first.fusion_score, first.fusion_grade = reading.fusion_score, reading.fusion_grade
-            first.alerts = _alerts_for(first, reading, thresholds)
-            alerts.extend(first.alerts)
+            for alert in first.alerts:
+                alert.sample_id = first.pk
             if reading.is_compliant and reading.fusion_grade != "REJECT" and first.lot_id:
                 product_registration_request(
                     lot_id=first.lot_id, sample_id=reading.sample_id, site_code=first.site_code
@@ -550,6 +682,7 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
                 first.product_requested = True
             later = indexes[1:]
         else:
+            first.alerts = []  # the statement kept none: the sample was already stored
             stored = existing[key]
             first.status, first.pk = "duplicate", stored.pk
             first.fusion_score, first.fusion_grade = stored.fusion_score, stored.fusion_grade
@@ -571,10 +704,8 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
             dup = results[index]
             dup.status, dup.pk = "duplicate", first.pk
             dup.fusion_score, dup.fusion_grade = first.fusion_score, first.fusion_grade
-    if alerts:
-        _insert_alerts(alerts, now=now)
 
-    # 4. Stations seen (at most every LAST_SEEN_EVERY seconds per station: a busy station
+    # 3. Stations seen (at most every LAST_SEEN_EVERY seconds per station: a busy station
     #    would otherwise rewrite its row in every batch).
     clock = time.monotonic()
     seen = {
@@ -600,22 +731,28 @@ _COMPARE = {
 
 
 def _alerts_for(
-    result: IngestResult, reading: Reading, thresholds: Sequence[QualityThreshold]
-) -> list[QualityAlert]:
-    alerts: list[QualityAlert] = []
+    result: IngestResult,
+    reading: Reading,
+    thresholds: Sequence[QualityThreshold],
+    *,
+    now: datetime,
+) -> list[Alert]:
+    alerts: list[Alert] = []
 
     def alert(*, threshold, rule, metric, value, severity, message) -> None:
         alerts.append(
-            QualityAlert(
+            Alert(
                 sample_id=result.pk,
                 lot_id=result.lot_id,
                 device_id=reading.device_id,
-                threshold=threshold,
+                threshold_id=threshold.id if threshold is not None else None,
                 rule=rule,
                 metric=metric,
                 value=value,
                 severity=severity,
                 message=message[:300],
+                sample_key=reading.sample_id,
+                created_at=now,
             )
         )
 

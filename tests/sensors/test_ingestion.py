@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from unittest import mock
 
@@ -184,14 +185,16 @@ def test_one_batch_stores_each_sample_once_and_reports_duplicates():
 
 def test_a_row_the_database_refuses_does_not_sink_the_rest_of_its_batch():
     good, bad = message("G1"), message("X1")
-    bad_payload = bad.replace('"eleveur": "Ferme Martin"', '"eleveur": "Ferme \\u0000"')
+    # Validation would refuse it; here it reaches the database, whose check constraint
+    # (sqal_fusion_score_range) refuses the row.
+    bad_reading = dataclasses.replace(
+        Reading.from_message(parse_message(bad, max_bytes=10**6)), fusion_score=1.5
+    )
     items = [
         SampleInput(
             reading=Reading.from_message(parse_message(good, max_bytes=10**6)), payload=good
         ),
-        SampleInput(
-            reading=Reading.from_message(parse_message(bad, max_bytes=10**6)), payload=bad_payload
-        ),
+        SampleInput(reading=bad_reading, payload=bad),
     ]
     results = ingest_samples(items=items, allow_unregistered=True)
     assert [r.status for r in results] == ["saved", "error"]
