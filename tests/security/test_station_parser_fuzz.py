@@ -3,7 +3,8 @@
 Whatever a station (or anyone holding a token) sends, the parser either returns a message or
 raises ProtocolError with a code, a detail and, for validation errors, the field and the rule.
 An accepted message must be storable as it is: no NaN or infinity, no NUL, no lone surrogate
-(PostgreSQL's jsonb and text columns refuse them, and one refused row would fail its whole batch).
+(PostgreSQL's text columns refuse them, and one refused row would fail its whole batch; the
+stored payload, its text zstd-compressed, must stay loadable into jsonb: sensors/payload.py).
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def outcome(text: str) -> Any:
             assert exc.field and exc.rule
             assert exc.detail.startswith(f"{exc.field}: ")
         return exc
-    if isinstance(message, SensorData):  # stored verbatim as jsonb
+    if isinstance(message, SensorData):  # stored verbatim (zstd; valid jsonb input)
         assert_storable(json.loads(text))
     if isinstance(message, Hello):  # these fields are stored
         assert_storable([message.location, message.firmware_version, message.mac_address])
