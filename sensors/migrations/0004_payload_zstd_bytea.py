@@ -14,7 +14,9 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 CHUNK = 200
 
 
-def compress_rows(apps, schema_editor):
+def _rewrite_rows(schema_editor, convert) -> None:
+    """Rewrite every payload, ``CHUNK`` rows at a time: ``convert(bytes)`` gives the new bytes,
+    or None to leave the row as it is."""
     connection = schema_editor.connection
     last = 0
     while True:
@@ -27,35 +29,27 @@ def compress_rows(apps, schema_editor):
             if not rows:
                 return
             last = rows[-1][0]
-            updates = [
-                (sensors.payload.compress_text(bytes(data).decode()), pk)
-                for pk, data in rows
-                if bytes(data[:4]) != ZSTD_MAGIC
-            ]
+            updates = [(new, pk) for pk, data in rows if (new := convert(bytes(data))) is not None]
             if updates:
                 cursor.executemany(f"UPDATE {TABLE} SET payload = %s WHERE id = %s", updates)
+
+
+def compress_rows(apps, schema_editor):
+    _rewrite_rows(
+        schema_editor,
+        lambda data: (
+            None if data[:4] == ZSTD_MAGIC else sensors.payload.compress_text(data.decode())
+        ),
+    )
 
 
 def decompress_rows(apps, schema_editor):
-    connection = schema_editor.connection
-    last = 0
-    while True:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id, payload FROM {TABLE} WHERE id > %s ORDER BY id LIMIT %s",
-                [last, CHUNK],
-            )
-            rows = cursor.fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            updates = [
-                (sensors.payload.payload_text(data).encode(), pk)
-                for pk, data in rows
-                if bytes(data[:4]) == ZSTD_MAGIC
-            ]
-            if updates:
-                cursor.executemany(f"UPDATE {TABLE} SET payload = %s WHERE id = %s", updates)
+    _rewrite_rows(
+        schema_editor,
+        lambda data: (
+            sensors.payload.payload_text(data).encode() if data[:4] == ZSTD_MAGIC else None
+        ),
+    )
 
 
 class Migration(migrations.Migration):
