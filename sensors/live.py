@@ -18,6 +18,7 @@ from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
+from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.html import escape
@@ -318,8 +319,6 @@ def _station_html(language: str, device_id: str, sample_id: str, station_json: s
 def render_update(event: dict[str, Any], *, language: str | None = None) -> str:
     """The frame a dashboard receives: station cards and alert rows as HTML, grade counts,
     rendered in ``language`` (the dashboard page's; default: the site's)."""
-    from django.conf import settings
-
     language = language or settings.LANGUAGE_CODE
     stations = [
         {
