@@ -30,7 +30,7 @@ class ConsumerProductAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_filter = ["fusion_grade", "is_compliant", "site_code", "created_at"]
-    search_fields = ["qr_code", "product_id", "lot_code", "sqal_sample_id"]
+    search_fields = ["qr_code", "product_id", "gs1_serial", "lot_code", "sqal_sample_id"]
     date_hierarchy = "created_at"
     list_select_related = ["lot"]
     actions = ["print_labels"]

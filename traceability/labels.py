@@ -47,7 +47,7 @@ def product_labels(products: Iterable[ConsumerProduct]) -> list[Label]:
                 grade=p.fusion_grade,
                 scan_url=qr.scan_url(p.qr_code),
                 gs1_path=qr.gs1_digital_link_path(
-                    gtin=gtins.get(p.site_code, ""), lot_code=p.lot_code, product_id=p.product_id
+                    gtin=gtins.get(p.site_code, ""), lot_code=p.lot_code, serial=p.gs1_serial
                 ),
                 # segno's own SVG: numbers and a path, no text from the product.
                 svg=mark_safe(svg),

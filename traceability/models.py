@@ -44,6 +44,17 @@ class ConsumerProduct(models.Model):
     lot_feeding_end = models.DateTimeField(null=True, db_column="lot_date_fin_gavage")
     lot_feeding_days = models.IntegerField(null=True, db_column="lot_duree_gavage_jours")
 
+    # GS1 serial number (AI 21) of the Digital Link on the label: 80 random bits given by the
+    # database (migration 0005), never derived from product_id, so that knowing a lot code and
+    # stepping serials finds nothing.
+    gs1_serial = models.CharField(
+        max_length=20,
+        unique=True,
+        editable=False,
+        db_default=models.Func(function="gs1_random_serial", output_field=models.CharField()),
+        help_text="Random GS1 serial number (AI 21) printed on the label.",
+    )
+
     # Tamper evidence: the Merkle leaf hash of this record (ledger)
     blockchain_hash = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

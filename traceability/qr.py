@@ -143,12 +143,14 @@ def gs1_parse(path: str) -> Gs1Key:
     return Gs1Key(gtin=gtin, lot=parts[3], serial=parts[5])
 
 
-def gs1_digital_link_path(*, gtin: str, lot_code: str, product_id: str) -> str | None:
-    """The Digital Link path of a product, or None when its site has no (valid) GTIN."""
+def gs1_digital_link_path(*, gtin: str, lot_code: str, serial: str) -> str | None:
+    """The Digital Link path of a product, or None when its site has no (valid) GTIN.
+
+    ``serial`` is the product's random ``gs1_serial``, never its sequential product id."""
     if not gtin:
         return None
     try:
-        key = gs1_parse(f"01/{gtin}/10/{lot_code}/21/{product_id}")
+        key = gs1_parse(f"01/{gtin}/10/{lot_code}/21/{serial}")
     except Gs1PathError:
         return None
     return "/" + "/".join(

@@ -64,7 +64,11 @@ def label_sheet(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def gs1_resolve(request: HttpRequest, rest: str | None = None) -> HttpResponse:
-    """``/01/<GTIN>/10/<lot>/21/<serial>`` → redirect to the product's scan page ``/p/<qr>``."""
+    """``/01/<GTIN>/10/<lot>/21/<serial>`` → redirect to the product's scan page ``/p/<qr>``.
+
+    The serial is the product's random ``gs1_serial`` (80 bits, printed on its label only): the
+    redirect hands out the signed QR code, so it must not answer to anything public data (lot
+    codes, sequential product ids) could guess."""
     try:
         key = qr.gs1_parse("01/" + (rest or ""))
     except qr.Gs1PathError as exc:
@@ -78,7 +82,7 @@ def gs1_resolve(request: HttpRequest, rest: str | None = None) -> HttpResponse:
     ]
     product = (
         ConsumerProduct.objects.filter(
-            site_code__in=site_codes, lot_code=key.lot, product_id=key.serial
+            site_code__in=site_codes, lot_code=key.lot, gs1_serial=key.serial
         )
         .only("qr_code")
         .first()
