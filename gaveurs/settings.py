@@ -131,8 +131,8 @@ DATABASES = {
 # reconnects: one failed request per process and restart, against one round trip on every request.
 # The consumer pages' WSGI servers turn it off (a scan then costs one round trip: README,
 # "Consumer pages"); Daphne and the workers keep it (stations resend on storage_error frames).
-DATABASES["default"].setdefault("OPTIONS", {})
-DATABASES["default"]["OPTIONS"]["options"] = f"-c gaveurs.qr_key={QR_SIGNING_KEY.encode().hex()}"
+# The QR signing key reaches each database session through gaveurs/db_session.py, never through
+# DATABASES (which error reports print).
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -21,7 +21,8 @@ fi
 
 $PY manage.py migrate --noinput -v 0
 $PY manage.py seed_demo
-$PY manage.py ensure_admin > .run/admin-login
+# The development login is for this user only (mode 0600, umask set before the file exists).
+( umask 077 && $PY manage.py ensure_admin > .run/admin-login )
 $PY manage.py collectstatic --noinput -v 0 >/dev/null 2>&1 || true
 
 pids=()
