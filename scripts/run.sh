@@ -23,6 +23,7 @@ $PY manage.py migrate --noinput -v 0
 $PY manage.py seed_demo
 # The development login is for this user only (mode 0600, umask set before the file exists).
 ( umask 077 && $PY manage.py ensure_admin > .run/admin-login )
+chmod 600 .run/admin-login  # a file left by an older run keeps its mode otherwise
 $PY manage.py collectstatic --noinput -v 0 >/dev/null 2>&1 || true
 
 pids=()
