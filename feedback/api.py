@@ -15,6 +15,7 @@ from feedback.services import (
     feedback_rate_limited,
     feedback_submit,
 )
+from gaveurs.api_errors import ApiErrorOut, api_error
 
 router = Router(tags=["consumer"])
 
@@ -39,35 +40,24 @@ class FeedbackOut(Schema):
     reward_points: int
 
 
-class FeedbackErrorOut(Schema):
-    success: bool = False
-    error: str
-    field: str | None = None
-    detail: str
-
-
 @router.post(
     "/feedback",
-    response={201: FeedbackOut, frozenset({404, 409, 422, 429}): FeedbackErrorOut},
+    response={201: FeedbackOut, frozenset({404, 409, 422, 429}): ApiErrorOut},
     summary="A consumer's review of one product unit (one review per unit)",
 )
 def consumer_feedback(request: HttpRequest, payload: FeedbackIn) -> Any:
     """422 names the field at fault (ratings 1–5, comment length), 404 for an unknown QR code,
     409 when the unit was already reviewed, 429 past the per-client rate."""
     if feedback_rate_limited(client_key=client_origin(request).client_hash):
-        return Status(
-            429,
-            {
-                "error": "rate_limited",
-                "detail": "Too many feedback attempts from this client; try again later.",
-            },
+        return api_error(
+            429, "rate_limited", "Too many feedback attempts from this client; try again later."
         )
     try:
         feedback = feedback_submit(
             **payload.model_dump(), language=getattr(request, "LANGUAGE_CODE", "")
         )
     except FeedbackError as exc:
-        return Status(exc.status, {"error": exc.code, "field": exc.field, "detail": exc.detail})
+        return api_error(exc.status, exc.code, exc.detail, field=exc.field)
     return Status(
         201,
         {

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
+from django_celery_results import admin as celery_results_admin
+from django_celery_results.models import GroupResult, TaskResult
 
 from traceability import labels, qr
 from traceability.auth import api_token_revoke
@@ -142,3 +147,34 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         for token in queryset:
             api_token_revoke(token=token)
+
+
+# --- Celery task results: written by the workers only -------------------------------------------
+# django-celery-results' own admin offers "Add" and "Change": an added row with an empty task id
+# made the next one a 500 (unique task_id), and an edited result would misreport a task. Staff
+# read and delete them; nothing else writes them.
+
+
+class ReadOnlyTaskResultAdmin(celery_results_admin.TaskResultAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyGroupResultAdmin(celery_results_admin.GroupResultAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+for _model, _admin in (
+    (TaskResult, ReadOnlyTaskResultAdmin),
+    (GroupResult, ReadOnlyGroupResultAdmin),
+):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(_model, _admin)

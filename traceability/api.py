@@ -8,9 +8,10 @@ from typing import Any
 
 from celery import states
 from django.http import HttpRequest
-from ninja import Query, Router, Schema, Status
+from ninja import Query, Router, Schema
 from pydantic import ConfigDict
 
+from gaveurs.api_errors import ApiErrorOut, api_error
 from traceability import ledger, services, tasks
 from traceability.auth import staff_auth
 
@@ -36,14 +37,9 @@ class TaskStatusOut(Schema):
     result: dict[str, Any] | None
 
 
-class TaskErrorOut(Schema):
-    code: str
-    detail: str
-
-
 @tasks_router.post(
     "/qr-code/generate",
-    response={200: TaskSubmittedOut, frozenset({400, 404, 409, 422}): TaskErrorOut},
+    response={200: TaskSubmittedOut, frozenset({400, 404, 409, 422}): ApiErrorOut},
     auth=staff_auth,
     summary="Register the consumer product (and QR code) of a compliant sample",
 )
@@ -56,7 +52,7 @@ def task_qr_code_generate(
     try:
         services.product_registration_check(lot_id=lot_id, sample_id=sample_id, site_code=site_code)
     except services.ProductRegistrationError as exc:
-        return Status(exc.status, {"code": exc.code, "detail": exc.detail})
+        return api_error(exc.status, exc.code, exc.detail)
     task_id = tasks.product_registration_submit(
         lot_id=lot_id, sample_id=sample_id, site_code=site_code
     )
@@ -71,7 +67,7 @@ def task_qr_code_generate(
 
 @tasks_router.get(
     "/status/{task_id}",
-    response={200: TaskStatusOut, 404: TaskErrorOut},
+    response={200: TaskStatusOut, 404: ApiErrorOut},
     auth=staff_auth,
     summary="State of a task: PENDING, STARTED, RETRY, SUCCESS or FAILURE, and its result",
 )
@@ -80,7 +76,7 @@ def task_status(request: HttpRequest, task_id: str) -> Any:
 
     row = TaskResult.objects.filter(task_id=task_id[:255]).first()
     if row is None:
-        return Status(404, {"code": "unknown_task", "detail": f"no task with id {task_id!r}"})
+        return api_error(404, "unknown_task", f"no task with id {task_id!r}", field="task_id")
     return {"task_id": row.task_id, "status": row.status, "result": _task_result(row)}
 
 
@@ -154,16 +150,9 @@ class ScanOut(Schema):
     total_reviews: int
 
 
-class ConsumerErrorOut(Schema):
-    success: bool = False
-    error: str
-    field: str | None = None
-    detail: str
-
-
 @scan_router.get(
     "/scan/{qr_code}",
-    response={200: ScanOut, 404: ConsumerErrorOut},
+    response={200: ScanOut, 404: ApiErrorOut},
     summary="What a consumer sees after scanning a product's QR code (counts the scan)",
 )
 def consumer_scan(request: HttpRequest, qr_code: str) -> Any:
@@ -181,16 +170,12 @@ def consumer_scan(request: HttpRequest, qr_code: str) -> Any:
     )
     if outcome.status == "forged":
         detail = "The signature of this QR code does not verify: altered or forged label."
-        return Status(404, {"error": "invalid_signature", "field": "qr_code", "detail": detail})
+        return api_error(404, "invalid_signature", detail, field="qr_code", rule="signature")
     if outcome.status == "unknown":
-        return Status(
-            404, {"error": "unknown_qr_code", "field": "qr_code", "detail": "No such product."}
-        )
+        return api_error(404, "unknown_qr_code", "No such product.", field="qr_code")
     product = services.product_for_scan(qr_code=qr_code)
     if product is None:  # gone since the scan was counted
-        return Status(
-            404, {"error": "unknown_qr_code", "field": "qr_code", "detail": "No such product."}
-        )
+        return api_error(404, "unknown_qr_code", "No such product.", field="qr_code")
     # Reverse one-to-ones loaded by select_related: a missing row reads as AttributeError.
     stats = getattr(product.lot, "review_stats", None)
     return {
@@ -234,14 +219,9 @@ class LedgerConsistencyOut(Schema):
     proof: list[str]
 
 
-class LedgerErrorOut(Schema):
-    code: str
-    detail: str
-
-
 @ledger_router.get(
     "/proof/{qr_code}",
-    response={200: LedgerProofOut, frozenset({404, 409}): LedgerErrorOut},
+    response={200: LedgerProofOut, frozenset({404, 409}): ApiErrorOut},
     summary="Inclusion proof of a product's record in the signed Merkle log (RFC 9162)",
 )
 def ledger_proof(request: HttpRequest, qr_code: str) -> Any:
@@ -251,12 +231,12 @@ def ledger_proof(request: HttpRequest, qr_code: str) -> Any:
     try:
         return ledger.ledger_proof_for_qr(qr_code=qr_code)
     except ledger.LedgerError as exc:
-        return Status(exc.status, {"code": exc.code, "detail": exc.detail})
+        return api_error(exc.status, exc.code, exc.detail)
 
 
 @ledger_router.get(
     "/consistency",
-    response={200: LedgerConsistencyOut, frozenset({400, 404}): LedgerErrorOut},
+    response={200: LedgerConsistencyOut, frozenset({400, 404}): ApiErrorOut},
     summary="Consistency proof between two signed tree heads (RFC 9162)",
 )
 def ledger_consistency(
@@ -267,4 +247,4 @@ def ledger_consistency(
     try:
         return ledger.ledger_consistency_between(first=first, second=second)
     except ledger.LedgerError as exc:
-        return Status(exc.status, {"code": exc.code, "detail": exc.detail})
+        return api_error(exc.status, exc.code, exc.detail)

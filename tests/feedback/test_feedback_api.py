@@ -66,8 +66,14 @@ def test_a_rating_outside_one_to_five_is_refused_naming_the_field(client, value)
     response = post(client, {"qr_code": product.qr_code, **RATINGS, "taste_rating": value})
 
     assert response.status_code == 422
-    errors = response.json()["detail"]
-    assert [e["loc"][-1] for e in errors] == ["taste_rating"]
+    body = response.json()
+    assert (body["success"], body["error"], body["field"]) == (
+        False,
+        "validation_error",
+        "taste_rating",
+    )
+    assert body["rule"] and body["detail"].startswith("taste_rating:")
+    assert [e["field"] for e in body["errors"]] == ["taste_rating"]
     assert not ConsumerFeedback.objects.exists()
 
 
@@ -79,7 +85,7 @@ def test_a_missing_rating_is_refused_naming_the_field(client):
     response = post(client, body)
 
     assert response.status_code == 422
-    assert [e["loc"][-1] for e in response.json()["detail"]] == ["value_rating"]
+    assert [e["field"] for e in response.json()["errors"]] == ["value_rating"]
 
 
 def test_a_comment_over_the_limit_is_refused_naming_the_field(client):
@@ -88,7 +94,7 @@ def test_a_comment_over_the_limit_is_refused_naming_the_field(client):
     response = post(client, {"qr_code": product.qr_code, **RATINGS, "comment": "x" * 1001})
 
     assert response.status_code == 422
-    assert [e["loc"][-1] for e in response.json()["detail"]] == ["comment"]
+    assert [e["field"] for e in response.json()["errors"]] == ["comment"]
 
 
 def test_an_unknown_qr_code_is_a_404_naming_the_field(client):
@@ -113,6 +119,7 @@ def test_a_second_review_of_the_same_unit_is_a_409(client):
         "success": False,
         "error": "already_reviewed",
         "field": "qr_code",
+        "rule": None,
         "detail": "This product unit has already been reviewed.",
     }
     assert ConsumerFeedback.objects.get().overall_rating == 5

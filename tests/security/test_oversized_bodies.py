@@ -34,7 +34,10 @@ def test_an_oversized_api_body_is_a_413_in_json_and_stores_nothing(client):
 
     assert response.status_code == 413
     assert response.json() == {
-        "code": "body_too_large",
+        "success": False,
+        "error": "body_too_large",
+        "field": None,
+        "rule": "max_bytes",
         "detail": f"the request body is over {256 * 1024} bytes",
     }
     assert not ConsumerFeedback.objects.exists()
@@ -50,7 +53,7 @@ def test_a_body_under_the_limit_still_reaches_the_validation(client):
     )
 
     assert response.status_code == 422  # the comment's own limit, named
-    assert [e["loc"][-1] for e in response.json()["detail"]] == ["comment"]
+    assert [e["field"] for e in response.json()["errors"]] == ["comment"]
 
 
 def test_an_oversized_review_form_is_a_400_and_stores_nothing(client):

@@ -249,6 +249,6 @@ def test_an_oversized_http_body_is_refused_by_the_server_which_goes_on_serving(s
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 413
-    assert json.loads(refused.value.read())["code"] == "body_too_large"
+    assert json.loads(refused.value.read())["error"] == "body_too_large"
     with urllib.request.urlopen(f"{server.http}/api/openapi.json", timeout=10) as ok:
         assert ok.status == 200

@@ -158,13 +158,13 @@ def test_the_proof_api_answers_404_for_an_unknown_code_and_409_before_any_signed
     assert Client().get("/api/ledger/proof/SQAL_nope").status_code == 404
     unsealed = insert_without_ledger()
     response = Client().get(f"/api/ledger/proof/{unsealed.qr_code}")
-    assert (response.status_code, response.json()["code"]) == (409, "unsealed")
+    assert (response.status_code, response.json()["error"]) == (409, "unsealed")
 
     settings.LEDGER_HEAD_INTERVAL_SECONDS = 3600
     register()  # first append: signs a head of size 2
     pending = register()
     response = Client().get(f"/api/ledger/proof/{pending.qr_code}")
-    assert (response.status_code, response.json()["code"]) == (409, "no_signed_head")
+    assert (response.status_code, response.json()["error"]) == (409, "no_signed_head")
 
 
 def test_the_consistency_api_proves_an_older_head_is_a_prefix_of_a_newer_one():

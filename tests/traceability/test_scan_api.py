@@ -118,6 +118,7 @@ def test_an_unknown_code_is_a_404_that_names_the_field(client):
         "success": False,
         "error": "unknown_qr_code",
         "field": "qr_code",
+        "rule": None,
         "detail": "No such product.",
     }
 

@@ -86,7 +86,7 @@ def test_a_rejected_or_non_compliant_sample_is_refused_at_once(
         response = submit(staff_client, lot.id, sample.sample_id)
 
     assert response.status_code == 422
-    assert response.json()["code"] == "sample_not_eligible"
+    assert response.json()["error"] == "sample_not_eligible"
     assert f"grade={grade}" in response.json()["detail"]
     assert callbacks == [] and published == []
 
@@ -105,7 +105,7 @@ def test_unknown_lot_unknown_sample_other_lot_and_bad_site_code_get_precise_4xx(
     ]
     for args, status, code in cases:
         response = submit(staff_client, *args)
-        assert (response.status_code, response.json()["code"]) == (status, code), args
+        assert (response.status_code, response.json()["error"]) == (status, code), args
     assert published == []
 
 
@@ -164,7 +164,7 @@ def test_create_api_token_prints_a_token_that_authenticates(client, staff, capsy
 def test_the_status_of_an_unknown_task_is_404(staff_client):
     response = staff_client.get(f"/api/tasks/status/{uuid.uuid4()}")
     assert response.status_code == 404
-    assert response.json()["code"] == "unknown_task"
+    assert response.json()["error"] == "unknown_task"
 
 
 def test_a_submitted_task_is_pending_until_a_worker_takes_it(staff_client, published):
