@@ -246,6 +246,9 @@ class LiveDashboardConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_staff:
             await self.close(code=4403)
             return
+        if not await database_sync_to_async(user.has_perm)(live.LIVE_PERMISSION):
+            await self.close(code=4403)
+            return
         self.language = live.language_from_scope(self.scope)
         await self.channel_layer.group_add(live.GROUP, self.channel_name)
         await self.accept()

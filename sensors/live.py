@@ -29,6 +29,9 @@ from sensors.schemas import SPECTRAL_CHANNELS
 logger = logging.getLogger(__name__)
 
 GROUP = "sqal_live"
+# Who may watch the stations (page and feed): staff allowed to view samples; a staff account
+# without that permission is refused.
+LIVE_PERMISSION = "sensors.view_sensorsample"
 RECENT = 5  # earlier samples listed under a station's latest one
 FLUSH_SECONDS = 0.5
 GRADES = ["A+", "A", "B", "C", "REJECT"]

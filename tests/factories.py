@@ -6,6 +6,8 @@ import itertools
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from gaveurs.models import Gaveur, Lot, Site
@@ -69,3 +71,14 @@ def make_sample(**kw: Any) -> SensorSample:
     }
     defaults.update(kw)
     return SensorSample.objects.create(device=device, **defaults)
+
+
+def make_staff(username: str = "qualite", *perms: str, password: str = "x-long-password-1") -> Any:
+    """An active staff user holding exactly ``perms`` (``"app_label.codename"``)."""
+    user = get_user_model().objects.create_user(username, password=password, is_staff=True)
+    for perm in perms:
+        app_label, codename = perm.split(".", 1)
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return get_user_model().objects.get(pk=user.pk)  # a fresh instance: no stale perm cache

@@ -22,6 +22,20 @@ ledger_router = Router(tags=["ledger"])
 
 # --- Task API (staff): submit a product registration, read a task's state -------------------
 
+# A staff account alone is not enough: registering needs the right to add products, and reading
+# a task's result (which holds the product's signed QR code) the right to view them.
+REGISTER_PRODUCTS = "traceability.add_consumerproduct"
+VIEW_PRODUCTS = "traceability.view_consumerproduct"
+
+
+def forbidden(permission: str) -> Any:
+    return api_error(
+        403,
+        "permission_denied",
+        f"this account lacks the permission {permission!r}",
+        rule="permission",
+    )
+
 
 class TaskSubmittedOut(Schema):
     status: str
@@ -39,7 +53,7 @@ class TaskStatusOut(Schema):
 
 @tasks_router.post(
     "/qr-code/generate",
-    response={200: TaskSubmittedOut, frozenset({400, 404, 409, 422}): ApiErrorOut},
+    response={200: TaskSubmittedOut, frozenset({400, 403, 404, 409, 422}): ApiErrorOut},
     auth=staff_auth,
     summary="Register the consumer product (and QR code) of a compliant sample",
 )
@@ -48,6 +62,8 @@ def task_qr_code_generate(
 ) -> Any:
     """Checked at once (unknown lot or sample, non-compliant or REJECT sample answer 4xx with a
     stable ``code``), then run by a worker; idempotent: a sample never gets two products."""
+    if not request.auth.has_perm(REGISTER_PRODUCTS):
+        return forbidden(REGISTER_PRODUCTS)
     site_code = site_code or None
     try:
         services.product_registration_check(lot_id=lot_id, sample_id=sample_id, site_code=site_code)
@@ -67,13 +83,15 @@ def task_qr_code_generate(
 
 @tasks_router.get(
     "/status/{task_id}",
-    response={200: TaskStatusOut, 404: ApiErrorOut},
+    response={200: TaskStatusOut, frozenset({403, 404}): ApiErrorOut},
     auth=staff_auth,
     summary="State of a task: PENDING, STARTED, RETRY, SUCCESS or FAILURE, and its result",
 )
 def task_status(request: HttpRequest, task_id: str) -> Any:
     from django_celery_results.models import TaskResult
 
+    if not request.auth.has_perm(VIEW_PRODUCTS):  # a finished task's result holds a signed code
+        return forbidden(VIEW_PRODUCTS)
     row = TaskResult.objects.filter(task_id=task_id[:255]).first()
     if row is None:
         return api_error(404, "unknown_task", f"no task with id {task_id!r}", field="task_id")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.http import (
     Http404,
     HttpRequest,
@@ -19,12 +20,16 @@ from gaveurs.models import Site
 from traceability import labels, qr
 from traceability.models import ConsumerProduct
 
+# QR images and labels carry signed codes: only staff allowed to view products get them.
+VIEW_PRODUCTS = "traceability.view_consumerproduct"
+
 # A product's QR never changes: browsers may keep it for a year (private: staff-only URL).
 IMMUTABLE = "private, max-age=31536000, immutable"
 
 
 @require_GET
 @staff_member_required
+@permission_required(VIEW_PRODUCTS, raise_exception=True)
 def product_qr(request: HttpRequest, product_id: str, fmt: str) -> HttpResponse:
     """``/staff/products/<product_id>/qr.svg`` (or ``.png?scale=8``; ``?download=1`` to save)."""
     if fmt not in qr.FORMATS:
@@ -48,6 +53,7 @@ def product_qr(request: HttpRequest, product_id: str, fmt: str) -> HttpResponse:
 
 @require_GET
 @staff_member_required
+@permission_required(VIEW_PRODUCTS, raise_exception=True)
 def label_sheet(request: HttpRequest) -> HttpResponse:
     """``/staff/products/labels/?ids=3,4,5`` (ConsumerProduct primary keys), A4 label sheets."""
     raw = request.GET.get("ids", "")

@@ -16,13 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from websockets.asyncio.client import connect
 
 from sensors.models import SensorSample
 from sensors.services import device_issue_token
-from tests.factories import make_device, make_lot
+from tests.factories import make_device, make_lot, make_staff
 from tests.sensors.conftest import DaphneServer, exchange, open_station
 from tests.sensors.test_station_protocol import nested
 from tests.support.servers import GranianServer, wait_until
@@ -71,9 +70,7 @@ def cluster(redis_server, django_db_setup, django_db_blocker, tmp_path_factory):
 
 
 def staff_cookie() -> str:
-    user = get_user_model().objects.create_user(
-        "qualite", password="x-long-password-1", is_staff=True
-    )
+    user = make_staff("qualite", "sensors.view_sensorsample")
     client = Client()
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}"

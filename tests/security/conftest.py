@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
-from tests.factories import make_lot, make_sample
+from tests.factories import make_lot, make_sample, make_staff
 from traceability.auth import api_token_create
 from traceability.models import ConsumerProduct
 from traceability.services import product_register
@@ -30,7 +29,7 @@ def _empty_cache():
 
 @pytest.fixture
 def staff_token(db) -> str:
-    user = get_user_model().objects.create_user(
-        "staff-security", password="s3cret-pass-phrase", is_staff=True
+    user = make_staff(
+        "staff-security", "traceability.add_consumerproduct", "traceability.view_consumerproduct"
     )
     return api_token_create(user=user, name="schemathesis")[1]

@@ -12,11 +12,10 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import Client
 
-from tests.factories import make_sample
+from tests.factories import make_sample, make_staff
 from tests.security.conftest import make_product
 from tests.support.browser import chromium
 
@@ -73,9 +72,7 @@ def inline_content(html: str) -> list[str]:
 
 @pytest.fixture
 def staff_client(db) -> Client:
-    user = get_user_model().objects.create_user(
-        "csp-staff", password="x-9-long-pass", is_staff=True
-    )
+    user = make_staff("csp-staff", "sensors.view_sensorsample", "traceability.view_consumerproduct")
     client = Client()
     client.force_login(user)
     return client
@@ -161,7 +158,7 @@ def test_the_scan_flow_runs_in_chromium_under_the_policy_without_a_violation(
 ):
     settings.LEDGER_HEAD_INTERVAL_SECONDS = 0  # sign a head at once: the check can run
     product = make_product()
-    user = get_user_model().objects.create_user("csp-b", password="x-9-long-pass", is_staff=True)
+    user = make_staff("csp-b", "sensors.view_sensorsample", "traceability.view_consumerproduct")
     staff = Client()
     staff.force_login(user)
 

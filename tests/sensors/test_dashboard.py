@@ -14,7 +14,7 @@ from websockets.exceptions import InvalidStatus
 
 from sensors.models import Device, QualityAlert, SensorSample
 from sensors.services import device_authenticate, device_token_hash
-from tests.factories import make_device, make_lot, make_sample
+from tests.factories import make_device, make_lot, make_sample, make_staff
 from tests.sensors.conftest import exchange, fixture_text, open_station, run
 
 FLAT = fixture_text("sensor_data_flat.json")
@@ -103,6 +103,20 @@ def test_staff_see_samples_arrive_on_the_live_websocket(daphne):
 def test_the_live_websocket_refuses_anonymous_visitors(daphne):
     with pytest.raises(InvalidStatus):
         run(connect(daphne.url + "live/", open_timeout=10))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_without_the_sample_permission_get_neither_the_page_nor_the_feed(daphne):
+    client = Client()
+    client.force_login(make_staff("sans-droits"))
+    assert client.get("/sqal/live/").status_code == 403
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    with pytest.raises(InvalidStatus):
+        run(connect(daphne.url + "live/", additional_headers={"Cookie": cookie}, open_timeout=10))
+
+    allowed = Client()
+    allowed.force_login(make_staff("qualite-live", "sensors.view_sensorsample"))
+    assert allowed.get("/sqal/live/").status_code == 200
 
 
 @pytest.mark.django_db

@@ -11,7 +11,7 @@ from django.test import Client
 from PIL import Image
 from pyzbar.pyzbar import decode
 
-from tests.factories import make_lot, make_sample
+from tests.factories import make_lot, make_sample, make_staff
 from traceability import qr
 from traceability.models import ConsumerProduct
 from traceability.services import product_register
@@ -28,7 +28,7 @@ def media(settings, tmp_path):
 
 @pytest.fixture
 def staff_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("q", password="x", is_staff=True))
+    client.force_login(make_staff("q", "traceability.view_consumerproduct"))
     return client
 
 

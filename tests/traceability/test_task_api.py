@@ -8,7 +8,7 @@ import pytest
 from celery import current_app, states
 from django.core.management import call_command
 
-from tests.factories import make_lot, make_sample
+from tests.factories import make_lot, make_sample, make_staff
 from traceability import tasks
 from traceability.auth import api_token_create, api_token_revoke
 from traceability.models import ApiToken
@@ -20,7 +20,9 @@ GENERATE = "/api/tasks/qr-code/generate"
 
 @pytest.fixture
 def staff(django_user_model):
-    return django_user_model.objects.create_user("qualite", password="x", is_staff=True)
+    return make_staff(
+        "qualite", "traceability.add_consumerproduct", "traceability.view_consumerproduct"
+    )
 
 
 @pytest.fixture

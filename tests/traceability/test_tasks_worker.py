@@ -21,7 +21,7 @@ from django.db import connection, transaction
 
 from gaveurs.celery import app as celery_app
 from gaveurs.settings import _embedded_broker_url
-from tests.factories import make_lot, make_sample
+from tests.factories import make_lot, make_sample, make_staff
 from traceability import tasks
 from traceability.models import ConsumerProduct
 from traceability.services import product_registration_request
@@ -167,7 +167,9 @@ def test_a_compliant_sample_committed_with_a_request_becomes_a_product(worker):
 
 
 def test_staff_follow_a_registration_through_the_task_api(worker, client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("q", password="x", is_staff=True))
+    client.force_login(
+        make_staff("q", "traceability.add_consumerproduct", "traceability.view_consumerproduct")
+    )
     lot = make_lot()
     sample = make_sample(lot=lot)
 
