@@ -7,6 +7,7 @@ Every deploy-time value comes from the environment, with a development default. 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -77,6 +78,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "channels",
     "django_celery_results",
+    "axes",
     "gaveurs",
     "sensors",
     "traceability",
@@ -97,7 +99,24 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Login throttling (django-axes): last, so it sees the outcome of the login views.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Brute-force protection of the staff login (django-axes). After AXES_FAILURE_LIMIT wrong passwords
+# for one username from one address, that pair is locked out for AXES_COOLOFF_MINUTES (429); a
+# success resets the count. The address is the client's as the consumer pages see it (behind
+# TRUSTED_PROXY_HOPS reverse proxies, from X-Forwarded-For; never the header otherwise).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "5")
+AXES_COOLOFF_TIME = timedelta(minutes=envint("AXES_COOLOFF_MINUTES", "15"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "feedback.http.client_address"
+AXES_SENSITIVE_PARAMETERS = ["password"]
 
 ROOT_URLCONF = "gaveurs.urls"
 WSGI_APPLICATION = "gaveurs.wsgi.application"
