@@ -22,5 +22,5 @@ fi
 # FLOWER_BASIC_AUTH (not on the command line, where `ps` would show them) and drop the others.
 export FLOWER_BASIC_AUTH="$FLOWER_USER:$FLOWER_PASSWORD"
 unset FLOWER_USER FLOWER_PASSWORD
-exec .venv/bin/python -m celery -A gaveurs flower \
+exec .venv/bin/python -m gaveurs.flower_launcher -A gaveurs flower \
   --address="${FLOWER_ADDRESS:-127.0.0.1}" --port="${FLOWER_PORT:-5555}"
