@@ -34,6 +34,7 @@ class DeviceForm(forms.ModelForm):
             "site",
             "location",
             "assigned_lot",
+            "lots_of_any_site",
             "is_active",
             "firmware_version",
             "mac_address",

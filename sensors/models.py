@@ -44,6 +44,14 @@ class Device(models.Model):
         help_text="Lot whose products this station inspects when a message names no lot.",
     )
     token_hash = models.CharField(max_length=128, blank=True, editable=False)
+    lots_of_any_site = models.BooleanField(
+        default=False,
+        help_text=(
+            "Let this station's messages name lots of other sites (a line shared between "
+            "sites). Off: a message's lot must be of the station's site, and the station's "
+            "assigned lot when one is set."
+        ),
+    )
     is_active = models.BooleanField(default=True)
     firmware_version = models.CharField(max_length=40, blank=True)
     mac_address = models.CharField(max_length=40, blank=True)

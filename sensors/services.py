@@ -201,6 +201,8 @@ class IngestResult:
     site_code: str = ""
     error_code: str = ""
     error_detail: str = ""
+    error_field: str | None = None  # the input at fault, and the rule it broke
+    error_rule: str | None = None
     product_requested: bool = False
     alerts: list[Alert] = field(default_factory=list)
     reading: Reading | None = None
@@ -208,12 +210,17 @@ class IngestResult:
     def frame(self) -> dict:
         """The acknowledgement (or error) frame sent back to the station."""
         if self.status == "error":
-            return {
+            frame = {
                 "type": "error",
                 "code": self.error_code,
                 "detail": self.error_detail,
                 "sample_id": self.sample_id,
             }
+            if self.error_field is not None:
+                frame["field"] = self.error_field
+            if self.error_rule is not None:
+                frame["rule"] = self.error_rule
+            return frame
         return {
             "type": "ack",
             "sample_id": self.sample_id,
@@ -472,6 +479,7 @@ class _Station:
     has_token: bool
     site_code: str | None
     assigned_lot: _Lot | None
+    lots_of_any_site: bool = False
 
 
 def _fetch(sql: str, params: Sequence) -> list[tuple]:
@@ -484,7 +492,8 @@ _DEVICE, _SITE, _LOT = Device._meta.db_table, Site._meta.db_table, Lot._meta.db_
 
 
 _STATIONS_SQL = (
-    f"SELECT d.device_id, d.is_active, d.token_hash <> '', s.code, l.id, l.code, ls.code "
+    f"SELECT d.device_id, d.is_active, d.token_hash <> '', s.code, l.id, l.code, ls.code, "
+    f"d.lots_of_any_site "
     f"FROM {_DEVICE} d LEFT JOIN {_SITE} s ON s.id = d.site_id "
     f"LEFT JOIN {_LOT} l ON l.id = d.assigned_lot_id "
     f"LEFT JOIN {_SITE} ls ON ls.id = l.site_id "
@@ -526,9 +535,36 @@ def _stations_from(rows: Sequence[tuple]) -> dict[str, _Station]:
             has_token=has_token,
             site_code=site_code,
             assigned_lot=_Lot(lot_id, lot_code, lot_site) if lot_id is not None else None,
+            lots_of_any_site=any_site,
         )
-        for device_id, is_active, has_token, site_code, lot_id, lot_code, lot_site in rows
+        for device_id, is_active, has_token, site_code, lot_id, lot_code, lot_site, any_site in rows
     }
+
+
+def _lot_refusal(station: _Station, lot: _Lot) -> tuple[str, str] | None:
+    """Why ``station`` may not put a sample into ``lot`` (detail, rule), or None when it may.
+
+    A station writes into its own site's lots only, and only into its assigned lot when staff
+    set one; staff can lift this per station (``Device.lots_of_any_site``). The station's site
+    is the one staff recorded, else the one its id names (``ESP32_LL_01``), never the message's.
+    """
+    if station.lots_of_any_site:
+        return None
+    assigned = station.assigned_lot
+    if assigned is not None and lot.id != assigned.id:
+        return (
+            f"lot_id: lot {lot.code} is not this station's assigned lot {assigned.code} "
+            f"(assigned_lot)",
+            "assigned_lot",
+        )
+    site = _site_code(station.site_code, station.device_id, None)
+    if lot.site_code != site:
+        return (
+            f"lot_id: lot {lot.code} belongs to site {lot.site_code}, not to this station's "
+            f"site {site or '(none recorded)'} (lot_site)",
+            "lot_site",
+        )
+    return None
 
 
 def _stations(device_ids: Sequence[str]) -> dict[str, _Station]:
@@ -620,11 +656,20 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
             if lot is None:
                 result.error_code = "unknown_lot"
                 result.error_detail = f"lot_id: lot {reading.lot_id} does not exist (lot_exists)"
+                result.error_field, result.error_rule = "lot_id", "lot_exists"
+                continue
+            refusal = _lot_refusal(device, lot)
+            if refusal:
+                logger.warning("station %s refused: %s", reading.device_id, refusal[0])
+                result.error_code, result.error_detail = "lot_not_allowed", refusal[0]
+                result.error_field, result.error_rule = "lot_id", refusal[1]
                 continue
         elif device.assigned_lot is not None:
             lot = device.assigned_lot
         else:
             lot = lots_by_code.get(reading.lot_abattage)
+            if lot is not None and _lot_refusal(device, lot):
+                lot = None  # a slaughter lot code of another site: no lot (alert no_lot)
         site_code = _site_code(device.site_code, reading.device_id, reading.site_code) or (
             lot.site_code if lot is not None else ""
         )

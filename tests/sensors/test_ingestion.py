@@ -44,11 +44,25 @@ def no_thresholds():
 
 
 def test_the_lot_id_in_the_message_comes_first():
-    named, assigned = make_lot(), make_lot()
-    make_device(assigned_lot=assigned)
-    result = ingest(message(lot_id=named.id, lot_abattage=assigned.code))
+    named, by_code = make_lot(), make_lot()
+    make_device()
+    result = ingest(message(lot_id=named.id, lot_abattage=by_code.code))
     assert result.status == "saved" and result.lot_id == named.id
     assert SensorSample.objects.get().lot == named
+
+
+def test_a_lot_id_other_than_the_assigned_lot_is_refused_unless_staff_allowed_it():
+    named, assigned = make_lot(), make_lot()
+    device = make_device(assigned_lot=assigned)
+    refused = ingest(message(lot_id=named.id))
+    assert (refused.status, refused.error_code) == ("error", "lot_not_allowed")
+    assert (refused.frame()["field"], refused.frame()["rule"]) == ("lot_id", "assigned_lot")
+    assert not SensorSample.objects.exists()
+
+    device.lots_of_any_site = True
+    device.save()
+    result = ingest(message(lot_id=named.id))
+    assert result.status == "saved" and result.lot_id == named.id
 
 
 def test_then_the_lot_staff_assigned_to_the_station():

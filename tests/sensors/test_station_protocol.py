@@ -11,7 +11,7 @@ from websockets.exceptions import InvalidStatus
 
 from sensors.examples import nested_example
 from sensors.models import SensorSample
-from tests.factories import make_device, make_lot
+from tests.factories import make_device, make_lot, make_site
 from tests.sensors.conftest import exchange, fixture_text, open_station, run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -323,6 +323,68 @@ def test_a_lot_id_that_does_not_exist_is_refused(daphne, station):
     error = run(scenario())
     assert error["code"] == "unknown_lot" and "lot_id" in error["detail"]
     assert SensorSample.objects.count() == 0
+
+
+def _send(daphne, token, message):
+    async def scenario():
+        ws = await open_station(daphne.url, token)
+        reply = await exchange(ws, message)
+        await ws.close()
+        return reply
+
+    return run(scenario())
+
+
+def test_a_station_cannot_write_into_another_sites_lot(daphne, station):
+    _, token = station
+    other_site_lot = make_lot(site=make_site(code="MG"))
+
+    error = _send(daphne, token, nested("X_MG_1", lot_id=other_site_lot.id))
+
+    assert (error["code"], error["field"], error["rule"]) == (
+        "lot_not_allowed",
+        "lot_id",
+        "lot_site",
+    )
+    assert "MG" in error["detail"] and "LL" in error["detail"]
+    assert SensorSample.objects.count() == 0
+
+
+def test_a_station_with_an_assigned_lot_cannot_name_another_lot(daphne, station):
+    device, token = station
+    assigned, other = make_lot(), make_lot()
+    device.assigned_lot = assigned
+    device.save()
+
+    error = _send(daphne, token, nested("X_LL_1", lot_id=other.id))
+    assert (error["code"], error["rule"]) == ("lot_not_allowed", "assigned_lot")
+    ack = _send(daphne, token, nested("X_LL_2", lot_id=assigned.id))
+    assert ack["type"] == "ack" and ack["status"] == "saved"
+    assert list(SensorSample.objects.values_list("sample_id", "lot_id")) == [
+        ("X_LL_2", assigned.id)
+    ]
+
+
+def test_staff_can_let_a_shared_station_write_into_other_sites_lots(daphne, station):
+    device, token = station
+    device.lots_of_any_site = True
+    device.save()
+    other_site_lot = make_lot(site=make_site(code="MG"))
+
+    ack = _send(daphne, token, nested("X_MG_2", lot_id=other_site_lot.id))
+
+    assert ack["type"] == "ack" and ack["status"] == "saved"
+    assert SensorSample.objects.get().lot_id == other_site_lot.id
+
+
+def test_a_slaughter_lot_code_of_another_site_is_not_used(daphne, station):
+    _, token = station
+    other_site_lot = make_lot(site=make_site(code="MG"))
+
+    ack = _send(daphne, token, flat(sample_id="X_MG_3", lot_abattage=other_site_lot.code))
+
+    assert ack["type"] == "ack"
+    assert SensorSample.objects.get().lot_id is None  # no lot: staff are alerted (no_lot)
 
 
 def test_copy_is_not_shared_between_cases():
