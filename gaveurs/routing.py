@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from channels.security.websocket import OriginValidator
+from urllib.parse import urlparse, urlsplit
+
+from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 from django.urls import path
 
@@ -20,12 +22,39 @@ class BrowserOriginValidator(OriginValidator):
     Browsers always send Origin on a websocket handshake, so a page of another site is refused
     (cross-site websocket hijacking). Stations (ESP32, simulators) send none and authenticate
     with their token instead; channels' own validator would refuse them.
+
+    The whole origin is compared (scheme, host and port), not only the host: a page served on
+    ``http://`` or on another port of the same host is another origin. Allowed: the origin the
+    connection itself came to (``ws`` → ``http``, ``wss`` → ``https``, its Host header),
+    ``PUBLIC_BASE_URL`` and ``CSRF_TRUSTED_ORIGINS``; the host must be allowed too.
     """
 
-    def valid_origin(self, parsed_origin) -> bool:
-        if parsed_origin is None:
-            return True
-        return super().valid_origin(parsed_origin)
+    async def __call__(self, scope, receive, send):
+        origin = None
+        for name, value in scope.get("headers", []):
+            if name == b"origin":
+                origin = urlparse(value.decode("latin1"))
+        if origin is None or (
+            super().valid_origin(origin)
+            and f"{origin.scheme}://{origin.netloc}".lower() in trusted_websocket_origins(scope)
+        ):
+            return await self.application(scope, receive, send)
+        return await WebsocketDenier()(scope, receive, send)
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else ""
+
+
+def trusted_websocket_origins(scope: dict) -> set[str]:
+    origins = {_origin_of(o) for o in settings.CSRF_TRUSTED_ORIGINS}
+    origins.add(_origin_of(settings.PUBLIC_BASE_URL))
+    host = dict(scope.get("headers", [])).get(b"host", b"").decode("latin1").lower()
+    if host:
+        scheme = "https" if scope.get("scheme") == "wss" else "http"
+        origins.add(f"{scheme}://{host}")
+    return origins - {""}
 
 
 def origin_validator(application):

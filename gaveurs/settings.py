@@ -264,6 +264,9 @@ CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", "1000")
 
 # SQAL ingestion
 SQAL_ALLOW_UNREGISTERED_DEVICES = envbool("SQAL_ALLOW_UNREGISTERED_DEVICES", "False")
+# A station token in the websocket URL (?token=...) ends up in every proxy's access log: refused
+# unless a fleet of old firmware needs it (tokens belong in Authorization: Bearer).
+SQAL_ALLOW_QUERY_TOKEN = envbool("SQAL_ALLOW_QUERY_TOKEN", "False")
 SQAL_MAX_MESSAGE_BYTES = envint("SQAL_MAX_MESSAGE_BYTES", str(512 * 1024))
 # Per-connection throttle (token bucket): sustained messages per second and burst size.
 SQAL_THROTTLE_RATE = envfloat("SQAL_THROTTLE_RATE", "50")

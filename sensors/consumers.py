@@ -61,7 +61,8 @@ class TokenBucket:
 
 
 def _token_from_scope(scope: dict[str, Any]) -> str | None:
-    """A station token from ``Authorization: Bearer``, ``X-Device-Token`` or ``?token=``."""
+    """A station token from ``Authorization: Bearer``, ``X-Device-Token``, or ``?token=`` where
+    SQAL_ALLOW_QUERY_TOKEN allows it (raises DeviceRefused otherwise)."""
     for name, value in scope.get("headers", []):
         if name == b"authorization":
             scheme, _, credential = value.decode("latin1").partition(" ")
@@ -71,6 +72,11 @@ def _token_from_scope(scope: dict[str, Any]) -> str | None:
             return value.decode("latin1").strip()
     query = parse_qs(scope.get("query_string", b"").decode("latin1"))
     token = query.get("token", [""])[0].strip()
+    if token and not settings.SQAL_ALLOW_QUERY_TOKEN:
+        # Not an anonymous station either: a token was sent, in the wrong place.
+        raise services.DeviceRefused(
+            "token_in_url", "send the station token in Authorization: Bearer, not in the URL"
+        )
     return token or None
 
 
@@ -94,6 +100,8 @@ class SensorConsumer(AsyncWebsocketConsumer):
         await self.send_json(
             {
                 "type": "connection_established",
+                # The ESP32 client logs this line ("Backend says: ...").
+                "message": "Connexion établie avec Gaveurs Trace : envoyez vos mesures.",
                 "protocol_version": PROTOCOL_VERSION,
                 "server_time": timezone.now().isoformat(),
                 "device_id": self.device.device_id if self.device else None,

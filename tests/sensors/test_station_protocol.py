@@ -311,6 +311,60 @@ def test_a_browser_page_of_another_site_is_refused(daphne, station):
         run(open_station(daphne.url, token, origin="http://evil.example"))
 
 
+def test_a_token_in_the_url_is_refused(daphne, station):
+    _, token = station
+    with pytest.raises(InvalidStatus):
+        run(open_station(daphne.url + f"?token={token}"))
+    assert SensorSample.objects.count() == 0
+
+
+def test_old_firmware_may_send_its_token_in_the_url_where_staff_allow_it(settings):
+    from sensors.consumers import _token_from_scope
+    from sensors.services import DeviceRefused
+
+    scope = {"headers": [], "query_string": b"token=gt_abc"}
+    with pytest.raises(DeviceRefused):
+        _token_from_scope(scope)
+    settings.SQAL_ALLOW_QUERY_TOKEN = True
+    assert _token_from_scope(scope) == "gt_abc"
+
+
+def test_the_greeting_says_something_a_person_can_read(daphne, station):
+    _, token = station
+
+    async def greeting():
+        from websockets.asyncio.client import connect
+
+        ws = await connect(daphne.url, additional_headers={"Authorization": f"Bearer {token}"})
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        await ws.close()
+        return frame
+
+    frame = run(greeting())
+    assert frame["type"] == "connection_established"
+    assert frame["message"].startswith("Connexion établie")
+
+
+def test_the_whole_browser_origin_is_compared_not_only_the_host(daphne, station):
+    _, token = station
+    own = daphne.http  # http://127.0.0.1:<port>, where the dashboard page is served
+    port = own.rsplit(":", 1)[1]
+
+    async def accepted() -> None:
+        ws = await open_station(daphne.url, token, origin=own)
+        await ws.close()
+
+    run(accepted())
+    for origin in [
+        own.replace("http://", "https://"),  # another scheme
+        f"http://127.0.0.1:{int(port) + 1}",  # another port of the same host
+        "http://127.0.0.1",
+        "null",
+    ]:
+        with pytest.raises(InvalidStatus):
+            run(open_station(daphne.url, token, origin=origin))
+
+
 def test_a_lot_id_that_does_not_exist_is_refused(daphne, station):
     _, token = station
 
