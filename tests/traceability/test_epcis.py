@@ -258,3 +258,98 @@ def test_export_epcis_by_site_since_a_date_and_its_errors(gs1_lot, plain_lot):
     ):
         with pytest.raises(CommandError):
             call_command("export_epcis", *args, stdout=io.StringIO())
+
+
+# --- GET /api/epcis/events ------------------------------------------------------------------
+
+EVENTS = "/api/epcis/events"
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("inspecteur", password="x", is_staff=True)
+
+
+def bearer(user, scopes):
+    from traceability.auth import api_token_create
+
+    _, clear = api_token_create(user=user, name="retailer", scopes=scopes)
+    return {"HTTP_AUTHORIZATION": f"Bearer {clear}"}
+
+
+def test_the_api_needs_a_token_with_the_epcis_read_scope(client, staff, gs1_lot):
+    response = client.get(EVENTS)
+    assert response.status_code == 401
+    response = client.get(EVENTS, **bearer(staff, []))
+    assert response.status_code == 403
+    assert response.json() == {
+        "code": "insufficient_scope",
+        "detail": "this token lacks the scope epcis:read",
+    }
+    client.force_login(staff)  # a staff session is not a token
+    assert client.get(EVENTS).status_code == 401
+    staff.is_staff = False
+    staff.save()
+    assert client.get(EVENTS, **bearer(staff, ["epcis:read"])).status_code == 401
+
+
+def test_the_api_answers_a_valid_query_document_filtered_by_lot(client, staff, gs1_lot, plain_lot):
+    lot, products = gs1_lot
+    response = client.get(EVENTS, {"lot": "GS2601001"}, **bearer(staff, ["epcis:read"]))
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/ld+json")
+    assert response["GS1-EPCIS-Version"] == "2.0.0"
+    doc = response.json()
+    assert_valid(doc)
+    assert doc["type"] == "EPCISQueryDocument"
+    events = doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    assert [e["eventID"] for e in events] == [e["eventID"] for e in all_events(lot="GS2601001")]
+    assert "Link" not in response
+
+
+def test_the_api_pages_with_a_next_link_until_every_event_is_read(
+    client, staff, gs1_lot, plain_lot
+):
+    headers = bearer(staff, ["epcis:read"])
+    url, seen = f"{EVENTS}?perPage=4&eventType=ObjectEvent", []
+    while url:
+        response = client.get(url, **headers)
+        assert response.status_code == 200
+        seen += response.json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+        link = response.get("Link")
+        url = link[link.index("/api/") : link.index(">")] if link else None
+        assert not link or link.endswith('rel="next"')
+    expected = all_events(event_types=("ObjectEvent",))
+    assert len(expected) > 8
+    assert [e["eventID"] for e in seen] == [e["eventID"] for e in expected]
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"perPage": "0"}, "perPage"),
+        ({"perPage": "1001"}, "perPage"),
+        ({"perPage": "١٢"}, "perPage"),
+        ({"eventType": "AggregationEvent"}, "eventType"),
+        ({"GE_eventTime": "yesterday"}, "GE_eventTime"),
+        ({"lot": "A\x00B"}, "lot"),
+        ({"lot": "L" * 51}, "lot"),
+        ({"site": "ll"}, "site"),
+        ({"nextPageToken": "1.9.0.0"}, "nextPageToken"),
+    ],
+)
+def test_bad_parameters_are_400_naming_the_parameter(client, staff, db, query, field):
+    response = client.get(EVENTS, query, **bearer(staff, ["epcis:read"]))
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_parameter" and body["detail"].startswith(field + ":")
+
+
+def test_the_api_filters_by_time_range_site_and_type(client, staff, gs1_lot, plain_lot):
+    headers = bearer(staff, ["epcis:read"])
+    future = (timezone.now() + timedelta(days=1)).isoformat()
+    response = client.get(EVENTS, {"GE_eventTime": future}, **headers)
+    assert response.json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"] == []
+    response = client.get(EVENTS, {"site": "NG", "eventType": "TransformationEvent"}, **headers)
+    events = response.json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    assert [e["type"] for e in events] == ["TransformationEvent"]
