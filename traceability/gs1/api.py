@@ -110,6 +110,7 @@ def query_filter(params: Any) -> tuple[epcis.EventFilter, int]:
     auth=EpcisTokenAuth(),
     response={frozenset({400, 403}): EpcisErrorOut},
     summary="EPCIS 2.0 events (JSON-LD query document) of lots, products or sites",
+    url_name="epcis_events",
     openapi_extra={"responses": {200: {"content": {"application/ld+json": {}}}}},
 )
 def epcis_events(request: HttpRequest) -> Any:
