@@ -81,7 +81,8 @@ def well_known(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _sites_or_404(gtin: str) -> list:
+def _sites_or_404(gtin: str) -> tuple[str, list]:
+    """The GTIN as 14 digits and the sites whose products carry it; 404 when none do."""
     try:
         link = resolver.parse(gtin)
     except resolver.ResolveError as exc:
@@ -89,18 +90,18 @@ def _sites_or_404(gtin: str) -> list:
     sites = resolver.sites_of(link.gtin)
     if not sites:
         raise Http404("no product class has this GTIN")
-    return sites
+    return link.gtin, sites
 
 
 @require_safe
 def class_page(request: HttpRequest, gtin: str) -> HttpResponse:
-    sites = _sites_or_404(gtin)
+    gtin, sites = _sites_or_404(gtin)
     return render(request, "traceability/gs1_class.html", pages.class_page(gtin=gtin, sites=sites))
 
 
 @require_safe
 def lot_page(request: HttpRequest, gtin: str, lot: str) -> HttpResponse:
-    sites = _sites_or_404(gtin)
+    gtin, sites = _sites_or_404(gtin)
     found = Lot.objects.filter(code=lot, site__in=sites).select_related("site", "gaveur").first()
     if found is None or not found.products.exists():
         raise Http404("no lot with this code for this GTIN")

@@ -24,6 +24,7 @@ anything secret; they are names, the server need not answer them):
 from __future__ import annotations
 
 import re
+from functools import cache
 from urllib.parse import quote
 
 from django.conf import settings
@@ -47,6 +48,7 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
+@cache
 def gln_valid(gln: str) -> bool:
     return (
         len(gln) == 13
