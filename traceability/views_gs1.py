@@ -59,13 +59,18 @@ def resolve(request: HttpRequest, rest: str | None = None) -> HttpResponse:
         return _text(404, "No product, lot or product class has this GS1 identifier.")
     wanted = resolver.link_type(request.GET.get("linkType"))
     if wanted == "all" or (wanted is None and _wants_linkset(request)):
+        # Linkset media type unless the client asked for plain JSON only.
+        accept = request.headers.get("Accept", "")
+        plain = "application/json" in accept and resolver.LINKSET_TYPE not in accept
+        media = "application/json" if plain else resolver.LINKSET_TYPE
         response = HttpResponse(
             json.dumps(resolver.linkset(resolution), ensure_ascii=False),
-            content_type=f"{resolver.LINKSET_TYPE}; charset=utf-8",
+            content_type=f"{media}; charset=utf-8",
         )
     else:
         response = HttpResponse(status=307)
-        response["Location"] = resolution.pick(wanted).href
+        passed_on = [(k, v) for k, v in request.GET.items() if k != "linkType"]
+        response["Location"] = resolver.with_query(resolution.pick(wanted).href, passed_on)
     response["Link"] = resolver.link_header(resolution)
     response["Vary"] = "Accept, Accept-Language"
     response["Cache-Control"] = "no-store" if link.serial else "public, max-age=300"

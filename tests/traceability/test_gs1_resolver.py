@@ -161,6 +161,24 @@ def test_the_link_header_lists_the_linkset_and_each_link(client, products):
         'type="application/linkset+json"'
     ) in link
     assert f'rel="{VOC}pip"' in link and f'rel="{VOC}defaultLink"' in link
+    # every link has a title; non-ASCII titles also as RFC 8288 title*
+    assert link.count("title=") == link.count("rel=") == 4
+    assert 'title="Lot GS2601001 : origine, gavage et controle qualite"' in link
+    assert "title*=UTF-8''Lot%20GS2601001%20%3A%20origine" in link
+
+
+def test_the_query_string_is_passed_on_when_redirecting(client, products):
+    unit = products[0]
+    response = client.get(f"/01/{GTIN14}/21/{unit.gs1_serial}?foo=bar&linkType=gs1:review")
+    assert response["Location"] == f"http://localhost:8000/p/{unit.qr_code}?foo=bar#reviews-title"
+    response = client.get(f"/01/{GTIN14}/10/GS2601001?17=261231&linkType=gs1:traceability")
+    assert response["Location"].endswith("/api/epcis/events?lot=GS2601001&17=261231")
+
+
+def test_plain_json_is_served_to_clients_that_ask_for_it(client, products):
+    response = client.get(f"/01/{GTIN14}?linkType=all", HTTP_ACCEPT="application/json")
+    assert response["Content-Type"].startswith("application/json")
+    assert list(response.json()) == ["linkset"]
 
 
 def test_the_resolver_description_is_well_known(client, db):

@@ -22,6 +22,7 @@ RFC 9264 linkset. ``gs1:recallStatus`` joins the lot and unit links when recalls
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
@@ -232,17 +233,39 @@ def linkset(resolution: Resolution) -> dict:
     return {"linkset": [entry]}
 
 
+def _title_params(title: str) -> str:
+    """``title`` in ASCII for every client, and ``title*`` in UTF-8 when it differs (RFC 8288)."""
+    ascii_title = (
+        unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode().replace('"', "'")
+    )
+    params = f'; title="{ascii_title}"'
+    if ascii_title != title:
+        params += f"; title*=UTF-8''{quote(title, safe='')}"
+    return params
+
+
 def link_header(resolution: Resolution) -> str:
-    """The ``Link`` header: the linkset, then every link with its relation type (RFC 8288)."""
+    """The ``Link`` header: the linkset, then every link with its relation type, media type,
+    languages and title (RFC 8288), as the standard asks of a redirect."""
     parts = [
-        f'<{resolution.anchor}?linkType=all>; rel="linkset"; type="{LINKSET_TYPE}"',
+        f'<{resolution.anchor}?linkType=all>; rel="linkset"; type="{LINKSET_TYPE}"'
+        + _title_params(_("Tous les liens de cet identifiant")),
     ]
     for link in resolution.links:
         item = f'<{link.href}>; rel="{GS1_VOC}{link.rel}"; type="{link.type}"'
         if link.hreflang:
             item += "".join(f'; hreflang="{lang}"' for lang in link.hreflang)
-        parts.append(item)
+        parts.append(item + _title_params(link.title))
     return ", ".join(parts)
+
+
+def with_query(href: str, query: list[tuple[str, str]]) -> str:
+    """``href`` with the request's other query parameters passed on (the standard's default),
+    before any fragment."""
+    if not query:
+        return href
+    base, hash_, fragment = href.partition("#")
+    return base + ("&" if "?" in base else "?") + urlencode(query) + hash_ + fragment
 
 
 def description() -> dict:
