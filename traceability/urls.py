@@ -16,7 +16,8 @@ urlpatterns: list = [
     path("staff/products/labels/", views_qr.label_sheet, name="product_labels"),
     path("staff/products/<str:product_id>/qr.<str:fmt>", views_qr.product_qr, name="product_qr"),
     # GS1 Digital Link resolver and the pages it leads to (public): traceability/views_gs1.py
-    re_path(r"^01(?:/(?P<rest>.*))?$", views_gs1.resolve, name="gs1_resolve"),
+    # [\s\S]: a percent-encoded newline in the path is a 400 from the resolver, not a 404
+    re_path(r"^01(?:/(?P<rest>[\s\S]*))?$", views_gs1.resolve, name="gs1_resolve"),
     path(".well-known/gs1resolver", views_gs1.well_known, name="gs1_resolver_description"),
     path("produit/<str:gtin>", views_gs1.class_page, name="gs1_class"),
     path("produit/<str:gtin>/lot/<str:lot>", views_gs1.lot_page, name="gs1_lot"),

@@ -353,3 +353,20 @@ def test_the_api_filters_by_time_range_site_and_type(client, staff, gs1_lot, pla
     response = client.get(EVENTS, {"site": "NG", "eventType": "TransformationEvent"}, **headers)
     events = response.json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
     assert [e["type"] for e in events] == ["TransformationEvent"]
+
+
+def test_read_points_fall_back_to_the_site_when_a_station_id_does_not_fit_ai_254(db):
+    from traceability.gs1 import identifiers as ids
+
+    assert ids.read_point_uri(code="GS", gln=GLN, device_id="ESP32_GS_01") == (
+        f"https://id.gs1.org/414/{GLN}/254/ESP32_GS_01"
+    )
+    too_long = "STATION_" + "X" * 30
+    assert ids.read_point_uri(code="GS", gln=GLN, device_id=too_long) == (
+        f"https://id.gs1.org/414/{GLN}"
+    )
+    # a GLN with a wrong check digit is not used: our own URI instead
+    assert ids.site_uri(code="GS", gln="4012345000008") == "http://localhost:8000/id/site/GS"
+    assert ids.unit_uri(gtin=None, serial="AB", product_id="FG_GS_20260101_0001") == (
+        "http://localhost:8000/id/product/FG_GS_20260101_0001"
+    )

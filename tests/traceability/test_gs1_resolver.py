@@ -212,6 +212,8 @@ def test_head_and_cors_preflight_are_answered(client, products):
         (f"/01/{EAN13}/10/A%00B", "character set 82"),
         (f"/01/{EAN13}/10/{'L' * 300}", "over 200"),
         (f"/01/{EAN13}/21/%C3%A9t%C3%A9", "character set 82"),
+        (f"/01/{EAN13}/10/A%0AB", "character set 82"),
+        (f"/01/{EAN13}/10/L1/foo", "no value"),  # GS1's test suite appends /foo
     ],
 )
 def test_syntax_errors_are_400_with_the_reason(client, db, path, reason):
