@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -32,6 +32,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -320,6 +321,9 @@ def _lots(flt: EventFilter) -> Iterator[Lot]:
     return lots.iterator(chunk_size=200)
 
 
+SiteLookup = Callable[[str], SiteIds]
+
+
 def _after(key: EventKey, flt: EventFilter) -> bool:
     return flt.after is None or key > flt.after
 
@@ -350,14 +354,16 @@ def events(flt: EventFilter) -> Iterator[tuple[EventKey, dict[str, Any]]]:
         yield from recall_events(lot, flt)
 
 
-def _products(lot: Lot, flt: EventFilter):
+def _products(lot: Lot, flt: EventFilter) -> QuerySet[ConsumerProduct]:
     products = ConsumerProduct.objects.filter(lot_id=lot.id)
     if flt.product is not None:
         products = products.filter(product_id=flt.product)
     return products
 
 
-def _transformations(lot: Lot, lot_site: SiteIds, flt: EventFilter, site_of) -> Iterator:
+def _transformations(
+    lot: Lot, lot_site: SiteIds, flt: EventFilter, site_of: SiteLookup
+) -> Iterator[tuple[EventKey, dict[str, Any]]]:
     if "TransformationEvent" not in flt.event_types:
         return
     days = (
@@ -390,7 +396,9 @@ def _transformations(lot: Lot, lot_site: SiteIds, flt: EventFilter, site_of) -> 
             )
 
 
-def _unit_events(lot: Lot, flt: EventFilter, site_of) -> Iterator:
+def _unit_events(
+    lot: Lot, flt: EventFilter, site_of: SiteLookup
+) -> Iterator[tuple[EventKey, dict[str, Any]]]:
     want_objects = "ObjectEvent" in flt.event_types
     if not want_objects:
         return
