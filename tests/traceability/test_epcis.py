@@ -90,11 +90,19 @@ def test_every_event_kind_validates_against_the_epcis_2_schema(gs1_lot, plain_lo
 
 
 def test_a_document_that_breaks_the_schema_is_caught(gs1_lot):
-    """The validator is live: a wrong disposition and a missing action are reported."""
-    event = dict(all_events(event_types=("ObjectEvent",))[0])
-    event["disposition"] = "not-a-disposition"
-    del event["action"]
-    assert list(VALIDATOR.iter_errors(document([event])))
+    """The validator is live: a wrong disposition, a missing action, an identifier that is not
+    a URI and a time that is not a date-time are each reported."""
+    good = all_events(event_types=("ObjectEvent",))[0]
+    assert {"uri", "date-time"} <= set(VALIDATOR.format_checker.checkers)
+    for change in (
+        {"disposition": "not-a-disposition"},
+        {"action": None},
+        {"readPoint": {"id": "not a uri"}},
+        {"eventTime": "yesterday"},
+    ):
+        event = {**good, **change}
+        event = {k: v for k, v in event.items() if v is not None}
+        assert list(VALIDATOR.iter_errors(document([event]))), change
 
 
 def test_the_inspection_carries_one_sensor_report_per_measured_quantity(gs1_lot):
