@@ -378,3 +378,23 @@ def test_read_points_fall_back_to_the_site_when_a_station_id_does_not_fit_ai_254
     assert ids.unit_uri(gtin=None, serial="AB", product_id="FG_GS_20260101_0001") == (
         "http://localhost:8000/id/product/FG_GS_20260101_0001"
     )
+
+
+def test_documents_are_written_one_event_at_a_time_never_whole(gs1_lot):
+    """document_chunks pulls events lazily: each chunk is out before the next event is built."""
+    built: list[int] = []
+
+    def lazily():
+        for n, (_, event) in enumerate(epcis.events(epcis.EventFilter(lot="GS2601001"))):
+            built.append(n)
+            yield event
+
+    chunks = epcis.document_chunks(lazily())
+    next(chunks)  # the opening: no event built yet
+    assert built == []
+    next(chunks)
+    assert built == [0]
+    next(chunks)
+    assert built == [0, 1]
+    rest = "".join(chunks)
+    assert rest.endswith("]}}\n") and len(built) > 2
