@@ -4,7 +4,9 @@ Filters (query string): ``lot`` (lot code), ``product`` (product id), ``site`` (
 ``eventType`` (``ObjectEvent`` or ``TransformationEvent``, comma-separated), ``GE_eventTime`` and
 ``LT_eventTime`` (ISO 8601), ``perPage`` (1–1000, default 100) and ``nextPageToken``. When more
 events follow, the ``Link`` header gives the next page (``rel="next"``), as EPCIS 2.0's REST
-binding does. No token: 401; a token without the scope: 403; a bad parameter: 400.
+binding does. No token: 401; a token without the scope, or whose user lacks the permission
+to view products (events name unit serials, which lead to signed QR codes): 403; a bad
+parameter: 400. Errors have the API's one shape (gaveurs/api_errors.py).
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from ninja import Router, Schema, Status
+from ninja import Router
 from ninja.security import HttpBearer
 
+from gaveurs.api_errors import ApiErrorOut, api_error
 from traceability.auth import api_token_lookup
 from traceability.gs1 import epcis
 
 EPCIS_READ = "epcis:read"
+VIEW_PRODUCTS = "traceability.view_consumerproduct"
 PER_PAGE_DEFAULT = 100
 PER_PAGE_MAX = 1000
 _CODE = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,50}$")
@@ -42,15 +46,11 @@ class EpcisTokenAuth(HttpBearer):
         return found
 
 
-class EpcisErrorOut(Schema):
-    code: str
-    detail: str
-
-
 class QueryError(ValueError):
-    def __init__(self, field: str, detail: str) -> None:
+    def __init__(self, field: str, detail: str, rule: str = "format") -> None:
         super().__init__(detail)
         self.field = field
+        self.rule = rule
         self.detail = f"{field}: {detail}"
 
 
@@ -84,15 +84,17 @@ def query_filter(params: Any) -> tuple[epcis.EventFilter, int]:
         event_types = tuple(t.strip() for t in types.split(","))
         unknown = [t for t in event_types if t not in epcis.EVENT_TYPES]
         if unknown:
-            raise QueryError("eventType", f"this repository holds only {list(epcis.EVENT_TYPES)}")
+            raise QueryError(
+                "eventType", f"this repository holds only {list(epcis.EVENT_TYPES)}", "choice"
+            )
     per_page = params.get("perPage") or str(PER_PAGE_DEFAULT)
     if not per_page.isascii() or not per_page.isdigit() or not 1 <= int(per_page) <= PER_PAGE_MAX:
-        raise QueryError("perPage", f"a whole number from 1 to {PER_PAGE_MAX}")
+        raise QueryError("perPage", f"a whole number from 1 to {PER_PAGE_MAX}", "range")
     token = params.get("nextPageToken")
     try:
         after = epcis.EventKey.from_token(token) if token else None
     except ValueError as exc:
-        raise QueryError("nextPageToken", str(exc)) from None
+        raise QueryError("nextPageToken", str(exc), "token") from None
     flt = epcis.EventFilter(
         lot=_text(params, "lot", _CODE, "a lot code, 1 to 50 characters of GS1 set 82"),
         product=_text(params, "product", _CODE, "a product id such as FG_LL_20260101_0001"),
@@ -108,21 +110,27 @@ def query_filter(params: Any) -> tuple[epcis.EventFilter, int]:
 @router.get(
     "/events",
     auth=EpcisTokenAuth(),
-    response={frozenset({400, 403}): EpcisErrorOut},
+    response={frozenset({400, 403}): ApiErrorOut},
     summary="EPCIS 2.0 events (JSON-LD query document) of lots, products or sites",
     url_name="epcis_events",
     openapi_extra={"responses": {200: {"content": {"application/ld+json": {}}}}},
 )
 def epcis_events(request: HttpRequest) -> Any:
     if EPCIS_READ not in (request.auth.scopes or []):
-        return Status(
+        return api_error(
+            403, "insufficient_scope", f"this token lacks the scope {EPCIS_READ}", rule="scope"
+        )
+    if not request.auth.user.has_perm(VIEW_PRODUCTS):
+        return api_error(
             403,
-            {"code": "insufficient_scope", "detail": f"this token lacks the scope {EPCIS_READ}"},
+            "permission_denied",
+            f"this account lacks the permission {VIEW_PRODUCTS!r}",
+            rule="permission",
         )
     try:
         flt, per_page = query_filter(request.GET)
     except QueryError as exc:
-        return Status(400, {"code": "invalid_parameter", "detail": exc.detail})
+        return api_error(400, "invalid_parameter", exc.detail, field=exc.field, rule=exc.rule)
     page: list[dict[str, Any]] = []
     next_key = last_key = None
     for key, event in epcis.events(flt):
