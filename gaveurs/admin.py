@@ -13,7 +13,7 @@ from traceability.models import ConsumerProduct
 
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "region", "gtin"]
+    list_display = ["code", "name", "region", "gtin", "gln"]
     search_fields = ["code", "name", "region"]
 
 

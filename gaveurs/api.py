@@ -28,6 +28,7 @@ from gaveurs.api_errors import (
 )
 from sensors.api import router as sensors_router
 from traceability.api import ledger_router, scan_router, tasks_router
+from traceability.gs1.api import router as epcis_router
 
 ERROR_DESCRIPTIONS = {
     400: "Malformed request (for example a body that is not valid JSON)",
@@ -86,6 +87,7 @@ api.add_router("/consumer/", scan_router)
 api.add_router("/consumer/", feedback_router)
 api.add_router("/ledger/", ledger_router)
 api.add_router("/sensors/", sensors_router)
+api.add_router("/epcis/", epcis_router)
 
 
 def _error(request: HttpRequest, status: int, error: str, detail: str, **kw: Any) -> HttpResponse:

@@ -17,6 +17,10 @@ class Site(models.Model):
     region = models.CharField(max_length=120, blank=True)
     # GS1: when set, products of this site also resolve at /01/<gtin>/10/<lot>/21/<serial>.
     gtin = models.CharField(max_length=14, blank=True)
+    # GS1 Global Location Number: identifies the site in EPCIS events (traceability/gs1).
+    gln = models.CharField(
+        "GLN", max_length=13, blank=True, help_text="GS1 Global Location Number (13 digits)."
+    )
 
     class Meta:
         ordering = ["code"]

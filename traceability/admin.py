@@ -135,7 +135,15 @@ class LedgerHeadAdmin(admin.ModelAdmin):
 class ApiTokenAdmin(admin.ModelAdmin):
     """Staff API tokens: created with ``manage.py create_api_token``, revoked here."""
 
-    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "name",
+        "user",
+        "prefix",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["revoked_at"]
     readonly_fields = ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]

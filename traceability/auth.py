@@ -29,11 +29,19 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def api_token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
-    """Create a token for ``user``; returns it with the clear token (shown once, never stored)."""
+def api_token_create(
+    *, user: AbstractBaseUser, name: str, scopes: list[str] | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token for ``user``; returns it with the clear token (shown once, never stored).
+
+    ``scopes`` grant more than the staff API, e.g. ``["epcis:read"]``."""
     clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
-        user=user, name=name, prefix=clear[: len(TOKEN_PREFIX) + 6], key_hash=_hash(clear)
+        user=user,
+        name=name,
+        prefix=clear[: len(TOKEN_PREFIX) + 6],
+        key_hash=_hash(clear),
+        scopes=sorted(set(scopes or [])),
     )
     return token, clear
 
@@ -46,6 +54,12 @@ def api_token_revoke(*, token: ApiToken) -> None:
 
 def api_token_user(clear: str) -> AbstractBaseUser | None:
     """The active staff user a token stands for, or None (unknown, revoked, or not staff)."""
+    token = api_token_lookup(clear)
+    return token.user if token is not None else None
+
+
+def api_token_lookup(clear: str) -> ApiToken | None:
+    """The valid token (of an active staff user) ``clear`` stands for, with its user, or None."""
     if not clear.startswith(TOKEN_PREFIX) or len(clear) > 100:
         return None
     token = (
@@ -58,7 +72,7 @@ def api_token_user(clear: str) -> AbstractBaseUser | None:
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    return token
 
 
 class StaffSessionAuth(SessionAuth):

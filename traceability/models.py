@@ -181,6 +181,8 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # What the token may do beyond the staff API, e.g. "epcis:read" (traceability/gs1/api.py).
+    scopes = models.JSONField(default=list, blank=True, help_text='e.g. ["epcis:read"]')
 
     class Meta:
         db_table = "api_tokens"

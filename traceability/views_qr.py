@@ -1,4 +1,4 @@
-"""Staff QR images and label sheets, and the public GS1 Digital Link resolver. Thin views."""
+"""Staff QR images and label sheets. Thin views (the GS1 resolver: traceability/views_gs1.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,11 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
-    HttpResponseNotFound,
     HttpResponseNotModified,
-    HttpResponseRedirect,
 )
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
-from gaveurs.models import Site
 from traceability import labels, qr
 from traceability.models import ConsumerProduct
 
@@ -66,36 +63,3 @@ def label_sheet(request: HttpRequest) -> HttpResponse:
     ids = ids[: labels.MAX_LABELS]
     by_id = ConsumerProduct.objects.in_bulk(ids)
     return labels.label_sheet_response(request, [by_id[i] for i in ids if i in by_id])
-
-
-@require_GET
-def gs1_resolve(request: HttpRequest, rest: str | None = None) -> HttpResponse:
-    """``/01/<GTIN>/10/<lot>/21/<serial>`` → redirect to the product's scan page ``/p/<qr>``.
-
-    The serial is the product's random ``gs1_serial`` (80 bits, printed on its label only): the
-    redirect hands out the signed QR code, so it must not answer to anything public data (lot
-    codes, sequential product ids) could guess."""
-    try:
-        key = qr.gs1_parse("01/" + (rest or ""))
-    except qr.Gs1PathError as exc:
-        return HttpResponseBadRequest(
-            f"Malformed GS1 Digital Link: {exc}", content_type="text/plain; charset=utf-8"
-        )
-    site_codes = [
-        code
-        for code, gtin in Site.objects.exclude(gtin="").values_list("code", "gtin")
-        if gtin.isdigit() and gtin.zfill(14) == key.gtin
-    ]
-    product = (
-        ConsumerProduct.objects.filter(
-            site_code__in=site_codes, lot_code=key.lot, gs1_serial=key.serial
-        )
-        .only("qr_code")
-        .first()
-    )
-    if product is None:
-        return HttpResponseNotFound(
-            "No product has this GTIN, lot and serial number.",
-            content_type="text/plain; charset=utf-8",
-        )
-    return HttpResponseRedirect(qr.scan_path(product.qr_code))

@@ -19,12 +19,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--name", default="API client", help="What or who uses the token.")
+        parser.add_argument(
+            "--scope",
+            action="append",
+            default=[],
+            choices=["epcis:read"],
+            help="Grant a scope (repeatable): epcis:read reads GET /api/epcis/events.",
+        )
 
-    def handle(self, *args: Any, username: str, name: str, **options: Any) -> None:
+    def handle(
+        self, *args: Any, username: str, name: str, scope: list[str], **options: Any
+    ) -> None:
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"no user named {username!r}")
         if not (user.is_active and user.is_staff):
             raise CommandError(f"{username!r} must be an active staff user to use the API")
-        _, clear = api_token_create(user=user, name=name)
+        _, clear = api_token_create(user=user, name=name, scopes=scope)
         self.stdout.write(clear)
