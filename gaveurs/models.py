@@ -6,6 +6,8 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from gaveurs.gs1 import validate_gln, validate_gtin
+
 site_code_validator = RegexValidator(
     r"^[A-Z]{2,5}$", "A site code is 2 to 5 capital letters (e.g. LL)."
 )
@@ -16,10 +18,21 @@ class Site(models.Model):
     name = models.CharField(max_length=120)
     region = models.CharField(max_length=120, blank=True)
     # GS1: when set, products of this site also resolve at /01/<gtin>/10/<lot>/21/<serial>.
-    gtin = models.CharField(max_length=14, blank=True)
+    # Checked here (form and admin) and by the database (migration gaveurs/0003).
+    gtin = models.CharField(
+        "GTIN",
+        max_length=14,
+        blank=True,
+        validators=[validate_gtin],
+        help_text="GS1 trade item number of the product (8, 12, 13 or 14 digits, checked).",
+    )
     # GS1 Global Location Number: identifies the site in EPCIS events (traceability/gs1).
     gln = models.CharField(
-        "GLN", max_length=13, blank=True, help_text="GS1 Global Location Number (13 digits)."
+        "GLN",
+        max_length=13,
+        blank=True,
+        validators=[validate_gln],
+        help_text="GS1 Global Location Number (13 digits, checked).",
     )
 
     class Meta:
