@@ -71,7 +71,10 @@ def _document_errors(schema: dict[str, Any]) -> None:
                 if code < 400:
                     continue
                 name = "ValidationErrorOut" if code == 422 else "ApiErrorOut"
-                responses[str(code)] = {
+                # ninja keys responses by int: one key per status, or the JSON document
+                # would hold the same key twice (Swagger UI's parser refuses that).
+                responses.pop(str(code), None)
+                responses[code] = {
                     "description": ERROR_DESCRIPTIONS.get(code, "Error"),
                     "content": {
                         "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}

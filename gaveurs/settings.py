@@ -77,6 +77,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
+    # django-ninja: serves Swagger UI's files itself (the docs page then loads with no CDN)
+    "ninja",
     "django_celery_results",
     "axes",
     "gaveurs",
