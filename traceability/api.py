@@ -13,7 +13,7 @@ from pydantic import ConfigDict
 
 from gaveurs.api_errors import ApiErrorOut, api_error
 from traceability import ledger, services, tasks
-from traceability.auth import staff_auth
+from traceability.auth import access_refusal, staff_auth
 
 tasks_router = Router(tags=["tasks"])
 scan_router = Router(tags=["consumer"])
@@ -28,13 +28,14 @@ REGISTER_PRODUCTS = "traceability.add_consumerproduct"
 VIEW_PRODUCTS = "traceability.view_consumerproduct"
 
 
-def forbidden(permission: str) -> Any:
-    return api_error(
-        403,
-        "permission_denied",
-        f"this account lacks the permission {permission!r}",
-        rule="permission",
-    )
+def refused(request: HttpRequest, *, permission: str, scope: str) -> Any:
+    """403 in the error shape when the caller lacks the token scope or the permission."""
+    refusal = access_refusal(request, permission=permission, scope=scope)
+    if refusal is None:
+        return None
+    error, detail = refusal
+    rule = "scope" if error == "insufficient_scope" else "permission"
+    return api_error(403, error, detail, rule=rule)
 
 
 class TaskSubmittedOut(Schema):
@@ -62,8 +63,8 @@ def task_qr_code_generate(
 ) -> Any:
     """Checked at once (unknown lot or sample, non-compliant or REJECT sample answer 4xx with a
     stable ``code``), then run by a worker; idempotent: a sample never gets two products."""
-    if not request.auth.has_perm(REGISTER_PRODUCTS):
-        return forbidden(REGISTER_PRODUCTS)
+    if denied := refused(request, permission=REGISTER_PRODUCTS, scope="tasks:write"):
+        return denied
     site_code = site_code or None
     try:
         services.product_registration_check(lot_id=lot_id, sample_id=sample_id, site_code=site_code)
@@ -90,8 +91,9 @@ def task_qr_code_generate(
 def task_status(request: HttpRequest, task_id: str) -> Any:
     from django_celery_results.models import TaskResult
 
-    if not request.auth.has_perm(VIEW_PRODUCTS):  # a finished task's result holds a signed code
-        return forbidden(VIEW_PRODUCTS)
+    # A finished task's result holds a signed code.
+    if denied := refused(request, permission=VIEW_PRODUCTS, scope="tasks:read"):
+        return denied
     row = TaskResult.objects.filter(task_id=task_id[:255]).first()
     if row is None:
         return api_error(404, "unknown_task", f"no task with id {task_id!r}", field="task_id")

@@ -25,6 +25,15 @@ TOKEN_PREFIX = "gt_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
+# What a token may do beyond proving who it is; each endpoint checks its scope and its user's
+# permission (a token never grants more than its user could do in the admin).
+SCOPES = {
+    "tasks:write": "register consumer products (POST /api/tasks/qr-code/generate)",
+    "tasks:read": "read task states and results (GET /api/tasks/status/{task_id})",
+    "epcis:read": "read EPCIS events (GET /api/epcis/events)",
+}
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -34,7 +43,10 @@ def api_token_create(
 ) -> tuple[ApiToken, str]:
     """Create a token for ``user``; returns it with the clear token (shown once, never stored).
 
-    ``scopes`` grant more than the staff API, e.g. ``["epcis:read"]``."""
+    ``scopes`` (keys of ``SCOPES``) say which endpoints it may call; none, none of them."""
+    unknown = sorted(set(scopes or []) - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}")
     clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,
@@ -86,13 +98,27 @@ class StaffSessionAuth(SessionAuth):
 
 
 class StaffTokenAuth(HttpBearer):
-    """``Authorization: Bearer gt_...``, a token of an active staff user."""
+    """``Authorization: Bearer gt_...``, a token of an active staff user (``request.api_token``
+    holds it, for the scope check)."""
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:
-        user = api_token_user(token)
-        if user is not None:
-            request.user = user
-        return user
+        found = api_token_lookup(token)
+        if found is None:
+            return None
+        request.user = found.user
+        request.api_token = found
+        return found.user
+
+
+def access_refusal(request: HttpRequest, *, permission: str, scope: str) -> tuple[str, str] | None:
+    """``(error, detail)`` when the caller may not use an endpoint, else None: a token needs
+    ``scope``, and its user (or the session's) the Django ``permission``."""
+    token = getattr(request, "api_token", None)
+    if token is not None and scope not in (token.scopes or []):
+        return "insufficient_scope", f"this token lacks the scope {scope}"
+    if not request.user.has_perm(permission):
+        return "permission_denied", f"this account lacks the permission {permission!r}"
+    return None
 
 
 staff_auth = [StaffTokenAuth(), StaffSessionAuth()]

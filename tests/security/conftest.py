@@ -32,4 +32,4 @@ def staff_token(db) -> str:
     user = make_staff(
         "staff-security", "traceability.add_consumerproduct", "traceability.view_consumerproduct"
     )
-    return api_token_create(user=user, name="schemathesis")[1]
+    return api_token_create(user=user, name="schemathesis", scopes=["tasks:read", "tasks:write"])[1]

@@ -59,7 +59,9 @@ def test_the_task_api_needs_the_product_permissions_by_session_and_by_token(prod
     sample = make_sample(lot=product.lot)
     generate = f"/api/tasks/qr-code/generate?lot_id={product.lot_id}&sample_id={sample.sample_id}"
     bare = logged_in(name="bare")
-    _, bare_token = api_token_create(user=make_staff("bare-token"), name="t")
+    _, bare_token = api_token_create(
+        user=make_staff("bare-token"), name="t", scopes=["tasks:read", "tasks:write"]
+    )
     for response in [
         bare.post(generate),
         bare.get("/api/tasks/status/some-task"),
@@ -73,3 +75,27 @@ def test_the_task_api_needs_the_product_permissions_by_session_and_by_token(prod
     viewer = logged_in(VIEW, name="viewer")
     assert viewer.post(generate).status_code == 403  # may read task states, not register
     assert viewer.get("/api/tasks/status/unknown").status_code == 404
+
+
+def test_a_token_needs_the_scope_of_each_endpoint_even_when_its_user_may(product):
+    sample = make_sample(lot=product.lot)
+    generate = f"/api/tasks/qr-code/generate?lot_id={product.lot_id}&sample_id={sample.sample_id}"
+    user = make_staff("erp", ADD, VIEW)
+    _, read_only = api_token_create(user=user, name="reader", scopes=["tasks:read"])
+    _, epcis_only = api_token_create(user=user, name="retailer", scopes=["epcis:read"])
+
+    refused = Client().post(generate, HTTP_AUTHORIZATION=f"Bearer {read_only}")
+    assert refused.status_code == 403
+    assert (refused.json()["error"], refused.json()["rule"]) == ("insufficient_scope", "scope")
+    status = Client().get("/api/tasks/status/unknown", HTTP_AUTHORIZATION=f"Bearer {read_only}")
+    assert status.status_code == 404  # allowed: the task just does not exist
+    for url in ["/api/tasks/status/unknown"]:
+        response = Client().get(url, HTTP_AUTHORIZATION=f"Bearer {epcis_only}")
+        assert response.status_code == 403 and response.json()["error"] == "insufficient_scope"
+    _, writer = api_token_create(user=user, name="writer", scopes=["tasks:write"])
+    assert Client().post(generate, HTTP_AUTHORIZATION=f"Bearer {writer}").status_code == 200
+
+
+def test_unknown_scopes_are_refused_when_a_token_is_made():
+    with pytest.raises(ValueError, match="unknown scope"):
+        api_token_create(user=make_staff("x"), name="t", scopes=["admin:all"])

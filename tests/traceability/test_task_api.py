@@ -130,7 +130,7 @@ def test_anonymous_and_non_staff_callers_are_refused(client, django_user_model, 
 def test_a_staff_api_token_works_and_a_revoked_one_does_not(client, staff, published):
     lot = make_lot()
     sample = make_sample(lot=lot)
-    token, clear = api_token_create(user=staff, name="ERP")
+    token, clear = api_token_create(user=staff, name="ERP", scopes=["tasks:read", "tasks:write"])
     bearer = {"HTTP_AUTHORIZATION": f"Bearer {clear}"}
 
     assert submit(client, lot.id, sample.sample_id, **bearer).status_code == 200
@@ -147,7 +147,7 @@ def test_a_staff_api_token_works_and_a_revoked_one_does_not(client, staff, publi
 def test_a_token_stops_working_when_its_user_loses_staff_status(client, staff, published):
     lot = make_lot()
     sample = make_sample(lot=lot)
-    _, clear = api_token_create(user=staff, name="ERP")
+    _, clear = api_token_create(user=staff, name="ERP", scopes=["tasks:read", "tasks:write"])
     staff.is_staff = False
     staff.save()
     response = submit(client, lot.id, sample.sample_id, HTTP_AUTHORIZATION=f"Bearer {clear}")
@@ -155,12 +155,17 @@ def test_a_token_stops_working_when_its_user_loses_staff_status(client, staff, p
 
 
 def test_create_api_token_prints_a_token_that_authenticates(client, staff, capsys):
-    call_command("create_api_token", staff.username, "--name", "script")
+    call_command("create_api_token", staff.username, "--name", "script", "--scope", "tasks:read")
     clear = capsys.readouterr().out.strip()
     assert clear.startswith("gt_")
-    assert ApiToken.objects.get().name == "script"
+    token = ApiToken.objects.get()
+    assert (token.name, token.scopes) == ("script", ["tasks:read"])
     response = client.get(f"/api/tasks/status/{uuid.uuid4()}", HTTP_AUTHORIZATION=f"Bearer {clear}")
     assert response.status_code == 404
+    refused = client.post(
+        "/api/tasks/qr-code/generate?lot_id=1&sample_id=x", HTTP_AUTHORIZATION=f"Bearer {clear}"
+    )
+    assert refused.status_code == 403 and refused.json()["error"] == "insufficient_scope"
 
 
 def test_the_status_of_an_unknown_task_is_404(staff_client):

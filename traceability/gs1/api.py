@@ -22,7 +22,7 @@ from ninja import Router
 from ninja.security import HttpBearer
 
 from gaveurs.api_errors import ApiErrorOut, api_error
-from traceability.auth import api_token_lookup
+from traceability.auth import access_refusal, api_token_lookup
 from traceability.gs1 import epcis
 
 EPCIS_READ = "epcis:read"
@@ -43,6 +43,7 @@ class EpcisTokenAuth(HttpBearer):
         found = api_token_lookup(token)
         if found is not None:
             request.user = found.user
+            request.api_token = found
         return found
 
 
@@ -116,17 +117,11 @@ def query_filter(params: Any) -> tuple[epcis.EventFilter, int]:
     openapi_extra={"responses": {200: {"content": {"application/ld+json": {}}}}},
 )
 def epcis_events(request: HttpRequest) -> Any:
-    if EPCIS_READ not in (request.auth.scopes or []):
-        return api_error(
-            403, "insufficient_scope", f"this token lacks the scope {EPCIS_READ}", rule="scope"
-        )
-    if not request.auth.user.has_perm(VIEW_PRODUCTS):
-        return api_error(
-            403,
-            "permission_denied",
-            f"this account lacks the permission {VIEW_PRODUCTS!r}",
-            rule="permission",
-        )
+    refusal = access_refusal(request, permission=VIEW_PRODUCTS, scope=EPCIS_READ)
+    if refusal is not None:
+        error, detail = refusal
+        rule = "scope" if error == "insufficient_scope" else "permission"
+        return api_error(403, error, detail, rule=rule)
     try:
         flt, per_page = query_filter(request.GET)
     except QueryError as exc:

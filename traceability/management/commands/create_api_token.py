@@ -10,7 +10,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from traceability.auth import api_token_create
+from traceability.auth import SCOPES, api_token_create
 
 
 class Command(BaseCommand):
@@ -23,8 +23,9 @@ class Command(BaseCommand):
             "--scope",
             action="append",
             default=[],
-            choices=["epcis:read"],
-            help="Grant a scope (repeatable): epcis:read reads GET /api/epcis/events.",
+            choices=sorted(SCOPES),
+            help="Grant a scope (repeatable): "
+            + "; ".join(f"{name}: {what}" for name, what in SCOPES.items()),
         )
 
     def handle(
