@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "traceability",
     "feedback",
     "optimizer",
+    "accounts",
 ]
 
 MIDDLEWARE = [

@@ -145,7 +145,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
         "revoked_at",
     ]
     list_filter = ["revoked_at"]
-    readonly_fields = ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    # Scopes are fixed when a token is made (create_api_token --scope): a new token for new rights.
+    readonly_fields = ["user", "prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
     def has_add_permission(self, request) -> bool:
