@@ -16,6 +16,7 @@ import hmac
 import logging
 import re
 import weakref
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,14 @@ def reward_points() -> int:
     return settings.FEEDBACK_REWARD_POINTS
 
 
+def _ratings_check(ratings: dict[str, Any]) -> None:
+    for field, value in ratings.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+            raise FeedbackError(
+                "invalid_rating", field, f"{field} must be an integer from 1 to 5.", 422
+            )
+
+
 def feedback_submit(
     *,
     qr_code: str,
@@ -83,11 +92,7 @@ def feedback_submit(
         "appearance_rating": appearance_rating,
         "value_rating": value_rating,
     }
-    for field, value in ratings.items():
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
-            raise FeedbackError(
-                "invalid_rating", field, f"{field} must be an integer from 1 to 5.", 422
-            )
+    _ratings_check(ratings)
     comment = (comment or "").strip()
     if len(comment) > COMMENT_MAX_LENGTH:
         raise FeedbackError(
@@ -160,16 +165,61 @@ def feedback_unhide(*, feedback_id: int) -> ConsumerFeedback:
     return feedback
 
 
-def lot_review_stats_rebuild(*, lot_id: int) -> LotReviewStats:
-    """Recompute a lot's sums from its visible reviews (repair; the running sums should agree)."""
-    from django.db.models import Count, Sum
+# Recomputes lots' review sums from their visible reviews, one statement for any number of lots.
+LOT_REVIEW_STATS_REFRESH_SQL = """
+INSERT INTO feedback_lot_review_stats AS s
+    (lot_id, review_count, overall_sum, taste_sum, texture_sum, appearance_sum, value_sum,
+     updated_at)
+SELECT l.id, count(f.id),
+       coalesce(sum(f.overall_rating), 0), coalesce(sum(f.taste_rating), 0),
+       coalesce(sum(f.texture_rating), 0), coalesce(sum(f.appearance_rating), 0),
+       coalesce(sum(f.value_rating), 0), now()
+FROM lots_gavage l
+LEFT JOIN consumer_products p ON p.lot_id = l.id
+LEFT JOIN consumer_feedback f ON f.product_id = p.id AND NOT f.is_hidden
+WHERE l.id = ANY(%s::bigint[])
+GROUP BY l.id
+ON CONFLICT (lot_id) DO UPDATE SET
+    review_count = EXCLUDED.review_count, overall_sum = EXCLUDED.overall_sum,
+    taste_sum = EXCLUDED.taste_sum, texture_sum = EXCLUDED.texture_sum,
+    appearance_sum = EXCLUDED.appearance_sum, value_sum = EXCLUDED.value_sum,
+    updated_at = EXCLUDED.updated_at
+"""
 
-    sums = ConsumerFeedback.objects.filter(product__lot_id=lot_id, is_hidden=False).aggregate(
-        review_count=Count("id"), **{s: Sum(f) for f, s in STATS_FIELDS.items()}
+
+def lot_review_stats_refresh(*, lot_ids: Iterable[int]) -> None:
+    """Recompute the sums of these lots from their visible reviews (bulk writers, repair)."""
+    ids = sorted(set(lot_ids))
+    if not ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(LOT_REVIEW_STATS_REFRESH_SQL, [ids])
+
+
+def lot_review_stats_rebuild(*, lot_id: int) -> LotReviewStats:
+    """Recompute one lot's sums from its visible reviews (repair; the running sums agree)."""
+    lot_review_stats_refresh(lot_ids=[lot_id])
+    return LotReviewStats.objects.get(lot_id=lot_id)
+
+
+@transaction.atomic
+def feedback_bulk_import(*, reviews: Sequence[ConsumerFeedback]) -> int:
+    """The bulk path beside ``feedback_submit`` (history import, demo and synthetic data):
+    store unsaved reviews of distinct product units and recompute their lots' sums in the same
+    transaction, so the scan page and moderation see them like submitted ones."""
+    for review in reviews:
+        _ratings_check({f: getattr(review, f) for f in RATING_FIELDS})
+        if len(review.comment or "") > COMMENT_MAX_LENGTH:
+            raise FeedbackError(
+                "comment_too_long", "comment", f"comment is limited to {COMMENT_MAX_LENGTH}.", 422
+            )
+    ConsumerFeedback.objects.bulk_create(reviews, batch_size=5000)
+    lot_review_stats_refresh(
+        lot_ids=ConsumerProduct.objects.filter(
+            pk__in=[review.product_id for review in reviews]
+        ).values_list("lot_id", flat=True)
     )
-    values = {k: v or 0 for k, v in sums.items()}
-    stats, _ = LotReviewStats.objects.update_or_create(lot_id=lot_id, defaults=values)
-    return stats
+    return len(reviews)
 
 
 def feedback_rate_limited(*, client_key: str) -> bool:

@@ -13,10 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 
-from feedback.models import ConsumerFeedback
+from feedback.services import feedback_submit
 from gaveurs.models import FeedingCurve, FeedingCurveDay, FeedingRecord, Gaveur, Lot, Site
 from sensors.models import Device, SensorSample
-from traceability.models import ConsumerProduct
 from traceability.services import product_register
 
 SITES = [
@@ -202,15 +201,15 @@ def seed_demo(*, seed: int = 42, lots_per_site: int = 8, samples_per_lot: int = 
                 )
                 counts.products += 1
                 if rng.random() < 0.6:
-                    product = ConsumerProduct.objects.get(product_id=registered.product_id)
                     taste = 0.85 * quality + 0.15 * sample.fusion_score
                     overall = min(5, max(1, round(1 + 4 * taste + rng.gauss(0, 0.3))))
 
                     def near(value: int) -> int:
                         return min(5, max(1, value + rng.choice([-1, 0, 0, 1])))
 
-                    ConsumerFeedback.objects.create(
-                        product=product,
+                    # The live service: the lot's review sums stay true, moderation works.
+                    feedback_submit(
+                        qr_code=registered.qr_code,
                         overall_rating=overall,
                         taste_rating=near(overall),
                         texture_rating=near(overall),
@@ -220,7 +219,6 @@ def seed_demo(*, seed: int = 42, lots_per_site: int = 8, samples_per_lot: int = 
                             ["", "Excellent produit !", "Très fondant.", "Un peu trop gras.", ""]
                         ),
                         consent_to_publish=rng.random() < 0.5,
-                        reward_points=10,
                         language="fr",
                     )
                     counts.reviews += 1

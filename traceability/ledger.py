@@ -625,6 +625,25 @@ def ledger_append_product(*, product_id: str) -> AppendResult | None:
         return result if result.appended else None
 
 
+def ledger_append_products(
+    *, products: Sequence[ConsumerProduct], batch_size: int = 5000
+) -> AppendResult:
+    """Seal saved products, in the given order, in the caller's transaction (bulk writers:
+    history import, demo and synthetic data). Already sealed ones are skipped; a head is signed
+    over the result."""
+    appended, size, head = 0, 0, None
+    with transaction.atomic():
+        _lock()
+        for start in range(0, max(len(products), 1), batch_size):
+            batch = products[start : start + batch_size]
+            last = start + batch_size >= len(products)
+            result = _append_locked(batch, force_head=last)
+            appended += result.appended
+            size = result.tree_size
+            head = result.head or head
+    return AppendResult(appended=appended, tree_size=size, head=head)
+
+
 def _has_leaf(product: ConsumerProduct) -> bool:
     try:
         product.ledger_leaf  # noqa: B018 (loaded by select_related: no query)

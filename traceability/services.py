@@ -10,17 +10,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
-from traceability.ledger import ledger_append_product
-from traceability.models import ConsumerProduct
+from traceability.ledger import ledger_append_product, ledger_append_products
+from traceability.models import ConsumerProduct, ProductSequence
 
 if TYPE_CHECKING:
     from feedback.services import ClientOrigin, ScanCount
+    from gaveurs.models import Lot
+    from sensors.models import SensorSample
 
 QR_PATTERN = re.compile(
     r"^SQAL_(?P<lot_id>\d{1,18})_(?P<sample_id>.{1,100})_"
@@ -85,6 +89,80 @@ def product_register(*, lot_id: int, sample_id: str, site_code: str | None) -> R
             raise ProductRegistrationError(code, message, status) from exc
         raise
     return RegisteredProduct(product_id=product_id, qr_code=qr_code)
+
+
+def product_id_format(*, site_code: str, day: date, seq: int) -> str:
+    """``FG_<site>_<YYYYMMDD>_<seq4>``, as ``generate_qr_code`` (PL/pgSQL) writes it."""
+    return f"FG_{site_code}_{day:%Y%m%d}_{seq:04d}"
+
+
+def qr_code_format(*, lot_id: int, sample_id: str, product_id: str) -> str:
+    """``SQAL_<lot_id>_<sample_id>_<product_id>_<sig16>``, as ``generate_qr_code`` writes it."""
+    signature = qr_signature(lot_id=lot_id, sample_id=sample_id, product_id=product_id)
+    return f"SQAL_{lot_id}_{sample_id}_{product_id}_{signature}"
+
+
+def product_ids_reserve(*, site_code: str, day: date, count: int) -> list[str]:
+    """Take ``count`` product ids from the site's daily counter (the one live products use)."""
+    if count <= 0:
+        return []
+    table = ProductSequence._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} AS s (site_code, day, last_value) VALUES (%s, %s, %s) "
+            "ON CONFLICT (site_code, day) DO UPDATE SET last_value = s.last_value + %s "
+            "RETURNING s.last_value",
+            [site_code, day, count, count],
+        )
+        (last,) = cursor.fetchone()
+    return [
+        product_id_format(site_code=site_code, day=day, seq=n)
+        for n in range(last - count + 1, last + 1)
+    ]
+
+
+def product_build(
+    *, lot: Lot, sample: SensorSample, product_id: str, site_code: str
+) -> ConsumerProduct:
+    """An unsaved product for a saved sample, with the fields and signed QR code that
+    ``register_consumer_product`` would give it (for ``products_bulk_register``)."""
+    return ConsumerProduct(
+        product_id=product_id,
+        qr_code=qr_code_format(lot_id=lot.id, sample_id=sample.sample_id, product_id=product_id),
+        lot=lot,
+        sample=sample,
+        sqal_sample_id=sample.sample_id,
+        site_code=site_code,
+        fusion_score=sample.fusion_score,
+        fusion_grade=sample.fusion_grade,
+        is_compliant=sample.is_compliant,
+        tof_volume_mm3=sample.tof_volume_mm3,
+        tof_surface_uniformity=sample.tof_surface_uniformity,
+        spectral_freshness_index=sample.spectral_freshness_index,
+        lot_code=lot.code,
+        lot_itm=lot.itm,
+        lot_mean_final_weight_g=lot.mean_final_weight_g,
+        lot_feeding_start=lot.feeding_start,
+        lot_feeding_end=lot.planned_feeding_end,
+        lot_feeding_days=lot.duration_days,
+    )
+
+
+@transaction.atomic
+def products_bulk_register(*, products: Sequence[ConsumerProduct]) -> int:
+    """The bulk path beside ``product_register`` (history import, synthetic data): insert
+    products built by ``product_build`` and seal them in the ledger, in one transaction, so that
+    every product has its leaf as a registered one does. Returns how many were stored."""
+    for product in products:
+        if not product.sample.qualifies_for_product or product.lot_id is None:
+            raise ProductRegistrationError(
+                "sample_not_eligible",
+                f"sample {product.sqal_sample_id!r} is not eligible for a product",
+                422,
+            )
+    ConsumerProduct.objects.bulk_create(products, batch_size=5000)
+    ledger_append_products(products=products)
+    return len(products)
 
 
 def qr_signature(*, lot_id: int, sample_id: str, product_id: str) -> str:

@@ -15,6 +15,7 @@ import redis
 from django.db import transaction
 
 from tests.factories import make_lot, make_sample
+from tests.support.integrity import assert_integrity
 from tests.support.servers import wait_until
 from tests.traceability.test_tasks_worker import Worker, database_url_of_test_db, use_broker
 from traceability.models import ConsumerProduct
@@ -86,6 +87,7 @@ def test_registrations_queued_before_a_broker_crash_each_make_one_product(
         s.pk for s in samples
     )
     assert queued(broker) == 0
+    assert_integrity()
 
 
 def test_a_running_worker_and_a_publisher_carry_on_after_the_broker_restarts(
@@ -114,4 +116,5 @@ def test_a_running_worker_and_a_publisher_carry_on_after_the_broker_restarts(
     assert sorted(ConsumerProduct.objects.values_list("sample_id", flat=True)) == sorted(
         s.pk for s in before + after
     )
+    assert_integrity()
     print(f"worker back to work {recovered:.2f} s after the broker restart")

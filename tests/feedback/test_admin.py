@@ -8,6 +8,7 @@ from django.test import override_settings
 
 from feedback.models import ConsumerFeedback, LotReviewStats, ScanAlert
 from tests.feedback.helpers import forged, make_product, review
+from tests.support.integrity import assert_integrity
 
 pytestmark = pytest.mark.django_db
 
@@ -35,6 +36,7 @@ def test_staff_hide_a_review_with_a_reason_and_it_leaves_the_lot_figures(staff):
     feedback.refresh_from_db()
     assert (feedback.is_hidden, feedback.hidden_reason) == (True, "Off-topic")
     assert LotReviewStats.objects.get().review_count == 0
+    assert_integrity()
 
 
 def test_hiding_without_a_reason_is_refused_in_admin(staff):
@@ -64,6 +66,7 @@ def test_staff_show_hidden_reviews_again_with_the_action(staff):
 
     assert ConsumerFeedback.objects.get().is_hidden is False
     assert LotReviewStats.objects.get().review_count == 1
+    assert_integrity()
 
 
 @override_settings(SCAN_ALERT_THRESHOLD=2)

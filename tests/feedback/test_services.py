@@ -15,6 +15,7 @@ from feedback.services import (
 )
 from tests.factories import make_lot
 from tests.feedback.helpers import make_product, review
+from tests.support.integrity import assert_integrity
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +61,7 @@ def test_a_hidden_review_is_kept_but_leaves_the_figures_and_comes_back_when_show
 
     stats = LotReviewStats.objects.get(lot_id=lot.id)
     assert (stats.review_count, stats.average_overall) == (7, 4.4)
+    assert_integrity()
     assert ConsumerFeedback.objects.get(pk=feedbacks[-1].id).hidden_reason == ""
 
 
