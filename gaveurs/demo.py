@@ -16,6 +16,7 @@ from django.db import transaction
 from feedback.services import feedback_submit
 from gaveurs.models import FeedingCurve, FeedingCurveDay, FeedingRecord, Gaveur, Lot, Site
 from sensors.models import Device, SensorSample
+from sensors.rules import REJECT, grade_for_score
 from traceability.services import product_register
 
 SITES = [
@@ -31,15 +32,7 @@ PRODUCERS = [
     ("Barrère", "Louis"),
     ("Ducasse", "Anne"),
 ]
-GRADE_CUTOFFS = [("A+", 0.85), ("A", 0.75), ("B", 0.60), ("C", 0.45)]
 ANCHOR = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
-
-
-def grade_for(score: float) -> str:
-    for grade, cutoff in GRADE_CUTOFFS:
-        if score >= cutoff:
-            return grade
-    return "REJECT"
 
 
 def reference_doses(duration: int) -> list[tuple[float, float]]:
@@ -66,8 +59,8 @@ def _matrix(rng: random.Random, centre: float, spread: float) -> list[list[float
 
 def _sample_fields(rng: random.Random, quality: float) -> dict:
     score = min(max(rng.gauss(quality, 0.1), 0.2), 0.99)
-    grade = grade_for(score)
-    compliant = grade != "REJECT" and not (grade == "C" and rng.random() < 0.3)
+    grade = grade_for_score(score)
+    compliant = grade != REJECT and not (grade == "C" and rng.random() < 0.3)
     freshness = round(min(1.0, max(0.0, score + rng.uniform(-0.08, 0.08))), 3)
     return {
         "fusion_score": round(score, 4),

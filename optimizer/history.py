@@ -27,6 +27,7 @@ from feedback.models import RATING_FIELDS, ConsumerFeedback
 from feedback.services import feedback_bulk_import
 from gaveurs.models import FeedingRecord, Gaveur, Lot, Site
 from sensors.models import Device, SensorSample
+from sensors.rules import GRADES, REJECT, grade_for_score
 from traceability.models import ConsumerProduct
 from traceability.services import product_build, product_ids_reserve, products_bulk_register
 
@@ -65,7 +66,6 @@ SAMPLE_COLUMNS = [
     "spectral_oxidation_index",
 ]
 OPTIONAL_COLUMNS = ["itm", "mean_final_weight_g", *SAMPLE_COLUMNS, *RATING_FIELDS, "comment"]
-GRADES = ("A+", "A", "B", "C", "REJECT")
 
 
 class HistoryImportError(Exception):
@@ -295,7 +295,9 @@ def history_parse(text: str) -> list[_Lot]:
 
 def _rejected(product: dict[str, object]) -> bool:
     score, grade = product["fusion_score"], product["fusion_grade"]
-    return grade == "REJECT" or (grade is None and score is not None and _grade(score) == "REJECT")
+    return grade == REJECT or (
+        grade is None and score is not None and grade_for_score(score) == REJECT
+    )
 
 
 def _check_database(lots: dict[str, _Lot], samples: dict[str, int], errors: list[str]) -> None:
@@ -307,13 +309,6 @@ def _check_database(lots: dict[str, _Lot], samples: dict[str, int], errors: list
         errors.append(
             f"line {samples[sample_id]}, column sample_id: {sample_id!r} was already imported"
         )
-
-
-def _grade(score: float) -> str:
-    for cut, grade in ((0.85, "A+"), (0.75, "A"), (0.60, "B"), (0.45, "C")):
-        if score >= cut:
-            return grade
-    return "REJECT"
 
 
 @transaction.atomic
@@ -368,10 +363,12 @@ def history_import(*, text: str, source: str = "") -> dict[str, int]:
         counts["feeding_records"] += len(records)
         if not item.products:
             continue
-        grades = [p["fusion_grade"] or _grade(float(p["fusion_score"])) for p in item.products]
+        grades = [
+            p["fusion_grade"] or grade_for_score(float(p["fusion_score"])) for p in item.products
+        ]
         ids = iter(
             product_ids_reserve(
-                site_code=code, day=end.date(), count=sum(g != "REJECT" for g in grades)
+                site_code=code, day=end.date(), count=sum(g != REJECT for g in grades)
             )
         )
         for product, grade in zip(item.products, grades, strict=True):
@@ -389,7 +386,7 @@ def history_import(*, text: str, source: str = "") -> dict[str, int]:
                 spectral_oxidation_index=product["spectral_oxidation_index"],
                 fusion_score=score,
                 fusion_grade=grade,
-                is_compliant=grade != "REJECT",
+                is_compliant=grade != REJECT,
                 payload={"source": "import_history", "file": source, "line": product["line"]},
             )
             counts["samples"] += 1

@@ -21,19 +21,12 @@ from feedback.models import ConsumerFeedback
 from feedback.services import feedback_bulk_import
 from gaveurs.models import FeedingRecord, Gaveur, Lot, Site
 from sensors.models import Device, SensorSample
+from sensors.rules import grade_for_score
 from traceability.services import product_build, product_ids_reserve, products_bulk_register
 
 REFERENCE_CURVE: list[tuple[float, float]] = [
     (round(0.45 * (360 + 50 * t), 1), round(0.55 * (360 + 50 * t), 1)) for t in range(11)
 ]
-
-
-def fusion_grade(score: float) -> str:
-    """The stations' cut-offs: A+ ≥ 0.85, A ≥ 0.75, B ≥ 0.60, C ≥ 0.45, else REJECT."""
-    for cut, grade in ((0.85, "A+"), (0.75, "A"), (0.60, "B"), (0.45, "C")):
-        if score >= cut:
-            return grade
-    return "REJECT"
 
 
 @dataclass(frozen=True)
@@ -185,7 +178,7 @@ def history_generate(
                     ),
                     spectral_oxidation_index=float(np.clip(rng.normal(0.1, 0.03), 0, 1)),
                     fusion_score=score,
-                    fusion_grade=fusion_grade(score),
+                    fusion_grade=grade_for_score(score),
                     is_compliant=True,
                     payload={"source": "synthetic"},
                 )

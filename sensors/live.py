@@ -24,6 +24,7 @@ from django.utils import timezone, translation
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from sensors.rules import GRADES
 from sensors.schemas import SPECTRAL_CHANNELS
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 GROUP = "sqal_live"
 RECENT = 5  # earlier samples listed under a station's latest one
 FLUSH_SECONDS = 0.5
-GRADES = ["A+", "A", "B", "C", "REJECT"]
 SPECTRAL_COLOURS = [
     "#7b2fbe",
     "#3f3fd8",

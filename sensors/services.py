@@ -41,6 +41,7 @@ from psycopg.pq import Format
 from gaveurs.models import Lot, Site
 from sensors.models import Device, QualityAlert, QualityThreshold, SensorSample
 from sensors.payload import compress_text
+from sensors.rules import product_eligible
 from sensors.schemas import Hello, Reading
 from traceability.models import ConsumerProduct
 from traceability.services import product_registration_request
@@ -675,7 +676,11 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
             first.fusion_score, first.fusion_grade = reading.fusion_score, reading.fusion_grade
             for alert in first.alerts:
                 alert.sample_id = first.pk
-            if reading.is_compliant and reading.fusion_grade != "REJECT" and first.lot_id:
+            if product_eligible(
+                is_compliant=reading.is_compliant,
+                fusion_grade=reading.fusion_grade,
+                lot_id=first.lot_id,
+            ):
                 product_registration_request(
                     lot_id=first.lot_id, sample_id=reading.sample_id, site_code=first.site_code
                 )
@@ -687,9 +692,11 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
             first.status, first.pk = "duplicate", stored.pk
             first.fusion_score, first.fusion_grade = stored.fusion_score, stored.fusion_grade
             if (
-                stored.is_compliant
-                and stored.fusion_grade != "REJECT"
-                and stored.lot_id
+                product_eligible(
+                    is_compliant=stored.is_compliant,
+                    fusion_grade=stored.fusion_grade,
+                    lot_id=stored.lot_id,
+                )
                 and not stored.has_product
             ):
                 # Resent because its ack was lost: so may its product request have been (server

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
+from gaveurs.models import Lot
+from sensors.models import SensorSample
+from sensors.rules import product_eligible
 from traceability.ledger import ledger_append_product, ledger_append_products
 from traceability.models import ConsumerProduct, ProductSequence
 
 if TYPE_CHECKING:
     from feedback.services import ClientOrigin, ScanCount
-    from gaveurs.models import Lot
-    from sensors.models import SensorSample
 
 QR_PATTERN = re.compile(
     r"^SQAL_(?P<lot_id>\d{1,18})_(?P<sample_id>.{1,100})_"
@@ -154,7 +155,7 @@ def products_bulk_register(*, products: Sequence[ConsumerProduct]) -> int:
     products built by ``product_build`` and seal them in the ledger, in one transaction, so that
     every product has its leaf as a registered one does. Returns how many were stored."""
     for product in products:
-        if not product.sample.qualifies_for_product or product.lot_id is None:
+        if not product.sample.qualifies_for_product:
             raise ProductRegistrationError(
                 "sample_not_eligible",
                 f"sample {product.sqal_sample_id!r} is not eligible for a product",
@@ -229,9 +230,6 @@ SITE_CODE_PATTERN = re.compile(r"^[A-Z]{2,5}$")
 
 def product_registration_check(*, lot_id: int, sample_id: str, site_code: str | None) -> None:
     """Refuse, before enqueuing, what register_consumer_product would refuse (same codes)."""
-    from gaveurs.models import Lot
-    from sensors.models import Grade, SensorSample
-
     if site_code and not SITE_CODE_PATTERN.match(site_code):
         raise ProductRegistrationError(
             "invalid_argument", f"site_code {site_code!r} is not 2 to 5 capital letters", 400
@@ -261,7 +259,7 @@ def product_registration_check(*, lot_id: int, sample_id: str, site_code: str | 
             409,
         )
     _, compliant, grade = in_lot[0]
-    if not compliant or grade == Grade.REJECT:
+    if not product_eligible(is_compliant=compliant, fusion_grade=grade, lot_id=lot_id):
         raise ProductRegistrationError(
             "sample_not_eligible",
             f"sample {sample_id!r} is not eligible: compliant={compliant}, grade={grade}",
@@ -286,7 +284,7 @@ def products_pending_registration(
             """
             SELECT s.lot_id, s.sample_id, s.site_code
             FROM sqal_sensor_samples s
-            WHERE s.is_compliant AND s.fusion_grade <> 'REJECT' AND s.lot_id IS NOT NULL
+            WHERE gt_product_eligible(s.is_compliant, s.fusion_grade, s.lot_id)
               AND s.received_at <= clock_timestamp() - make_interval(secs => %s)
               AND s.received_at >= clock_timestamp() - make_interval(days => %s)
               AND NOT EXISTS (SELECT 1 FROM consumer_products p WHERE p.sqal_sample_pk = s.id)

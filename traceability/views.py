@@ -23,6 +23,7 @@ from feedback.forms import FeedbackForm
 from feedback.http import client_origin
 from feedback.models import COMMENT_MAX_LENGTH, ScanChannel
 from gaveurs.csrf import get_token
+from sensors.rules import GRADE_CUTOFFS
 from traceability.models import ConsumerProduct
 from traceability.services import product_for_scan, product_scan
 
@@ -34,12 +35,17 @@ try:
 except ImportError:  # provided by the ledger; until then the block shows the stored hash only
     ledger_scan_context = None
 
-# Words for a 0–1 score, on the stations' grade cut-offs (A+ ≥ 0.85, A ≥ 0.75, …).
+# Words for a 0–1 score, on the stations' grade cut-offs (sensors.rules).
 LEVELS = [
-    (0.85, 5, _("Excellent")),
-    (0.75, 4, _("Très bon")),
-    (0.60, 3, _("Bon")),
-    (0.45, 2, _("Correct")),
+    *(
+        (cutoff, level, word)
+        for (cutoff, _grade), level, word in zip(
+            GRADE_CUTOFFS,
+            (5, 4, 3, 2),
+            (_("Excellent"), _("Très bon"), _("Bon"), _("Correct")),
+            strict=True,
+        )
+    ),
     (0.0, 1, _("Faible")),
 ]
 GRADE_WORDS = {
