@@ -50,6 +50,20 @@ class FeedingCurve(models.Model):
     is_reference = models.BooleanField(
         default=False, help_text="The current reference curve new lots follow by default."
     )
+    # An approved curve (written by the optimiser's approval through
+    # gaveurs.services.feeding_curve_approve) applies to new lots of its scope: a producer, a
+    # site, or all sites when both are empty, until it is retired.
+    site = models.ForeignKey(
+        "Site", on_delete=models.PROTECT, null=True, blank=True, related_name="feeding_curves"
+    )
+    gaveur = models.ForeignKey(
+        "Gaveur", on_delete=models.PROTECT, null=True, blank=True, related_name="feeding_curves"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True, editable=False)
+    retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    source = models.CharField(
+        max_length=120, blank=True, help_text="Where an approved curve comes from."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -61,6 +75,14 @@ class FeedingCurve(models.Model):
     @property
     def duration_days(self) -> int:
         return self.days.count()
+
+    @property
+    def scope_label(self) -> str:
+        if self.gaveur_id:
+            return f"gaveur {self.gaveur}"
+        if self.site_id:
+            return f"site {self.site.code}"
+        return "all sites"
 
 
 class FeedingCurveDay(models.Model):

@@ -33,7 +33,7 @@ from datetime import datetime
 
 import numpy as np
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
@@ -43,8 +43,7 @@ from sensors.models import Device, QualityAlert, QualityThreshold, SensorSample
 from sensors.payload import compress_text
 from sensors.rules import product_eligible
 from sensors.schemas import Hello, Reading
-from traceability.models import ConsumerProduct
-from traceability.services import product_registration_request
+from sensors.signals import product_registration_request
 
 logger = logging.getLogger(__name__)
 
@@ -665,7 +664,9 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
                 "lot_id",
                 "site_code",
             )
-            .annotate(has_product=Exists(ConsumerProduct.objects.filter(sample=OuterRef("pk"))))
+            .annotate(
+                has_product=ExpressionWrapper(Q(product__isnull=False), output_field=BooleanField())
+            )
         }
 
     for key, indexes in pending.items():

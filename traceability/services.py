@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -23,9 +23,6 @@ from sensors.models import SensorSample
 from sensors.rules import product_eligible
 from traceability.ledger import ledger_append_product, ledger_append_products
 from traceability.models import ConsumerProduct, ProductSequence
-
-if TYPE_CHECKING:
-    from feedback.services import ClientOrigin, ScanCount
 
 QR_PATTERN = re.compile(
     r"^SQAL_(?P<lot_id>\d{1,18})_(?P<sample_id>.{1,100})_"
@@ -210,21 +207,6 @@ def product_signature_is_valid(product: ConsumerProduct) -> bool:
     )
 
 
-def product_registration_request(*, lot_id: int, sample_id: str, site_code: str | None) -> None:
-    """Ask for a product to be registered once the current transaction commits.
-
-    Called by ingestion for a compliant, non-REJECT sample with a lot. The Celery task runs on
-    queue "exports"; it is idempotent, so a repeated request never yields a second product.
-    """
-    from traceability.tasks import generate_qr_code_async
-
-    transaction.on_commit(
-        lambda: generate_qr_code_async.delay(
-            lot_id=lot_id, sample_id=sample_id, site_code=site_code
-        )
-    )
-
-
 SITE_CODE_PATTERN = re.compile(r"^[A-Z]{2,5}$")
 
 
@@ -300,54 +282,7 @@ def products_pending_registration(
     ]
 
 
-# --- Consumer scan: the public page /p/<code> and GET /api/consumer/scan/{code} (issue 5) ---
-
-
-@dataclass(frozen=True)
-class ScanOutcome:
-    """``status`` is "ok" (``scan`` set), "unknown", or "forged" (signature does not verify)."""
-
-    status: str
-    scan: ScanCount | None = None
-
-
-def product_for_scan(*, qr_code: str) -> ConsumerProduct | None:
-    """The product and all the scan page shows, in one query: lot, producer, site, this unit's
-    review (if any) and the lot's stored review statistics. None for an unknown code."""
-    if qr_parse(qr_code) is None:
-        return None
-    try:
-        return ConsumerProduct.objects.select_related(
-            "lot__gaveur", "lot__site", "lot__review_stats", "feedback"
-        ).get(qr_code=qr_code)
-    except ConsumerProduct.DoesNotExist:
-        return None
-
-
-def product_scan(
-    *, qr_code: str, channel: str, origin: ClientOrigin, language: str = ""
-) -> ScanOutcome:
-    """Resolve a scanned code and count the scan: one query for a known code.
-
-    1. A code without the QR format is unknown (no query).
-    2. A well-formed code whose signature does not verify is logged for staff as forged.
-    3. Otherwise the code is looked up and, when a product has it, the scan is counted (which
-       may raise the copied-label alert) in the same statement.
-    """
-    from feedback.services import forged_scan_record, scan_record
-
-    parsed = qr_parse(qr_code)
-    if parsed is None:
-        return ScanOutcome(status="unknown")
-    if not qr_signature_is_valid(qr_code):
-        forged_scan_record(
-            code=qr_code, claimed_product_id=parsed.product_id, channel=channel, origin=origin
-        )
-        return ScanOutcome(status="forged")
-    scan = scan_record(qr_code=qr_code, channel=channel, origin=origin, language=language)
-    if scan is None:
-        return ScanOutcome(status="unknown")
-    return ScanOutcome(status="ok", scan=scan)
+# --- What a scan shows of a product (the seed's "traceability" object) -------------------
 
 
 def product_traceability(product: ConsumerProduct) -> dict[str, Any]:

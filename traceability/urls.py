@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from traceability import views, views_ledger, views_qr
+from traceability import views_ledger, views_qr
 
 app_name = "traceability"
 urlpatterns: list = [
-    path("p/<str:qr_code>", views.scan, name="scan"),
     # Signed tree heads and the key that verifies them: traceability/views_ledger.py
     path("ledger/heads.json", views_ledger.heads, name="ledger_heads"),
     path("ledger/public-key.pem", views_ledger.public_key, name="ledger_public_key"),

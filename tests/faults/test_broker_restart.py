@@ -19,7 +19,7 @@ from tests.support.integrity import assert_integrity
 from tests.support.servers import wait_until
 from tests.traceability.test_tasks_worker import Worker, database_url_of_test_db, use_broker
 from traceability.models import ConsumerProduct
-from traceability.services import product_registration_request
+from traceability.tasks import product_registration_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

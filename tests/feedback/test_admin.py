@@ -6,9 +6,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import override_settings
 
-from feedback.models import ConsumerFeedback, LotReviewStats, ScanAlert
+from feedback.models import ConsumerFeedback, LotReviewStats
 from tests.feedback.helpers import forged, make_product, review
 from tests.support.integrity import assert_integrity
+from traceability.models import ScanAlert
 
 pytestmark = pytest.mark.django_db
 
@@ -76,9 +77,9 @@ def test_staff_see_scan_counts_per_product_alerts_and_forged_codes(staff, client
         client.get(f"/p/{product.qr_code}")
     client.get(f"/p/{forged(product.qr_code)}")
 
-    counts = staff.get("/admin/feedback/productscanstats/").content.decode()
-    alerts = staff.get("/admin/feedback/scanalert/").content.decode()
-    forgeries = staff.get("/admin/feedback/forgedscanattempt/").content.decode()
+    counts = staff.get("/admin/traceability/productscanstats/").content.decode()
+    alerts = staff.get("/admin/traceability/scanalert/").content.decode()
+    forgeries = staff.get("/admin/traceability/forgedscanattempt/").content.decode()
 
     assert product.product_id in counts and ">3<" in counts
     assert product.product_id in alerts

@@ -7,11 +7,12 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from feedback.models import ConsumerFeedback, LotReviewStats, ProductScanStats
-from feedback.services import ClientOrigin, feedback_hide, feedback_unhide, scan_record
+from feedback.models import ConsumerFeedback, LotReviewStats
+from feedback.services import feedback_hide, feedback_unhide
 from tests.feedback.helpers import make_product, review
 from tests.support.integrity import assert_integrity
-from traceability.models import LedgerLeaf
+from traceability.models import LedgerLeaf, ProductScanStats
+from traceability.scans import ClientOrigin, scan_record
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,6 @@ import pytest
 from feedback.models import ConsumerFeedback, LotReviewStats
 from feedback.services import (
     FeedbackError,
-    client_hash,
-    coarse_place,
     feedback_hide,
     feedback_unhide,
     lot_review_stats_rebuild,
@@ -16,6 +14,7 @@ from feedback.services import (
 from tests.factories import make_lot
 from tests.feedback.helpers import make_product, review
 from tests.support.integrity import assert_integrity
+from traceability.scans import client_hash, coarse_place
 
 pytestmark = pytest.mark.django_db
 

@@ -126,7 +126,7 @@ def test_hostile_admin_searches_find_nothing_and_echo_the_term_escaped(staff_cli
     changelists = [
         "/admin/traceability/consumerproduct/",
         "/admin/feedback/consumerfeedback/",
-        "/admin/feedback/forgedscanattempt/",
+        "/admin/traceability/forgedscanattempt/",
         "/admin/sensors/sensorsample/",
         "/admin/sensors/device/",
         "/admin/gaveurs/lot/",

@@ -14,8 +14,8 @@ from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection
 
-from feedback.models import ProductScanStats, ScanEvent
 from tests.feedback.helpers import make_product
+from traceability.models import ProductScanStats, ScanEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 

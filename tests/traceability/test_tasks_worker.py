@@ -24,7 +24,7 @@ from gaveurs.settings import _embedded_broker_url
 from tests.factories import make_lot, make_sample
 from traceability import tasks
 from traceability.models import ConsumerProduct
-from traceability.services import product_registration_request
+from traceability.tasks import product_registration_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
