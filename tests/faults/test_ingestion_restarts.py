@@ -22,11 +22,15 @@ from pathlib import Path
 import pytest
 
 from sensors.simulator import SimulatorConfig, StationStats, simulate
-from tests.faults.conftest import seed_stations
-from tests.sensors.conftest import DaphneServer
 from tests.support.integrity import assert_integrity
-from tests.support.servers import DedicatedPostgres, wait_until
-from tests.traceability.test_tasks_worker import Worker
+from tests.support.servers import (
+    DaphneServer,
+    DedicatedPostgres,
+    Worker,
+    seed_stations,
+    wait_until,
+    workers_idle,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +145,7 @@ def check_every_eligible_sample_has_one_product(stack: Stack) -> tuple[int, floa
 
     wait_until(lambda: products()[0] >= eligible, timeout=60, what="every product")
     done = time.monotonic()
-    time.sleep(1.0)  # a duplicate would show up now
+    workers_idle([stack.worker])
     assert products() == (eligible, eligible)
     return eligible, done
 

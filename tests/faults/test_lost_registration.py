@@ -15,8 +15,8 @@ import pytest
 
 from sensors.models import QualityThreshold
 from tests.factories import make_lot
-from tests.sensors.test_ingestion import ingest, message
 from tests.support.integrity import assert_integrity
+from tests.support.stations import ingest, message
 from traceability.services import product_register
 
 pytestmark = pytest.mark.django_db

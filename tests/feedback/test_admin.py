@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 
 from feedback.models import ConsumerFeedback, LotReviewStats
-from tests.feedback.helpers import forged, make_product, review
+from tests.factories import forged, make_product, review
 from tests.support.integrity import assert_integrity
 from traceability.models import ScanAlert
 

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 
 from feedback.models import ConsumerFeedback, LotReviewStats
 from feedback.services import feedback_hide, feedback_unhide
-from tests.feedback.helpers import make_product, review
+from tests.factories import make_product, review
 from tests.support.integrity import assert_integrity
 from traceability.models import LedgerLeaf, ProductScanStats
 from traceability.scans import ClientOrigin, scan_record

@@ -11,8 +11,7 @@ from feedback.services import (
     feedback_unhide,
     lot_review_stats_rebuild,
 )
-from tests.factories import make_lot
-from tests.feedback.helpers import make_product, review
+from tests.factories import make_lot, make_product, review
 from tests.support.integrity import assert_integrity
 from traceability.scans import client_hash, coarse_place
 

@@ -51,7 +51,7 @@ def test_it_creates_sites_lots_samples_of_every_grade_products_and_reviews():
     assert Site.objects.count() >= 3
     assert Lot.objects.count() == 24
     grades = Counter(SensorSample.objects.values_list("fusion_grade", flat=True))
-    assert set(grades) == {"A+", "A", "B", "C", "REJECT"} or len(grades) >= 4
+    assert set(grades) == {"A+", "A", "B", "C", "REJECT"}, grades
     eligible = SensorSample.objects.filter(is_compliant=True).exclude(fusion_grade="REJECT")
     assert ConsumerProduct.objects.count() == eligible.count()
     assert ConsumerFeedback.objects.exists()
@@ -68,7 +68,8 @@ def test_each_lot_gets_10_to_14_days_of_rising_doses():
             .order_by("day")
             .values_list("planned_dose_g", flat=True)
         )
-        assert 10 <= len(mornings) <= 14 == lot.duration_days or 10 <= len(mornings) <= 14
+        assert 10 <= lot.duration_days <= 14
+        assert len(mornings) == lot.duration_days
         assert mornings[-1] > mornings[0] * 1.8
 
 

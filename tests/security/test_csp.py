@@ -16,8 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import Client
 
-from tests.factories import make_sample
-from tests.security.conftest import make_product
+from tests.factories import make_product, make_sample
 from tests.support.browser import chromium
 
 POLICY = {

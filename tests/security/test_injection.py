@@ -16,8 +16,7 @@ from django.test import Client
 from django.utils.html import escape
 
 from feedback.models import ConsumerFeedback
-from tests.factories import make_gaveur, make_lot
-from tests.security.conftest import make_product
+from tests.factories import make_gaveur, make_lot, make_product
 from traceability.models import ConsumerProduct
 
 SQLI = "'; DROP TABLE consumer_products; --"

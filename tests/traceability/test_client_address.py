@@ -6,7 +6,7 @@ import pytest
 from django.test import Client, RequestFactory, override_settings
 
 from feedback.models import ConsumerFeedback
-from tests.feedback.helpers import RATINGS, make_product
+from tests.factories import RATINGS, make_product
 from traceability.http import client_address, client_origin
 from traceability.models import ScanEvent
 from traceability.scans import client_hash
