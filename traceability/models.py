@@ -1,7 +1,9 @@
 """Consumer products (table consumer_products) and the per-site daily product counter.
 
-Rows are written only by the PL/pgSQL function register_consumer_product (see the RunSQL
-migration); columns keep the seed's names so that SQL and reports read the same table.
+Products are written by the PL/pgSQL function register_consumer_product (see the RunSQL
+migration), or in bulk by traceability.services.products_bulk_register for history and synthetic
+data; columns keep the seed's names so that SQL and reports read the same table. The scan tables
+(counters, events, alerts, forged codes) keep the names they had in the feedback app.
 """
 
 from __future__ import annotations
@@ -191,7 +193,7 @@ class ForgedScanAttempt(models.Model):
         return f"{self.claimed_product_id or self.code[:40]} @ {self.attempted_at:%Y-%m-%d %H:%M}"
 
 
-# --- Tamper-evident ledger (traceability/ledger.py): an RFC 9162 Merkle log of products ---
+# --- Tamper-evident ledger (traceability/ledger/): an RFC 9162 Merkle log of products ---
 
 
 class LedgerLeaf(models.Model):

@@ -1,8 +1,13 @@
-"""Consumer product registration and QR code signatures.
+"""Consumer product registration, product id and QR code formats, and QR code signatures.
 
-The PL/pgSQL function ``register_consumer_product`` is the only writer of consumer_products;
-``product_register`` calls it and turns its SQLSTATE codes into ``ProductRegistrationError``.
-The signature is recomputable here from stored fields and ``settings.QR_SIGNING_KEY``.
+Live products are written by the PL/pgSQL function ``register_consumer_product``;
+``product_register`` calls it, seals the product in the ledger and turns its SQLSTATE codes into
+``ProductRegistrationError``. Writers without a live sample flow (history import, synthetic
+data) use the bulk path ``products_bulk_register`` with ``product_ids_reserve`` (the same per-site
+daily counter) and ``product_build`` (the same fields and signed QR code), sealed the same way.
+``product_id_format`` and ``qr_code_format`` are the Python mirror of the formats the PL/pgSQL
+writes (tested against it). The signature is recomputable here from stored fields and
+``settings.QR_SIGNING_KEY``.
 """
 
 from __future__ import annotations
