@@ -35,9 +35,9 @@ def trivial_db(request: HttpRequest) -> HttpResponse:
 def trivial_scan_write(request: HttpRequest, qr_code: str) -> HttpResponse:
     """The trivial view plus the scan page's one statement (resolve the code, store the scan
     event, bump the counter): the floor of a page that counts every scan durably."""
-    from feedback.http import client_origin
-    from feedback.models import ScanChannel
-    from feedback.services import scan_record
+    from traceability.http import client_origin
+    from traceability.models import ScanChannel
+    from traceability.scans import scan_record
 
     scan_record(qr_code=qr_code, channel=ScanChannel.PAGE, origin=client_origin(request))
     return HttpResponse("ok", content_type="text/plain")

@@ -16,7 +16,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,12 +81,9 @@ def django_database_url() -> str:
     """The URL of Django's default database, for subprocesses (psycopg accepts it too)."""
     from django.db import connection
 
-    s = connection.settings_dict
-    auth = quote(s["USER"] or "postgres", safe="")
-    if s.get("PASSWORD"):
-        auth += ":" + quote(s["PASSWORD"], safe="")
-    port = f":{s['PORT']}" if s.get("PORT") else ""
-    return f"postgres://{auth}@{quote(s['HOST'] or '', safe='')}{port}/{s['NAME']}"
+    from gaveurs.embedded_pg import settings_database_url
+
+    return settings_database_url(connection.settings_dict)
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:

@@ -112,7 +112,7 @@ class Fixture:
     def __init__(self) -> None:
         from django.db import connection
 
-        from tests.factories import make_lot, make_sample
+        from bench.builders import make_lot, make_sample
         from traceability.services import product_register
 
         self.lot = make_lot()

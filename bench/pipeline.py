@@ -114,7 +114,7 @@ class Ingestor:
         from django.utils import timezone
 
         from sensors.models import Device, SensorSample
-        from traceability.services import product_registration_request
+        from traceability.tasks import product_registration_request
 
         device, _ = Device.objects.get_or_create(device_id="ESP32_LL_01")
         with transaction.atomic():

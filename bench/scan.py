@@ -2,7 +2,7 @@
 
 Starts a throwaway embedded PostgreSQL (unless DATABASE_URL is set), registers a product the
 real way (PL/pgSQL function, sealed in the ledger), then serves the project with a WSGI server
-(granian, the consumer pages' recommended server: see DESIGN.md) or Daphne (ASGI), and loads
+(granian, the consumer pages' server: docs/architecture.md) or Daphne (ASGI), and loads
 the URLs with keep-alive HTTP/1.1 clients in several processes for a fixed time each, taken
 in turns (``--rounds`` slices each) so a change of the shared machine's load hits them alike:
 
@@ -71,7 +71,7 @@ def _setup_products(count: int) -> list[str]:
     django.setup()
     from django.core.management import call_command
 
-    from tests.factories import make_lot, make_sample
+    from bench.builders import make_lot, make_sample
     from traceability.services import product_register
 
     call_command("migrate", verbosity=0)

@@ -367,9 +367,9 @@ def prepare_data(run: str, stations: int, seed_products: int) -> tuple[dict, dic
     """Lots, registered stations with tokens, seed products (sealed in the ledger)."""
     from django.core.management import call_command
 
+    from bench.builders import make_gaveur, make_lot, make_sample, make_site
     from sensors.models import Device
     from sensors.services import device_issue_token
-    from tests.factories import make_gaveur, make_lot, make_sample, make_site
     from traceability.services import product_register
 
     site = make_site(code="LL")

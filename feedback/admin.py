@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from feedback.models import (
-    ConsumerFeedback,
-    ForgedScanAttempt,
-    LotReviewStats,
-    ProductScanStats,
-    ScanAlert,
-    ScanEvent,
-)
+from feedback.models import ConsumerFeedback, LotReviewStats
 from feedback.services import FeedbackError, feedback_hide, feedback_unhide
 
 
@@ -78,45 +71,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
-
-
-@admin.register(ProductScanStats)
-class ProductScanStatsAdmin(ReadOnlyAdmin):
-    list_display = ["product", "scan_count", "first_scanned_at", "last_scanned_at"]
-    search_fields = ["product__product_id", "product__lot_code"]
-    list_select_related = ["product"]
-    ordering = ["-scan_count"]
-    date_hierarchy = "last_scanned_at"
-
-
-@admin.register(ScanEvent)
-class ScanEventAdmin(ReadOnlyAdmin):
-    list_display = ["product", "scanned_at", "channel", "country", "place_source", "language"]
-    list_filter = ["channel", "country", "place_source", "scanned_at"]
-    search_fields = ["product__product_id"]
-    list_select_related = ["product"]
-    date_hierarchy = "scanned_at"
-
-
-@admin.register(ScanAlert)
-class ScanAlertAdmin(admin.ModelAdmin):
-    list_display = ["product", "scan_count", "threshold", "raised_at", "is_resolved"]
-    list_filter = ["is_resolved", "raised_at"]
-    search_fields = ["product__product_id", "product__lot_code"]
-    list_select_related = ["product"]
-    readonly_fields = ["product", "threshold", "scan_count", "raised_at"]
-    fields = ["product", "threshold", "scan_count", "raised_at", "is_resolved", "resolution_note"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-
-@admin.register(ForgedScanAttempt)
-class ForgedScanAttemptAdmin(ReadOnlyAdmin):
-    list_display = ["claimed_product_id", "attempted_at", "channel", "country", "code"]
-    list_filter = ["channel", "country", "attempted_at"]
-    search_fields = ["claimed_product_id", "code"]
-    date_hierarchy = "attempted_at"
 
 
 @admin.register(LotReviewStats)

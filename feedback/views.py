@@ -1,23 +1,185 @@
-"""The feedback form of the scan page (POST /p/<qr_code>/avis): thin, see feedback.services."""
+"""The consumer pages: the product page ``/p/<qr_code>`` with its review form, and the form's
+POST ``/p/<qr_code>/avis``. Thin: the work is in ``traceability.scans`` and ``feedback.services``.
+
+A scan costs one query (resolve the code, count the scan, read the review state); the rendered
+page is cached per product, language and review state, so a cache miss adds two (the product
+with everything shown, and the tamper-evidence proof). Nothing is recomputed from reviews or
+scans: the lot's figures are stored by feedback.services.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from feedback.forms import RATING_LABELS, FeedbackForm
-from feedback.http import client_origin
+from feedback.models import COMMENT_MAX_LENGTH
+from feedback.selectors import product_for_scan
 from feedback.services import (
     THANK_YOU_MESSAGE,
     FeedbackError,
     feedback_rate_limited,
     feedback_submit,
 )
-from traceability.services import product_for_scan
-from traceability.views import scan_page
+from gaveurs.csrf import get_token
+from sensors.rules import GRADE_CUTOFFS
+from traceability.http import client_origin
+from traceability.ledger import scan_context as ledger_scan_context
+from traceability.models import ConsumerProduct, ScanChannel
+from traceability.scans import ScanCount, product_scan
+
+# Words for a 0–1 score, on the stations' grade cut-offs (sensors.rules).
+LEVELS = [
+    *(
+        (cutoff, level, word)
+        for (cutoff, _grade), level, word in zip(
+            GRADE_CUTOFFS,
+            (5, 4, 3, 2),
+            (_("Excellent"), _("Très bon"), _("Bon"), _("Correct")),
+            strict=True,
+        )
+    ),
+    (0.0, 1, _("Faible")),
+]
+GRADE_WORDS = {
+    "A+": _("Qualité exceptionnelle"),
+    "A": _("Excellente qualité"),
+    "B": _("Bonne qualité"),
+    "C": _("Qualité standard"),
+}
+GRADE_CSS = {"A+": "grade-aplus", "A": "grade-a", "B": "grade-b", "C": "grade-c"}
+
+
+def _level(score: float | None) -> dict[str, Any] | None:
+    if score is None:
+        return None
+    score = min(max(score, 0.0), 1.0)
+    for cut, level, word in LEVELS:
+        if score >= cut:
+            return {"level": level, "word": word, "segments": [i < level for i in range(5)]}
+    return None
+
+
+def _related(obj: Any, name: str) -> Any:
+    """A reverse one-to-one loaded by select_related, or None when there is no row."""
+    try:
+        return getattr(obj, name)
+    except ObjectDoesNotExist:
+        return None
+
+
+def scan_context(
+    product: ConsumerProduct, *, form: FeedbackForm | None, status: int = 200, notice: str = ""
+) -> dict[str, Any]:
+    """What templates/feedback/scan.html shows of a product loaded by product_for_scan."""
+    stats = _related(product.lot, "review_stats")
+    review = _related(product, "feedback")
+    volume = product.tof_volume_mm3
+    context = {
+        "product": product,
+        "lot": product.lot,
+        "grade_word": GRADE_WORDS.get(product.fusion_grade, product.fusion_grade),
+        "grade_css": GRADE_CSS.get(product.fusion_grade, "grade-c"),
+        "fusion": _level(product.fusion_score),
+        "fusion_percent": round((product.fusion_score or 0) * 100),
+        "qualities": [
+            (_("Régularité de la surface"), _level(product.tof_surface_uniformity)),
+            (_("Fraîcheur (analyse spectrale)"), _level(product.spectral_freshness_index)),
+        ],
+        "volume_cm3": round(volume / 1000) if volume else None,
+        "stats": stats if stats is not None and stats.is_public else None,
+        "already_reviewed": review is not None,
+        "form": form,
+        "notice": notice,
+        "notice_warn": status >= 400,
+        "star_values": range(1, 6),
+        "comment_max": COMMENT_MAX_LENGTH,
+    }
+    context.update(ledger_scan_context(product))
+    return context
+
+
+def scan_page(
+    request: HttpRequest,
+    product: ConsumerProduct,
+    *,
+    form: FeedbackForm | None,
+    status: int = 200,
+    notice: str = "",
+) -> HttpResponse:
+    """Render the product page uncached (the feedback form's answers: errors, notices)."""
+    context = scan_context(product, form=form, status=status, notice=notice)
+    return render(request, "feedback/scan.html", context, status=status)
+
+
+# The rendered page is cached without its CSRF token, which is put in per request.
+CSRF_PLACEHOLDER = "__scan_page_csrf_token__"
+
+
+def _scan_page_cache_key(scan: ScanCount, language: str) -> str:
+    """Everything the page shows that can change is in the key: the product record's row
+    version (a changed record, even tampered with in the database, is shown at once), this
+    unit's review and its lot's visible review figures. Only the ledger's tree size and signed
+    head may lag, by at most SCAN_PAGE_CACHE_SECONDS (a proof against an older head still
+    verifies)."""
+    return (
+        f"scan-page:v1:{scan.product_pk}:{scan.record_version}:{language}:"
+        f"{int(scan.reviewed)}:{scan.review_count}:{scan.review_sum}"
+    )
+
+
+# What never_cache sets, written once: the page carries this client's CSRF token, so no cache
+# may keep it (the browser's back button included).
+NO_CACHE_HEADERS = {
+    "Cache-Control": "max-age=0, no-cache, no-store, must-revalidate, private",
+    "Expires": "Thu, 01 Jan 1970 00:00:00 GMT",
+}
+
+
+def _uncached(response: HttpResponse) -> HttpResponse:
+    for name, value in NO_CACHE_HEADERS.items():
+        response[name] = value
+    return response
+
+
+@require_safe
+def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
+    """One query per scan (resolve and count); the page is rendered once per state and
+    language, then served from the cache (two more queries on a miss)."""
+    language = getattr(request, "LANGUAGE_CODE", "")
+    outcome = product_scan(
+        qr_code=qr_code,
+        channel=ScanChannel.PAGE,
+        origin=client_origin(request),
+        language=language,
+    )
+    if outcome.status == "forged":
+        return _uncached(render(request, "feedback/scan_forged.html", status=404))
+    if outcome.status == "unknown":
+        return _uncached(render(request, "feedback/scan_unknown.html", status=404))
+    key = _scan_page_cache_key(outcome.scan, language)
+    html = cache.get(key)
+    if html is None:
+        product = product_for_scan(qr_code=qr_code)
+        if product is None:  # gone since the scan was counted
+            return _uncached(render(request, "feedback/scan_unknown.html", status=404))
+        context = scan_context(product, form=FeedbackForm())
+        context["csrf_token"] = CSRF_PLACEHOLDER
+        html = render_to_string("feedback/scan.html", context, request=request)
+        cache.set(key, html, settings.SCAN_PAGE_CACHE_SECONDS)
+    return HttpResponse(
+        html.replace(CSRF_PLACEHOLDER, get_token(request)), headers=NO_CACHE_HEADERS
+    )
+
 
 ALREADY_REVIEWED = _("Ce produit a déjà reçu un avis : un seul avis par produit.")
 
@@ -27,7 +189,7 @@ ALREADY_REVIEWED = _("Ce produit a déjà reçu un avis : un seul avis par produ
 def submit(request: HttpRequest, qr_code: str) -> HttpResponse:
     product = product_for_scan(qr_code=qr_code)
     if product is None:
-        return render(request, "traceability/scan_unknown.html", status=404)
+        return render(request, "feedback/scan_unknown.html", status=404)
     if feedback_rate_limited(client_key=client_origin(request).client_hash):
         notice = _("Trop d'envois depuis votre connexion. Merci de réessayer plus tard.")
         return scan_page(
@@ -53,7 +215,7 @@ def submit(request: HttpRequest, qr_code: str) -> HttpResponse:
             product = product_for_scan(qr_code=qr_code)
             return scan_page(request, product, form=None, notice=ALREADY_REVIEWED, status=409)
         if exc.status == 404:
-            return render(request, "traceability/scan_unknown.html", status=404)
+            return render(request, "feedback/scan_unknown.html", status=404)
         form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
         return scan_page(request, product, form=form, status=exc.status)
     return render(

@@ -8,7 +8,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from gaveurs.models import FeedingCurve, FeedingCurveDay, FeedingRecord, Gaveur, Lot, Site
-from traceability.models import ConsumerProduct
+from gaveurs.services import lot_assign_default_curve
 
 
 @admin.register(Site)
@@ -44,19 +44,6 @@ class FeedingRecordInline(admin.TabularInline):
     fields = ["day", "meal", "planned_dose_g", "actual_dose_g", "mean_weight_g"]
 
 
-class ConsumerProductInline(admin.TabularInline):
-    model = ConsumerProduct
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    fields = ["product_id", "sqal_sample_id", "fusion_grade", "fusion_score", "created_at"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        # Products are registered only through register_consumer_product.
-        return False
-
-
 @admin.register(Lot)
 class LotAdmin(admin.ModelAdmin):
     list_display = [
@@ -78,7 +65,7 @@ class LotAdmin(admin.ModelAdmin):
     list_select_related = ["gaveur", "site", "feeding_curve"]
     autocomplete_fields = ["gaveur", "site"]
     readonly_fields = ["created_at", "curve_followed"]
-    inlines = [FeedingRecordInline, ConsumerProductInline]
+    inlines = [FeedingRecordInline]
 
     @admin.display(description=_("Curve followed"))
     def curve_followed(self, obj: Lot) -> str:
@@ -86,12 +73,11 @@ class LotAdmin(admin.ModelAdmin):
         curve = obj.feeding_curve
         if curve is None:
             return _("None (no reference curve or approved optimised curve applied)")
-        optimized = getattr(curve, "optimized_from", None)
-        if optimized is not None:
-            origin = _("optimised curve v%(v)s, %(scope)s, %(status)s") % {
-                "v": optimized.version,
-                "scope": optimized.scope_label,
-                "status": optimized.get_status_display(),
+        if curve.approved_at is not None:
+            origin = _("%(source)s, %(scope)s, %(status)s") % {
+                "source": curve.source or _("approved curve"),
+                "scope": curve.scope_label,
+                "status": _("retired") if curve.retired_at else _("approved"),
             }
         elif curve.is_reference:
             origin = _("reference curve")
@@ -105,8 +91,6 @@ class LotAdmin(admin.ModelAdmin):
         if not change:
             # A new lot without a curve gets the one its producer/site follows (optimiser);
             # after the inlines, so meals entered by hand are kept.
-            from gaveurs.services import lot_assign_default_curve
-
             lot_assign_default_curve(lot=form.instance)
 
 

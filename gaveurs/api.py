@@ -26,8 +26,7 @@ from gaveurs.api_errors import (
     error_body,
     validation_error_body,
 )
-from sensors.api import router as sensors_router
-from traceability.api import ledger_router, scan_router, tasks_router
+from traceability.api import ledger_router, tasks_router
 from traceability.gs1.api import router as epcis_router
 
 ERROR_DESCRIPTIONS = {
@@ -86,10 +85,8 @@ api = GaveursAPI(
     title="Gaveurs Trace API", version="1.0.0", urls_namespace="api", parser=StrictJsonParser()
 )
 api.add_router("/tasks/", tasks_router)
-api.add_router("/consumer/", scan_router)
 api.add_router("/consumer/", feedback_router)
 api.add_router("/ledger/", ledger_router)
-api.add_router("/sensors/", sensors_router)
 api.add_router("/epcis/", epcis_router)
 
 

@@ -8,7 +8,7 @@ and usually only visit, so always a new secret) that was a quarter of the page's
 ``get_token`` here is the same contract, the same token and the same cookie, with the random
 characters drawn from a single ``os.urandom`` read, unbiased (bytes of 248 and above are
 dropped: 248 = 4 x 62). Django's ``CsrfViewMiddleware`` sets the cookie and checks the token
-exactly as for its own (tests/test_csrf.py checks both against Django's middleware).
+exactly as for its own (tests/gaveurs/test_csrf.py checks both against Django's middleware).
 """
 
 from __future__ import annotations

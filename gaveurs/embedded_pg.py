@@ -50,3 +50,13 @@ def url_from_env(base_dir: Path) -> str:
         # Child processes (worker, server) reuse the same server without touching pgserver again.
         os.environ["DATABASE_URL"] = url
     return url
+
+
+def settings_database_url(db: dict) -> str:
+    """A ``postgres://`` URL for Django's database settings ``db`` (for subprocesses, benches and
+    psycopg): the one place that writes it."""
+    auth = quote(db.get("USER") or "postgres", safe="")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{auth}@{quote(db.get('HOST') or '', safe='')}{port}/{db['NAME']}"

@@ -18,7 +18,7 @@ class Site(models.Model):
     name = models.CharField(max_length=120)
     region = models.CharField(max_length=120, blank=True)
     # GS1: when set, products of this site also resolve at /01/<gtin>/10/<lot>/21/<serial>.
-    # Checked here (form and admin) and by the database (migration gaveurs/0003).
+    # Checked here (form and admin) and by the database (migration gaveurs/0004).
     gtin = models.CharField(
         "GTIN",
         max_length=14,
@@ -67,6 +67,20 @@ class FeedingCurve(models.Model):
     is_reference = models.BooleanField(
         default=False, help_text="The current reference curve new lots follow by default."
     )
+    # An approved curve (written by the optimiser's approval through
+    # gaveurs.services.feeding_curve_approve) applies to new lots of its scope: a producer, a
+    # site, or all sites when both are empty, until it is retired.
+    site = models.ForeignKey(
+        "Site", on_delete=models.PROTECT, null=True, blank=True, related_name="feeding_curves"
+    )
+    gaveur = models.ForeignKey(
+        "Gaveur", on_delete=models.PROTECT, null=True, blank=True, related_name="feeding_curves"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True, editable=False)
+    retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    source = models.CharField(
+        max_length=120, blank=True, help_text="Where an approved curve comes from."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -78,6 +92,14 @@ class FeedingCurve(models.Model):
     @property
     def duration_days(self) -> int:
         return self.days.count()
+
+    @property
+    def scope_label(self) -> str:
+        if self.gaveur_id:
+            return f"gaveur {self.gaveur}"
+        if self.site_id:
+            return f"site {self.site.code}"
+        return "all sites"
 
 
 class FeedingCurveDay(models.Model):

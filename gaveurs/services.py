@@ -1,37 +1,77 @@
 """Producer-domain writes: creating lots with the feeding curve they should follow.
 
-Which curve a new lot follows (most specific first): the approved optimised curve of its
-producer, of its site, of all sites, else the reference curve (FeedingCurve.is_reference).
+Which curve a new lot follows (most specific first): the approved curve of its producer, of its
+site, of all sites, else the reference curve (FeedingCurve.is_reference). Approved curves are
+written here (``feeding_curve_approve``) by the optimiser's approval; gaveurs never reads the
+optimiser's tables.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.utils import timezone
 
-from gaveurs.models import FeedingCurve, FeedingRecord, Gaveur, Lot
+from gaveurs.models import FeedingCurve, FeedingCurveDay, FeedingRecord, Gaveur, Lot
 
 
 def feeding_curve_for_new_lot(*, site_id: int | None, gaveur_id: int | None) -> FeedingCurve | None:
     """The curve a new lot of this producer/site gets (see the module doc)."""
-    from optimizer.models import OptimizedCurve
-
-    approved = OptimizedCurve.objects.filter(status=OptimizedCurve.Status.APPROVED).select_related(
-        "feeding_curve"
-    )
+    approved = FeedingCurve.objects.filter(
+        approved_at__isnull=False, retired_at__isnull=True
+    ).order_by("-approved_at", "-pk")
     if gaveur_id is not None:
-        found = approved.filter(gaveur_id=gaveur_id).order_by("-version").first()
+        found = approved.filter(gaveur_id=gaveur_id).first()
         if found:
-            return found.feeding_curve
+            return found
     if site_id is not None:
-        found = approved.filter(site_id=site_id).order_by("-version").first()
+        found = approved.filter(site_id=site_id, gaveur__isnull=True).first()
         if found:
-            return found.feeding_curve
-    found = approved.filter(site__isnull=True, gaveur__isnull=True).order_by("-version").first()
+            return found
+    found = approved.filter(site__isnull=True, gaveur__isnull=True).first()
     if found:
-        return found.feeding_curve
+        return found
     return FeedingCurve.objects.filter(is_reference=True).order_by("-created_at").first()
+
+
+@transaction.atomic
+def feeding_curve_approve(
+    *,
+    name: str,
+    description: str,
+    doses: Sequence[tuple[float, float]],
+    site_id: int | None,
+    gaveur_id: int | None,
+    source: str = "",
+) -> FeedingCurve:
+    """Store an approved curve (morning and evening dose per day) for new lots of its scope,
+    retiring the curve that scope followed until now."""
+    now = timezone.now()
+    FeedingCurve.objects.filter(
+        approved_at__isnull=False, retired_at__isnull=True, site_id=site_id, gaveur_id=gaveur_id
+    ).update(retired_at=now)
+    curve = FeedingCurve.objects.create(
+        name=name[:120],
+        description=description,
+        site_id=site_id,
+        gaveur_id=gaveur_id,
+        approved_at=now,
+        source=source[:120],
+    )
+    FeedingCurveDay.objects.bulk_create(
+        FeedingCurveDay(curve=curve, day=day, morning_dose_g=m, evening_dose_g=e)
+        for day, (m, e) in enumerate(doses, start=1)
+    )
+    return curve
+
+
+def feeding_curve_retire(*, curve_id: int) -> None:
+    """New lots of the curve's scope stop following it (they fall back to the next curve)."""
+    FeedingCurve.objects.filter(pk=curve_id, retired_at__isnull=True).update(
+        retired_at=timezone.now()
+    )
 
 
 def lot_assign_default_curve(*, lot: Lot) -> FeedingCurve | None:

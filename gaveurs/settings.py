@@ -118,7 +118,7 @@ AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "5")
 AXES_COOLOFF_TIME = timedelta(minutes=envint("AXES_COOLOFF_MINUTES", "15"))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "feedback.http.client_address"
+AXES_CLIENT_IP_CALLABLE = "traceability.http.client_address"
 AXES_SENSITIVE_PARAMETERS = ["password"]
 
 ROOT_URLCONF = "gaveurs.urls"
@@ -234,7 +234,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     else {}
 )
 # django-celery-results ("django-db"), whose writes wait for PostgreSQL through a restart instead
-# of stopping the worker (gaveurs/results_backend.py; tests/faults/test_postgres_restart.py).
+# of stopping the worker (gaveurs/results_backend.py; tests/faults/test_result_backend.py).
 CELERY_RESULT_BACKEND = "gaveurs.results_backend:DatabaseBackend"
 CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_EXTENDED = True
@@ -305,7 +305,7 @@ SCAN_PAGE_CACHE_SECONDS = envint("SCAN_PAGE_CACHE_SECONDS", "60")
 # can send, and uses REMOTE_ADDR. Set it to the number of proxies you run, never more.
 TRUSTED_PROXY_HOPS = envint("TRUSTED_PROXY_HOPS", "0")
 
-# Tamper-evident ledger (traceability/ledger.py). LEDGER_SIGNING_KEY: the Ed25519 private key
+# Tamper-evident ledger (traceability/ledger/). LEDGER_SIGNING_KEY: the Ed25519 private key
 # (32-byte seed, 64 hex digits or base64), required in production; in development it is derived
 # from SECRET_KEY. A head is signed at most every INTERVAL seconds, or every MAX_PENDING products.
 LEDGER_SIGNING_KEY = envsecret("LEDGER_SIGNING_KEY", "")

@@ -16,5 +16,4 @@ urlpatterns = [
     path("", include("traceability.urls")),
     path("", include("feedback.urls")),
     path("", include("sensors.urls")),
-    path("", include("optimizer.urls")),
 ]

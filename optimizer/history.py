@@ -5,9 +5,11 @@ optimizer/examples/. The whole file is checked before anything is written; a fil
 error loads nothing, and each error names the line and the column at fault.
 
 History has no live sample flow (no station sent those samples, no worker registered the
-products), so the import writes samples, products and feedback directly. Product ids are
-taken from the same per-site daily counter as live products (dated on the lot's feeding end)
-and QR codes are signed like live ones; imported products are not appended to the ledger.
+products), so the import writes samples directly and products and reviews through the bulk
+paths of their services (``traceability.services.products_bulk_register``,
+``feedback.services.feedback_bulk_import``). Product ids are taken from the same per-site
+daily counter as live products (dated on the lot's feeding end), QR codes are signed like live
+ones, imported products are sealed in the ledger, and the lots' review sums are kept true.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from feedback.models import RATING_FIELDS, ConsumerFeedback
-from feedback.services import lot_review_stats_rebuild
+from feedback.services import feedback_bulk_import
 from gaveurs.models import FeedingRecord, Gaveur, Lot, Site
 from sensors.models import Device, SensorSample
-from traceability.models import ConsumerProduct, ProductSequence
-from traceability.services import qr_signature
+from sensors.rules import GRADES, REJECT, grade_for_score
+from traceability.models import ConsumerProduct
+from traceability.services import product_build, product_ids_reserve, products_bulk_register
 
 HISTORY_DEVICE_ID = "HISTORY_IMPORT"
 DAY_COLUMN = re.compile(r"^day(\d{2})_(morning|evening)_g$")
@@ -63,7 +66,6 @@ SAMPLE_COLUMNS = [
     "spectral_oxidation_index",
 ]
 OPTIONAL_COLUMNS = ["itm", "mean_final_weight_g", *SAMPLE_COLUMNS, *RATING_FIELDS, "comment"]
-GRADES = ("A+", "A", "B", "C", "REJECT")
 
 
 class HistoryImportError(Exception):
@@ -81,24 +83,6 @@ class _Lot:
     values: dict[str, object]
     doses: list[tuple[float, float]]
     products: list[dict[str, object]] = field(default_factory=list)
-
-
-def product_ids_reserve(*, site_code: str, day: date, count: int) -> list[str]:
-    """Take `count` product numbers from the site's daily counter (shared with live products)."""
-    if count <= 0:
-        return []
-    table = ProductSequence._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} AS s (site_code, day, last_value) VALUES (%s, %s, %s) "
-            "ON CONFLICT (site_code, day) DO UPDATE SET last_value = s.last_value + %s "
-            "RETURNING s.last_value",
-            [site_code, day, count, count],
-        )
-        (last,) = cursor.fetchone()
-    first = last - count + 1
-    stamp = day.strftime("%Y%m%d")
-    return [f"FG_{site_code}_{stamp}_{n:04d}" for n in range(first, last + 1)]
 
 
 class _Row:
@@ -291,6 +275,8 @@ def history_parse(text: str) -> list[_Lot]:
         if given and len(given) < len(RATING_FIELDS):
             missing = [c for c in RATING_FIELDS if ratings[c] is None]
             row.error(missing[0], "all five ratings are needed when one is given")
+        elif given and _rejected(product):
+            row.error("overall_rating", "a REJECT sample yields no product to rate")
         elif given:
             product["ratings"] = {
                 c: row.number(c, required=True, minimum=1, maximum=5, integer=True)
@@ -307,6 +293,13 @@ def history_parse(text: str) -> list[_Lot]:
     return list(lots.values())
 
 
+def _rejected(product: dict[str, object]) -> bool:
+    score, grade = product["fusion_score"], product["fusion_grade"]
+    return grade == REJECT or (
+        grade is None and score is not None and grade_for_score(score) == REJECT
+    )
+
+
 def _check_database(lots: dict[str, _Lot], samples: dict[str, int], errors: list[str]) -> None:
     for code in Lot.objects.filter(code__in=list(lots)).values_list("code", flat=True):
         errors.append(f"line {lots[code].line}, column lot_code: lot {code} already exists")
@@ -318,41 +311,6 @@ def _check_database(lots: dict[str, _Lot], samples: dict[str, int], errors: list
         )
 
 
-def _grade(score: float) -> str:
-    for cut, grade in ((0.85, "A+"), (0.75, "A"), (0.60, "B"), (0.45, "C")):
-        if score >= cut:
-            return grade
-    return "REJECT"
-
-
-def product_for_history(
-    *, lot: Lot, sample: SensorSample, product_id: str, site_code: str
-) -> ConsumerProduct:
-    """An unsaved product for a historical (or synthetic) sample, with the same fields and QR
-    signature as register_consumer_product would give it (history has no live registration)."""
-    return ConsumerProduct(
-        product_id=product_id,
-        qr_code=f"SQAL_{lot.id}_{sample.sample_id}_{product_id}_"
-        + qr_signature(lot_id=lot.id, sample_id=sample.sample_id, product_id=product_id),
-        lot=lot,
-        sample=sample,
-        sqal_sample_id=sample.sample_id,
-        site_code=site_code,
-        fusion_score=sample.fusion_score,
-        fusion_grade=sample.fusion_grade,
-        is_compliant=sample.is_compliant,
-        tof_volume_mm3=sample.tof_volume_mm3,
-        tof_surface_uniformity=sample.tof_surface_uniformity,
-        spectral_freshness_index=sample.spectral_freshness_index,
-        lot_code=lot.code,
-        lot_itm=lot.itm,
-        lot_mean_final_weight_g=lot.mean_final_weight_g,
-        lot_feeding_start=lot.feeding_start,
-        lot_feeding_end=lot.planned_feeding_end,
-        lot_feeding_days=lot.duration_days,
-    )
-
-
 @transaction.atomic
 def history_import(*, text: str, source: str = "") -> dict[str, int]:
     """Load a history CSV: all of it, or nothing (HistoryImportError lists the faults)."""
@@ -362,6 +320,8 @@ def history_import(*, text: str, source: str = "") -> dict[str, int]:
         defaults={"name": "Imported history (import_history)", "is_active": False},
     )
     counts = {"lots": 0, "feeding_records": 0, "samples": 0, "products": 0, "feedback": 0}
+    products: list[ConsumerProduct] = []
+    reviews: list[ConsumerFeedback] = []
     sites: dict[str, Site] = {}
     gaveurs: dict[tuple[str, str, str], Gaveur] = {}
     for item in lots:
@@ -403,10 +363,16 @@ def history_import(*, text: str, source: str = "") -> dict[str, int]:
         counts["feeding_records"] += len(records)
         if not item.products:
             continue
-        ids = product_ids_reserve(site_code=code, day=end.date(), count=len(item.products))
-        for product, pid in zip(item.products, ids, strict=True):
+        grades = [
+            p["fusion_grade"] or grade_for_score(float(p["fusion_score"])) for p in item.products
+        ]
+        ids = iter(
+            product_ids_reserve(
+                site_code=code, day=end.date(), count=sum(g != REJECT for g in grades)
+            )
+        )
+        for product, grade in zip(item.products, grades, strict=True):
             score = float(product["fusion_score"])
-            grade = product["fusion_grade"] or _grade(score)
             sample = SensorSample.objects.create(
                 time=end,
                 device=device,
@@ -420,24 +386,22 @@ def history_import(*, text: str, source: str = "") -> dict[str, int]:
                 spectral_oxidation_index=product["spectral_oxidation_index"],
                 fusion_score=score,
                 fusion_grade=grade,
-                is_compliant=grade != "REJECT",
+                is_compliant=grade != REJECT,
                 payload={"source": "import_history", "file": source, "line": product["line"]},
             )
             counts["samples"] += 1
-            stored = product_for_history(lot=lot, sample=sample, product_id=pid, site_code=code)
-            stored.save(force_insert=True)
-            counts["products"] += 1
+            if not sample.qualifies_for_product:
+                continue  # a REJECT sample yields no product (and cannot be rated)
+            stored = product_build(lot=lot, sample=sample, product_id=next(ids), site_code=code)
+            products.append(stored)
             if "ratings" in product:
-                ConsumerFeedback.objects.create(
-                    product=stored, comment=product["comment"], **product["ratings"]
+                reviews.append(
+                    ConsumerFeedback(
+                        product=stored, comment=product["comment"], **product["ratings"]
+                    )
                 )
-                counts["feedback"] += 1
-        if any("ratings" in product for product in item.products):
-            # The scan page reads the lot's review sums: keep them in step with the import.
-            lot_review_stats_rebuild(lot_id=lot.pk)
-    # Imported products join the tamper-evident log like registered ones (verify_ledger would
-    # otherwise report them as unsealed).
-    from traceability.ledger import ledger_seal_pending
-
-    ledger_seal_pending()
+    # The same bulk paths as every other writer: products are sealed in the ledger, and the
+    # lots' review sums (read by the scan page and moderation) are recomputed.
+    counts["products"] = products_bulk_register(products=products)
+    counts["feedback"] = feedback_bulk_import(reviews=reviews)
     return counts

@@ -15,7 +15,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from gaveurs.models import FeedingCurve, FeedingCurveDay, Gaveur, Site
+from gaveurs.models import Gaveur, Site
+from gaveurs.services import feeding_curve_approve, feeding_curve_for_new_lot, feeding_curve_retire
 from optimizer.curves import CurveBounds, curve_from_json, curve_to_json, curve_total_g
 from optimizer.models import OptimizationRun, OptimizedCurve
 
@@ -94,7 +95,6 @@ def optimization_run(
     4. Search the feasible curves; store the best as a *proposed* OptimizedCurve with the
        data and model metrics, and its predicted gain over the curve the scope follows now.
     """
-    from gaveurs.services import feeding_curve_for_new_lot
     from optimizer.dataset import dataset_build
     from optimizer.learning import curve_model_fit, insights_compute
     from optimizer.search import curve_search, curves_predict
@@ -285,18 +285,18 @@ def optimized_curve_approve(*, curve_id: int, user_id: int | None) -> OptimizedC
         raise OptimizerError(
             f"curve v{curve.version} is {curve.status}: only a proposed curve can be approved"
         )
-    feeding_curve = FeedingCurve.objects.create(
-        name=f"Optimised v{curve.version} ({curve.scope_label})"[:120],
+    feeding_curve = feeding_curve_approve(
+        name=f"Optimised v{curve.version} ({curve.scope_label})",
         description=(
             f"Proposed by optimize_curves (run #{curve.run_id}); predicted rating "
             f"{curve.predicted_rating:.2f} ± {curve.predicted_rating_std:.2f}."
         ),
+        doses=curve_from_json(curve.doses),
+        site_id=curve.site_id,
+        gaveur_id=curve.gaveur_id,
+        source=f"optimised curve v{curve.version}",
     )
-    FeedingCurveDay.objects.bulk_create(
-        FeedingCurveDay(curve=feeding_curve, day=day, morning_dose_g=m, evening_dose_g=e)
-        for day, (m, e) in enumerate(curve_from_json(curve.doses), start=1)
-    )
-    now = timezone.now()
+    now = feeding_curve.approved_at
     OptimizedCurve.objects.filter(
         status=OptimizedCurve.Status.APPROVED, site_id=curve.site_id, gaveur_id=curve.gaveur_id
     ).update(status=OptimizedCurve.Status.RETIRED, retired_at=now)
@@ -317,4 +317,6 @@ def optimized_curve_retire(*, curve_id: int) -> OptimizedCurve:
     curve.status = OptimizedCurve.Status.RETIRED
     curve.retired_at = timezone.now()
     curve.save(update_fields=["status", "retired_at"])
+    if curve.feeding_curve_id is not None:
+        feeding_curve_retire(curve_id=curve.feeding_curve_id)
     return curve

@@ -3,8 +3,9 @@
 Used by `simulate_loop`, the tests and the benchmark. The taste is known, so one can check
 that a recommended curve is truly better, not only predicted better.
 
-Histories are written in bulk straight into the tables (lots, feeding records, samples,
-products, feedback): a simulated history has no live sample flow, like an imported one.
+Histories are written in bulk: lots, feeding records and samples straight into their tables
+(a simulated history has no live sample flow, like an imported one), products and reviews
+through the bulk paths of their services, so they are sealed and counted like live ones.
 """
 
 from __future__ import annotations
@@ -17,22 +18,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from feedback.models import ConsumerFeedback
+from feedback.services import feedback_bulk_import
 from gaveurs.models import FeedingRecord, Gaveur, Lot, Site
-from optimizer.history import product_for_history, product_ids_reserve
 from sensors.models import Device, SensorSample
-from traceability.models import ConsumerProduct
+from sensors.rules import grade_for_score
+from traceability.services import product_build, product_ids_reserve, products_bulk_register
 
 REFERENCE_CURVE: list[tuple[float, float]] = [
     (round(0.45 * (360 + 50 * t), 1), round(0.55 * (360 + 50 * t), 1)) for t in range(11)
 ]
-
-
-def fusion_grade(score: float) -> str:
-    """The stations' cut-offs: A+ ≥ 0.85, A ≥ 0.75, B ≥ 0.60, C ≥ 0.45, else REJECT."""
-    for cut, grade in ((0.85, "A+"), (0.75, "A"), (0.60, "B"), (0.45, "C")):
-        if score >= cut:
-            return grade
-    return "REJECT"
 
 
 @dataclass(frozen=True)
@@ -184,7 +178,7 @@ def history_generate(
                     ),
                     spectral_oxidation_index=float(np.clip(rng.normal(0.1, 0.03), 0, 1)),
                     fusion_score=score,
-                    fusion_grade=fusion_grade(score),
+                    fusion_grade=grade_for_score(score),
                     is_compliant=True,
                     payload={"source": "synthetic"},
                 )
@@ -197,10 +191,10 @@ def history_generate(
             sample = samples[k]
             pid = product_ids[k]
             products.append(
-                product_for_history(lot=lot, sample=sample, product_id=pid, site_code=site.code)
+                product_build(lot=lot, sample=sample, product_id=pid, site_code=site.code)
             )
             k += 1
-    ConsumerProduct.objects.bulk_create(products, batch_size=5000)
+    products_bulk_register(products=products)
     feedback = []
     k = 0
     for ratings in ratings_per_lot:
@@ -218,5 +212,5 @@ def history_generate(
                     )
                 )
             k += 1
-    ConsumerFeedback.objects.bulk_create(feedback, batch_size=5000)
+    feedback_bulk_import(reviews=feedback)
     return {"lots": len(lots), "products": len(products), "reviews": len(feedback)}

@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from sensors import live, services
+from sensors import alerts, live, services
 from sensors.models import Device, QualityAlert, QualityThreshold, SensorSample
 
 
@@ -235,4 +235,4 @@ class QualityAlertAdmin(admin.ModelAdmin):
     @admin.action(description=_("Mark as resolved"))
     def resolve(self, request: HttpRequest, queryset: QuerySet[QualityAlert]) -> None:
         for alert in queryset.exclude(status=QualityAlert.Status.RESOLVED):
-            services.alert_resolve(alert=alert, user=request.user)
+            alerts.alert_resolve(alert=alert, user=request.user)

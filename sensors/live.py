@@ -19,11 +19,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Count
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from sensors.models import Device, QualityAlert, SensorSample
+from sensors.rules import GRADES
 from sensors.schemas import SPECTRAL_CHANNELS
 
 logger = logging.getLogger(__name__)
@@ -34,7 +37,6 @@ GROUP = "sqal_live"
 LIVE_PERMISSION = "sensors.view_sensorsample"
 RECENT = 5  # earlier samples listed under a station's latest one
 FLUSH_SECONDS = 0.5
-GRADES = ["A+", "A", "B", "C", "REJECT"]
 SPECTRAL_COLOURS = [
     "#7b2fbe",
     "#3f3fd8",
@@ -146,10 +148,6 @@ def render_alert(alert: dict[str, Any]) -> str:
 
 def dashboard_state(*, since: datetime | None = None) -> dict[str, Any]:
     """Latest sample per station, today's grade counts, open alerts: the page's first state."""
-    from django.db.models import Count
-
-    from sensors.models import Device, QualityAlert, SensorSample
-
     since = since or timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     cards = []
     for device in Device.objects.filter(is_active=True).order_by("device_id"):

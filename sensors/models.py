@@ -9,8 +9,10 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from sensors.payload import CompressedJSONField
+from sensors.rules import GRADES as RULE_GRADES
+from sensors.rules import product_eligible
 
-GRADES = ["A+", "A", "B", "C", "REJECT"]
+GRADES = list(RULE_GRADES)  # a list: the check constraint's deconstructed form
 
 
 class Grade(models.TextChoices):
@@ -159,7 +161,9 @@ class SensorSample(models.Model):
 
     @property
     def qualifies_for_product(self) -> bool:
-        return self.is_compliant and self.fusion_grade != Grade.REJECT
+        return product_eligible(
+            is_compliant=self.is_compliant, fusion_grade=self.fusion_grade, lot_id=self.lot_id
+        )
 
 
 class QualityThreshold(models.Model):

@@ -1,6 +1,6 @@
 """How a sample's full message is stored: its JSON text as received, zstd-compressed, in a bytea.
 
-Why not jsonb (what DESIGN.md first planned, "PostgreSQL compresses it"): a station message is
+Why not jsonb (what the design first planned, "PostgreSQL compresses it"): a station message is
 190 KB, and PostgreSQL spent more on that one column than the server spent on everything else.
 Measured on the real fixture, per row (PostgreSQL 16 backend CPU; pgserver is built without lz4,
 so its only TOAST codec is pglz):
@@ -95,3 +95,9 @@ class CompressedJSONField(models.BinaryField):
 
     def value_to_string(self, obj) -> str:
         return json.dumps(self.value_from_object(obj))
+
+    def deconstruct(self):
+        # The column is a plain bytea: migrations, which never import app code, see the
+        # BinaryField it is stored as.
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.BinaryField", args, kwargs

@@ -40,7 +40,6 @@ from pydantic import (
 )
 
 GradeName = Literal["A+", "A", "B", "C", "REJECT"]
-GRADE_CUTOFFS = [(0.85, "A+"), (0.75, "A"), (0.60, "B"), (0.45, "C")]
 
 SPECTRAL_CHANNELS = [
     "F1_415nm",
@@ -70,14 +69,6 @@ DistanceMatrix = _matrix(Annotated[float, Field(ge=0, le=4000)])
 PositiveMatrix = _matrix(NonNegative)
 StatusMatrix = _matrix(Annotated[float, Field(ge=0, le=255)])
 Channel = Annotated[float, Field(ge=0, le=65535)]
-
-
-def grade_for_score(score: float) -> str:
-    """The grade the stations give a fusion score (A+ ≥ 0.85, A ≥ 0.75, B ≥ 0.60, C ≥ 0.45)."""
-    for cutoff, grade in GRADE_CUTOFFS:
-        if score >= cutoff:
-            return grade
-    return "REJECT"
 
 
 class Strict(BaseModel):

@@ -1,4 +1,7 @@
-"""Writes of the sensors app: station tokens and greetings, sample ingestion, quality alerts.
+"""Writes of the sensors app: station tokens and greetings, and the rules of sample ingestion.
+
+Storage (SQL, binary arrays, prepared statements) is ``sensors.storage``; quality alerts are
+``sensors.alerts``.
 
 ``ingest_samples`` is the one writer of ``sqal_sensor_samples``. It stores a batch of samples in
 one transaction (group commit): the websocket batcher hands it whatever arrived while the previous
@@ -16,40 +19,39 @@ Per sample, inside the transaction:
   5. a compliant sample whose grade is not REJECT and that has a lot asks for its consumer
      product, which traceability registers once the transaction commits.
 If the batch transaction fails, each sample is retried alone so one bad row cannot sink the rest.
+``_ingest_batch`` names these steps: ``_batch_context`` (reads), ``_sample_prepare`` (1, 2, 4),
+``storage.samples_insert``, ``_samples_already_stored`` and ``_sample_settle`` (3, 5),
+``_stations_seen``.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import re
 import secrets
-import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import numpy as np
-from django.db import DatabaseError, connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db import DatabaseError, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 
-from gaveurs.models import Lot, Site
-from sensors.models import Device, QualityAlert, QualityThreshold, SensorSample
-from sensors.payload import compress_text
+from gaveurs.models import Site
+from sensors import storage
+from sensors.alerts import Alert, alerts_for
+from sensors.models import Device, QualityThreshold, SensorSample
+from sensors.rules import product_eligible
 from sensors.schemas import Hello, Reading
-from traceability.models import ConsumerProduct
-from traceability.services import product_registration_request
+from sensors.signals import product_registration_request
+from sensors.storage import LotRef, StationRef
 
 logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "sqal_"
 _SITE_IN_DEVICE_ID = re.compile(r"^[A-Za-z0-9]+_([A-Z]{2,5})_")
-GRADE_RANK = {"REJECT": 0, "C": 1, "B": 2, "A": 3, "A+": 4}
 LAST_SEEN_EVERY = 5.0
 _last_seen_written: dict[str, float] = {}
 
@@ -149,7 +151,7 @@ def device_hello(*, hello: Hello, authenticated: bool, allow_unregistered: bool)
     return device
 
 
-def _check_device(device: Device | _Station, *, authenticated: bool) -> None:
+def _check_device(device: Device | StationRef, *, authenticated: bool) -> None:
     if not device.is_active:
         raise DeviceRefused("device_inactive", f"station {device.device_id} is disabled")
     if device.has_token and not authenticated:
@@ -167,25 +169,6 @@ class SampleInput:
     reading: Reading
     payload: str  # the message as received (JSON text), stored verbatim (zstd, sensors/payload.py)
     authenticated: bool = False
-
-
-@dataclass(slots=True)
-class Alert:
-    """A quality alert as ingestion writes it (one ``QualityAlert`` row), as plain data: a
-    Django model instance costs ~25 µs to build, and a sample raises one or more alerts."""
-
-    sample_id: int | None  # the row's id, once inserted
-    lot_id: int | None
-    device_id: str
-    threshold_id: int | None
-    rule: str
-    metric: str
-    value: str
-    severity: str
-    message: str
-    sample_key: str = ""  # the station's sample id, until the row has an id
-    status: str = QualityAlert.Status.OPEN
-    created_at: datetime | None = None
 
 
 @dataclass
@@ -263,285 +246,82 @@ def ingest_samples(*, items: Sequence[SampleInput], allow_unregistered: bool) ->
     return results
 
 
-_COLUMNS = [
-    "time",
-    "received_at",
-    "device_id",
-    "sample_id",
-    "lot_id",
-    "site_code",
-    "tof_volume_mm3",
-    "tof_surface_uniformity",
-    "tof_quality_score",
-    "tof_grade",
-    "distance_matrix",
-    "reflectance_matrix",
-    "amplitude_matrix",
-    "ambient_matrix",
-    "status_matrix",
-    "spectral_channels",
-    "spectral_freshness_index",
-    "spectral_fat_quality_index",
-    "spectral_oxidation_index",
-    "spectral_quality_score",
-    "spectral_grade",
-    "fusion_score",
-    "fusion_grade",
-    "is_compliant",
-    "fill_conformity",
-    "lot_abattage",
-    "eleveur",
-    "provenance",
-    "firmware_version",
-    "temperature_c",
-    "humidity_percent",
-    "payload",
-]
-_CASTS = {
-    "distance_matrix": "::double precision[]",
-    "reflectance_matrix": "::double precision[]",
-    "amplitude_matrix": "::double precision[]",
-    "ambient_matrix": "::double precision[]",
-    "status_matrix": "::double precision[]",
-    "spectral_channels": "::double precision[]",
-}
+@dataclass
+class _BatchContext:
+    """What a batch needs from the database before it is stored, read in one round trip."""
+
+    devices: dict[str, StationRef]
+    lots_by_id: dict[int, LotRef]
+    lots_by_code: dict[str, LotRef]
+    thresholds: list[QualityThreshold]
 
 
-# An alert row as sent with the samples: its sample is named by (station, sample id), the
-# statement resolves it to the new row's id. (Typed: a parameter in VALUES is text otherwise.)
-_ALERT_ROW = [
-    ("device_id", "::varchar"),
-    ("sample_key", "::varchar"),
-    ("lot_id", "::bigint"),
-    ("threshold_id", "::bigint"),
-    ("rule", "::varchar"),
-    ("metric", "::varchar"),
-    ("value", "::varchar"),
-    ("severity", "::varchar"),
-    ("message", "::varchar"),
-    ("status", "::varchar"),
-    ("created_at", "::timestamptz"),
-]
+@dataclass
+class _Pending:
+    """The rows and alerts to insert, and which items each (station, sample id) came from."""
+
+    rows: list[list] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    items: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
 
-def _placeholders(first: int, casts: Sequence[str]) -> str:
-    return "(" + ", ".join(f"${first + i}{cast}" for i, cast in enumerate(casts)) + ")"
-
-
-@functools.lru_cache(maxsize=256)
-def _insert_sql(count: int, alert_count: int) -> str:
-    """One statement: ``count`` samples, skipping (device, sample) pairs already stored, and
-    ``alert_count`` alerts, kept for the samples it inserted only.
-
-    PostgreSQL's own placeholders ($1, $2…, for a ``RawCursor``): psycopg parses a statement
-    written with %s on every call once it is longer than 4 KB, and this one is longer.
-    """
-    casts = [_CASTS.get(c, "") for c in _COLUMNS]
-    samples = ", ".join(_placeholders(n * len(casts) + 1, casts) for n in range(count))
-    insert = (
-        f"INSERT INTO {SensorSample._meta.db_table} ({', '.join(_COLUMNS)}) VALUES {samples} "
-        f"ON CONFLICT (device_id, sample_id) DO NOTHING RETURNING id, device_id, sample_id"
-    )
-    if not alert_count:
-        return insert
-    offset = count * len(casts) + 1
-    alert_casts = [cast for _, cast in _ALERT_ROW]
-    alerts = ", ".join(
-        _placeholders(offset + n * len(alert_casts), alert_casts) for n in range(alert_count)
-    )
-    names = [name for name, _ in _ALERT_ROW]
-    values = ["new.id" if c == "sample_id" else f"a.{c}" for c in _ALERT_COLUMNS]
-    return (
-        f"WITH new AS ({insert}), "
-        f"alerts AS (INSERT INTO {QualityAlert._meta.db_table} ({', '.join(_ALERT_COLUMNS)}) "
-        f"SELECT {', '.join(values)} "
-        f"FROM new JOIN (VALUES {alerts}) AS a ({', '.join(names)}) "
-        f"ON a.device_id = new.device_id AND a.sample_key = new.sample_id) "
-        f"SELECT id, device_id, sample_id FROM new"
-    )
-
-
-_ARRAYS = {c for c, cast in _CASTS.items() if cast.endswith("[]")}
-
-
-class Float8Array(bytes):
-    """A float8[] in PostgreSQL's binary format (sent as it is, see ``_Float8ArrayDumper``)."""
-
-
-_FLOAT8_OID, _FLOAT8_ARRAY_OID = 701, 1022
-_CELL = np.dtype([("size", ">i4"), ("value", ">f8")])  # each element: its length, its value
-
-
-def _float8_array(value) -> Float8Array | None:
-    """Floats (a list, or a list of rows) as a binary float8[]: numpy converts the floats in C.
-
-    The text literal ({{1.0,2.0},{…}}) meant printing and parsing 330 floats per sample, a
-    fifth of the server's GIL time on compact messages. Shapes are validated (8×8, 10).
-    """
-    if value is None:
-        return None
-    floats = np.asarray(value, dtype=np.float64)
-    if floats.size == 0:
-        return Float8Array(struct.pack(">iiI", 0, 0, _FLOAT8_OID))
-    dims = [number for size in floats.shape for number in (size, 1)]  # size, lower bound
-    header = struct.pack(f">iiI{len(dims)}i", floats.ndim, 0, _FLOAT8_OID, *dims)
-    cells = np.empty(floats.size, dtype=_CELL)
-    cells["size"] = 8
-    cells["value"] = floats.ravel()
-    return Float8Array(header + cells.tobytes())
-
-
-class _Float8ArrayDumper(Dumper):
-    format = Format.BINARY
-    oid = _FLOAT8_ARRAY_OID
-
-    def dump(self, obj: Float8Array) -> bytes:
-        return obj
-
-
-def _row(reading: Reading, *, lot_id: int | None, site_code: str, now: datetime, payload: str):
-    values = {name: getattr(reading, name) for name in _COLUMNS if hasattr(reading, name)}
-    # The message's own text, zstd-compressed (sensors/payload.py): never re-serialised. This
-    # runs on a writer thread, and zstd releases the GIL while it compresses.
-    values.update(
-        received_at=now, lot_id=lot_id, site_code=site_code, payload=compress_text(payload)
-    )
-    for name in _ARRAYS:
-        values[name] = _float8_array(values[name])
-    return [values[c] for c in _COLUMNS]
-
-
-# psycopg prepares a statement (PostgreSQL parses and plans it once per connection) once it has
-# run this many times on the connection; executemany prepares at once. Django turns that off
-# (prepare_threshold None, for transaction-pooling proxies); the writer threads' connections turn
-# it back on for these statements, as feedback's scan statement does: the plan of the 32-column
-# INSERT was half of PostgreSQL's time per sample. Behind PgBouncer, session pooling (README).
-PREPARE_THRESHOLD = 5
-
-
-def _raw_cursor(*, native: bool = False):
-    """A server-side-binding psycopg cursor on this thread's connection, statements prepared.
-
-    ``native``: the statement uses PostgreSQL's placeholders ($1…) rather than %s.
-    """
-    import psycopg
-
-    connection.ensure_connection()
-    session = connection.connection
-    if session.prepare_threshold is None:
-        session.prepare_threshold = PREPARE_THRESHOLD
-        session.adapters.register_dumper(Float8Array, _Float8ArrayDumper)
-    return (psycopg.RawCursor if native else psycopg.Cursor)(session)
-
-
-def _insert_rows(
-    rows: list[list], alerts: Sequence[Alert], *, now: datetime
-) -> dict[tuple[str, str], int]:
-    """Insert rows, skipping (device, sample) pairs already stored, and the alerts of the rows
-    inserted (each alert's ``sample_key`` names its sample); returns the new rows' ids.
-
-    One statement, one round trip, with server-side parameters: the compressed payloads and the
-    binary arrays travel as they are, with no quoting. (One statement per row, even pipelined,
-    cost a psycopg send/receive cycle per row; each round trip also costs the writer thread a
-    wait for the GIL, which the event loop holds most of the time.)
-    """
-    params = [value for row in rows for value in row]
-    for a in alerts:
-        params += (
-            a.device_id,
-            a.sample_key,
-            a.lot_id,
-            a.threshold_id,
-            a.rule,
-            a.metric,
-            a.value,
-            a.severity,
-            a.message,
-            a.status,
-            now,
+def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> list[IngestResult]:
+    """The steps of ``ingest_samples``, inside its transaction (numbered in the module doc)."""
+    now = timezone.now()
+    results = [
+        IngestResult(
+            device_id=item.reading.device_id, sample_id=item.reading.sample_id, status="error"
         )
-    with connection.wrap_database_errors, _raw_cursor(native=True) as cursor:
-        cursor.execute(_insert_sql(len(rows), len(alerts)), params)
-        return {(device_id, sample_id): pk for pk, device_id, sample_id in cursor.fetchall()}
+        for item in items
+    ]
+    context = _batch_context(items, allow_unregistered=allow_unregistered)
+    pending = _Pending()
+    for index, item in enumerate(items):
+        _sample_prepare(item, results[index], context, pending, index=index, now=now)
+    inserted = storage.samples_insert(pending.rows, pending.alerts, now=now) if pending.rows else {}
+    stored = _samples_already_stored([key for key in pending.items if key not in inserted])
+    for key, indexes in pending.items.items():
+        _sample_settle([results[i] for i in indexes], inserted.get(key), stored.get(key))
+    _stations_seen(results, now=now)
+    return results
 
 
-@dataclass(frozen=True)
-class _Lot:
-    id: int
-    code: str
-    site_code: str
+def _batch_context(items: Sequence[SampleInput], *, allow_unregistered: bool) -> _BatchContext:
+    """Stations, lots and quality thresholds, in one round trip. Lots: those named by id, and
+    by slaughter lot code (used when the station has no assigned lot). Missing stations are
+    created when unregistered stations are allowed."""
+    device_ids = sorted({item.reading.device_id for item in items})
+    lot_ids = sorted({item.reading.lot_id for item in items if item.reading.lot_id is not None})
+    codes = sorted(
+        {
+            item.reading.lot_abattage
+            for item in items
+            if item.reading.lot_id is None and item.reading.lot_abattage
+        }
+    )
+    station_rows, lot_rows, threshold_rows = storage.fetch_all(
+        [
+            (storage.STATIONS_SQL, [device_ids]),
+            (storage.LOTS_SQL, [lot_ids, codes]),
+            (storage.THRESHOLDS_SQL, []),
+        ]
+    )
+    devices = storage.stations_from(station_rows)
+    missing = [d for d in device_ids if d not in devices]
+    if missing and allow_unregistered:
+        _create_devices(missing)
+        devices.update(storage.stations_fetch(missing))
+    lots = [LotRef(*row) for row in lot_rows]
+    named_ids, named_codes = set(lot_ids), set(codes)
+    return _BatchContext(
+        devices=devices,
+        lots_by_id={lot.id: lot for lot in lots if lot.id in named_ids},
+        lots_by_code={lot.code: lot for lot in lots if lot.code in named_codes},
+        thresholds=storage.thresholds_from(threshold_rows),
+    )
 
 
-@dataclass(frozen=True)
-class _Station:
-    device_id: str
-    is_active: bool
-    has_token: bool
-    site_code: str | None
-    assigned_lot: _Lot | None
-    lots_of_any_site: bool = False
-
-
-def _fetch(sql: str, params: Sequence) -> list[tuple]:
-    with connection.wrap_database_errors, _raw_cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
-_DEVICE, _SITE, _LOT = Device._meta.db_table, Site._meta.db_table, Lot._meta.db_table
-
-
-_STATIONS_SQL = (
-    f"SELECT d.device_id, d.is_active, d.token_hash <> '', s.code, l.id, l.code, ls.code, "
-    f"d.lots_of_any_site "
-    f"FROM {_DEVICE} d LEFT JOIN {_SITE} s ON s.id = d.site_id "
-    f"LEFT JOIN {_LOT} l ON l.id = d.assigned_lot_id "
-    f"LEFT JOIN {_SITE} ls ON ls.id = l.site_id "
-    f"WHERE d.device_id = ANY(%s)"
-)
-_LOTS_SQL = (
-    f"SELECT l.id, l.code, s.code FROM {_LOT} l JOIN {_SITE} s ON s.id = l.site_id "
-    f"WHERE l.id = ANY(%s) OR l.code = ANY(%s)"
-)
-_THRESHOLDS_SQL = (
-    f"SELECT id, metric, operator, value, grade, severity "
-    f"FROM {QualityThreshold._meta.db_table} WHERE is_active"
-)
-
-
-def _fetch_all(queries: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]:
-    """Several reads in one round trip (a psycopg pipeline): each one costs the writer thread a
-    wait for PostgreSQL and then for the GIL, which the event loop holds most of the time."""
-    cursors = []
-    with connection.wrap_database_errors:
-        first = _raw_cursor()
-        with first.connection.pipeline():
-            for sql, params in queries:
-                cursor = first if not cursors else _raw_cursor()
-                cursor.execute(sql, params)
-                cursors.append(cursor)
-        try:
-            return [cursor.fetchall() for cursor in cursors]
-        finally:
-            for cursor in cursors:
-                cursor.close()
-
-
-def _stations_from(rows: Sequence[tuple]) -> dict[str, _Station]:
-    return {
-        device_id: _Station(
-            device_id=device_id,
-            is_active=is_active,
-            has_token=has_token,
-            site_code=site_code,
-            assigned_lot=_Lot(lot_id, lot_code, lot_site) if lot_id is not None else None,
-            lots_of_any_site=any_site,
-        )
-        for device_id, is_active, has_token, site_code, lot_id, lot_code, lot_site, any_site in rows
-    }
-
-
-def _lot_refusal(station: _Station, lot: _Lot) -> tuple[str, str] | None:
+def _lot_refusal(station: StationRef, lot: LotRef) -> tuple[str, str] | None:
     """Why ``station`` may not put a sample into ``lot`` (detail, rule), or None when it may.
 
     A station writes into its own site's lots only, and only into its assigned lot when staff
@@ -567,191 +347,141 @@ def _lot_refusal(station: _Station, lot: _Lot) -> tuple[str, str] | None:
     return None
 
 
-def _stations(device_ids: Sequence[str]) -> dict[str, _Station]:
-    return _stations_from(_fetch(_STATIONS_SQL, [list(device_ids)]))
-
-
-def _thresholds_from(rows: Sequence[tuple]) -> list[QualityThreshold]:
-    return [
-        QualityThreshold(
-            id=pk, metric=metric, operator=op, value=value, grade=grade, severity=severity
-        )
-        for pk, metric, op, value, grade, severity in rows
-    ]
-
-
-_ALERT_COLUMNS = [
-    "sample_id",
-    "lot_id",
-    "device_id",
-    "threshold_id",
-    "rule",
-    "metric",
-    "value",
-    "severity",
-    "message",
-    "status",
-    "created_at",
-]
-
-
-def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> list[IngestResult]:
-    now = timezone.now()
-    results = [
-        IngestResult(
-            device_id=item.reading.device_id, sample_id=item.reading.sample_id, status="error"
-        )
-        for item in items
-    ]
-
-    # 1. Stations, lots and quality thresholds, in one round trip. Lots: those named by id, and
-    #    by slaughter lot code (used when the station has no assigned lot). (Reads in this
-    #    function are plain SQL: an ORM query costs ~20 times the CPU of the same query through
-    #    the cursor, and they run once per batch on the hot path.)
-    device_ids = sorted({item.reading.device_id for item in items})
-    lot_ids = sorted({item.reading.lot_id for item in items if item.reading.lot_id is not None})
-    codes = sorted(
-        {
-            item.reading.lot_abattage
-            for item in items
-            if item.reading.lot_id is None and item.reading.lot_abattage
-        }
+def _sample_prepare(
+    item: SampleInput,
+    result: IngestResult,
+    context: _BatchContext,
+    pending: _Pending,
+    *,
+    index: int,
+    now: datetime,
+) -> None:
+    """Check the station, resolve the lot and site, and queue the row and its alerts (steps 1,
+    2 and 4); a refusal is written on ``result``. ``index`` is the item's place in the batch."""
+    reading = result.reading = item.reading
+    device = context.devices.get(reading.device_id)
+    if device is None:
+        result.error_code = "unknown_device"
+        result.error_detail = f"station {reading.device_id} is not registered"
+        return
+    try:
+        _check_device(device, authenticated=item.authenticated)
+    except DeviceRefused as exc:
+        result.error_code, result.error_detail = exc.code, exc.detail
+        return
+    if reading.lot_id is not None:
+        lot = context.lots_by_id.get(reading.lot_id)
+        if lot is None:
+            result.error_code = "unknown_lot"
+            result.error_detail = f"lot_id: lot {reading.lot_id} does not exist (lot_exists)"
+            result.error_field, result.error_rule = "lot_id", "lot_exists"
+            return
+        refusal = _lot_refusal(device, lot)
+        if refusal:
+            logger.warning("station %s refused: %s", reading.device_id, refusal[0])
+            result.error_code, result.error_detail = "lot_not_allowed", refusal[0]
+            result.error_field, result.error_rule = "lot_id", refusal[1]
+            return
+    elif device.assigned_lot is not None:
+        lot = device.assigned_lot
+    else:
+        lot = context.lots_by_code.get(reading.lot_abattage)
+        if lot is not None and _lot_refusal(device, lot):
+            lot = None  # a slaughter lot code of another site: no lot (alert no_lot)
+    site_code = _site_code(device.site_code, reading.device_id, reading.site_code) or (
+        lot.site_code if lot is not None else ""
     )
-    station_rows, lot_rows, threshold_rows = _fetch_all(
-        [
-            (_STATIONS_SQL, [device_ids]),
-            (_LOTS_SQL, [lot_ids, codes]),
-            (_THRESHOLDS_SQL, []),
-        ]
+    result.lot_id = lot.id if lot is not None else None
+    result.lot_code = lot.code if lot is not None else ""
+    result.site_code = site_code
+    key = (reading.device_id, reading.sample_id)
+    if key in pending.items:
+        pending.items[key].append(index)  # the same sample twice in one batch: stored once
+        return
+    pending.items[key] = [index]
+    pending.rows.append(
+        storage.sample_row(
+            reading, lot_id=result.lot_id, site_code=site_code, now=now, payload=item.payload
+        )
     )
-    devices = _stations_from(station_rows)
-    missing = [d for d in device_ids if d not in devices]
-    if missing and allow_unregistered:
-        _create_devices(missing)
-        devices.update(_stations(missing))
-    lots = [_Lot(*row) for row in lot_rows]
-    named_ids, named_codes = set(lot_ids), set(codes)
-    lots_by_id = {lot.id: lot for lot in lots if lot.id in named_ids}
-    lots_by_code = {lot.code: lot for lot in lots if lot.code in named_codes}
+    # Its alerts go with it, in the same statement, which keeps them if the row is new.
+    result.alerts = alerts_for(result, reading, context.thresholds, now=now)
+    pending.alerts.extend(result.alerts)
 
-    thresholds = _thresholds_from(threshold_rows)
-    rows: list[list] = []
-    alerts: list[Alert] = []
-    pending: dict[tuple[str, str], list[int]] = {}  # (device, sample) -> indexes of items
-    for index, item in enumerate(items):
-        reading, result = item.reading, results[index]
-        result.reading = reading
-        device = devices.get(reading.device_id)
-        if device is None:
-            result.error_code = "unknown_device"
-            result.error_detail = f"station {reading.device_id} is not registered"
-            continue
-        try:
-            _check_device(device, authenticated=item.authenticated)
-        except DeviceRefused as exc:
-            result.error_code, result.error_detail = exc.code, exc.detail
-            continue
-        if reading.lot_id is not None:
-            lot = lots_by_id.get(reading.lot_id)
-            if lot is None:
-                result.error_code = "unknown_lot"
-                result.error_detail = f"lot_id: lot {reading.lot_id} does not exist (lot_exists)"
-                result.error_field, result.error_rule = "lot_id", "lot_exists"
-                continue
-            refusal = _lot_refusal(device, lot)
-            if refusal:
-                logger.warning("station %s refused: %s", reading.device_id, refusal[0])
-                result.error_code, result.error_detail = "lot_not_allowed", refusal[0]
-                result.error_field, result.error_rule = "lot_id", refusal[1]
-                continue
-        elif device.assigned_lot is not None:
-            lot = device.assigned_lot
-        else:
-            lot = lots_by_code.get(reading.lot_abattage)
-            if lot is not None and _lot_refusal(device, lot):
-                lot = None  # a slaughter lot code of another site: no lot (alert no_lot)
-        site_code = _site_code(device.site_code, reading.device_id, reading.site_code) or (
-            lot.site_code if lot is not None else ""
+
+def _samples_already_stored(keys: list[tuple[str, str]]) -> dict[tuple[str, str], SensorSample]:
+    """The stored rows of the (station, sample id) pairs the insert skipped (step 3), with
+    whether each already has its product."""
+    if not keys:
+        return {}
+    return {
+        (s.device_id, s.sample_id): s
+        for s in SensorSample.objects.filter(
+            device_id__in={d for d, _ in keys}, sample_id__in={s for _, s in keys}
         )
-        result.lot_id = lot.id if lot is not None else None
-        result.lot_code = lot.code if lot is not None else ""
-        result.site_code = site_code
-        key = (reading.device_id, reading.sample_id)
-        if key in pending:
-            pending[key].append(index)  # the same sample twice in one batch: stored once
-            continue
-        pending[key] = [index]
-        rows.append(
-            _row(reading, lot_id=result.lot_id, site_code=site_code, now=now, payload=item.payload)
+        .only(
+            "id",
+            "device_id",
+            "sample_id",
+            "fusion_score",
+            "fusion_grade",
+            "is_compliant",
+            "lot_id",
+            "site_code",
         )
-        # Its alerts go with it, in the same statement, which keeps them if the row is new.
-        result.alerts = _alerts_for(result, reading, thresholds, now=now)
-        alerts.extend(result.alerts)
+        .annotate(
+            has_product=ExpressionWrapper(Q(product__isnull=False), output_field=BooleanField())
+        )
+    }
 
-    # 2. Insert, with their alerts; rows already there are duplicates.
-    inserted = _insert_rows(rows, alerts, now=now) if rows else {}
-    existing_keys = [key for key in pending if key not in inserted]
-    existing = {}
-    if existing_keys:
-        existing = {
-            (s.device_id, s.sample_id): s
-            for s in SensorSample.objects.filter(
-                device_id__in={d for d, _ in existing_keys},
-                sample_id__in={s for _, s in existing_keys},
-            )
-            .only(
-                "id",
-                "device_id",
-                "sample_id",
-                "fusion_score",
-                "fusion_grade",
-                "is_compliant",
-                "lot_id",
-                "site_code",
-            )
-            .annotate(has_product=Exists(ConsumerProduct.objects.filter(sample=OuterRef("pk"))))
-        }
 
-    for key, indexes in pending.items():
-        first = results[indexes[0]]
+def _sample_settle(
+    results: list[IngestResult], inserted_pk: int | None, stored: SensorSample | None
+) -> None:
+    """The outcome of one (station, sample id) of the batch (steps 3 and 5): saved, or a
+    duplicate of the stored row; ``results`` are the batch's items with that key, in order.
+
+    An eligible sample asks for its product; so does an eligible duplicate that has none yet: it
+    was resent because its ack was lost, and so may its product request have been (server
+    killed, or connection lost, between the commit and the publication). Registration is
+    idempotent.
+    """
+    first, later = results[0], results[1:]
+    if inserted_pk is not None:
         reading = first.reading
-        if key in inserted:
-            first.status, first.pk = "saved", inserted[key]
-            first.fusion_score, first.fusion_grade = reading.fusion_score, reading.fusion_grade
-            for alert in first.alerts:
-                alert.sample_id = first.pk
-            if reading.is_compliant and reading.fusion_grade != "REJECT" and first.lot_id:
-                product_registration_request(
-                    lot_id=first.lot_id, sample_id=reading.sample_id, site_code=first.site_code
-                )
-                first.product_requested = True
-            later = indexes[1:]
-        else:
-            first.alerts = []  # the statement kept none: the sample was already stored
-            stored = existing[key]
-            first.status, first.pk = "duplicate", stored.pk
-            first.fusion_score, first.fusion_grade = stored.fusion_score, stored.fusion_grade
-            if (
-                stored.is_compliant
-                and stored.fusion_grade != "REJECT"
-                and stored.lot_id
-                and not stored.has_product
-            ):
-                # Resent because its ack was lost: so may its product request have been (server
-                # killed, or connection lost, between the commit and the publication). Ask again;
-                # registration is idempotent.
-                product_registration_request(
-                    lot_id=stored.lot_id, sample_id=stored.sample_id, site_code=stored.site_code
-                )
-                first.product_requested = True
-            later = indexes[1:]
-        for index in later:
-            dup = results[index]
-            dup.status, dup.pk = "duplicate", first.pk
-            dup.fusion_score, dup.fusion_grade = first.fusion_score, first.fusion_grade
+        first.status, first.pk = "saved", inserted_pk
+        first.fusion_score, first.fusion_grade = reading.fusion_score, reading.fusion_grade
+        for alert in first.alerts:
+            alert.sample_id = first.pk
+        if product_eligible(
+            is_compliant=reading.is_compliant,
+            fusion_grade=reading.fusion_grade,
+            lot_id=first.lot_id,
+        ):
+            product_registration_request(
+                lot_id=first.lot_id, sample_id=reading.sample_id, site_code=first.site_code
+            )
+            first.product_requested = True
+    else:
+        first.alerts = []  # the statement kept none: the sample was already stored
+        first.status, first.pk = "duplicate", stored.pk
+        first.fusion_score, first.fusion_grade = stored.fusion_score, stored.fusion_grade
+        eligible = product_eligible(
+            is_compliant=stored.is_compliant, fusion_grade=stored.fusion_grade, lot_id=stored.lot_id
+        )
+        if eligible and not stored.has_product:
+            product_registration_request(
+                lot_id=stored.lot_id, sample_id=stored.sample_id, site_code=stored.site_code
+            )
+            first.product_requested = True
+    for dup in later:
+        dup.status, dup.pk = "duplicate", first.pk
+        dup.fusion_score, dup.fusion_grade = first.fusion_score, first.fusion_grade
 
-    # 3. Stations seen (at most every LAST_SEEN_EVERY seconds per station: a busy station
-    #    would otherwise rewrite its row in every batch).
+
+def _stations_seen(results: Sequence[IngestResult], *, now: datetime) -> None:
+    """Stations seen, at most every LAST_SEEN_EVERY seconds per station: a busy station would
+    otherwise rewrite its row in every batch."""
     clock = time.monotonic()
     seen = {
         r.device_id
@@ -762,91 +492,3 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
     if seen:
         Device.objects.filter(device_id__in=seen).update(last_seen_at=now)
         transaction.on_commit(lambda: _last_seen_written.update(dict.fromkeys(seen, clock)))
-    return results
-
-
-# --- quality alerts ---------------------------------------------------------------------------
-
-_COMPARE = {
-    "lt": lambda a, b: a < b,
-    "lte": lambda a, b: a <= b,
-    "gt": lambda a, b: a > b,
-    "gte": lambda a, b: a >= b,
-}
-
-
-def _alerts_for(
-    result: IngestResult,
-    reading: Reading,
-    thresholds: Sequence[QualityThreshold],
-    *,
-    now: datetime,
-) -> list[Alert]:
-    alerts: list[Alert] = []
-
-    def alert(*, threshold, rule, metric, value, severity, message) -> None:
-        alerts.append(
-            Alert(
-                sample_id=result.pk,
-                lot_id=result.lot_id,
-                device_id=reading.device_id,
-                threshold_id=threshold.id if threshold is not None else None,
-                rule=rule,
-                metric=metric,
-                value=value,
-                severity=severity,
-                message=message[:300],
-                sample_key=reading.sample_id,
-                created_at=now,
-            )
-        )
-
-    lot_label = result.lot_code or "sans lot / no lot"
-    for threshold in thresholds:
-        if threshold.metric == QualityThreshold.Metric.FUSION_GRADE:
-            grade = reading.fusion_grade
-            if GRADE_RANK.get(grade, 0) <= GRADE_RANK.get(threshold.grade, -1):
-                alert(
-                    threshold=threshold,
-                    rule=threshold.rule,
-                    metric=threshold.metric,
-                    value=grade,
-                    severity=threshold.severity,
-                    message=f"{reading.sample_id} (lot {lot_label}): grade {grade} "
-                    f"— {threshold.rule}",
-                )
-            continue
-        value = getattr(reading, threshold.metric, None)
-        if value is None or threshold.value is None:
-            continue
-        if _COMPARE[threshold.operator](value, threshold.value):
-            alert(
-                threshold=threshold,
-                rule=threshold.rule,
-                metric=threshold.metric,
-                value=f"{value:.4g}",
-                severity=threshold.severity,
-                message=f"{reading.sample_id} (lot {lot_label}): {threshold.metric} = "
-                f"{value:.4g} — {threshold.rule}",
-            )
-    if result.lot_id is None:
-        alert(
-            threshold=None,
-            rule="no_lot",
-            metric="lot",
-            value=reading.lot_abattage[:40],
-            severity=QualityThreshold.Severity.CRITICAL,
-            message=f"{reading.sample_id}: aucun lot trouvé (lot_abattage "
-            f"{reading.lot_abattage!r}), aucun produit ne peut être enregistré / no lot found, "
-            f"no product can be registered",
-        )
-    return alerts
-
-
-def alert_resolve(*, alert: QualityAlert, user) -> QualityAlert:
-    """Mark an alert resolved by a staff member."""
-    alert.status = QualityAlert.Status.RESOLVED
-    alert.handled_at = timezone.now()
-    alert.handled_by = user
-    alert.save(update_fields=["status", "handled_at", "handled_by"])
-    return alert

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sensors.schemas import SPECTRAL_CHANNELS, grade_for_score
+from sensors.rules import grade_for_score
+from sensors.schemas import SPECTRAL_CHANNELS
 
 logger = logging.getLogger(__name__)
 

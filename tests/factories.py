@@ -10,8 +10,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
+from feedback.models import ConsumerFeedback
+from feedback.services import feedback_submit
 from gaveurs.models import Gaveur, Lot, Site
 from sensors.models import Device, SensorSample
+from traceability.models import ConsumerProduct
+from traceability.services import product_register
 
 _counter = itertools.count(1)
 
@@ -82,3 +86,30 @@ def make_staff(username: str = "qualite", *perms: str, password: str = "x-long-p
             Permission.objects.get(content_type__app_label=app_label, codename=codename)
         )
     return get_user_model().objects.get(pk=user.pk)  # a fresh instance: no stale perm cache
+
+
+def make_product(lot: Any = None, **sample_kw: Any) -> ConsumerProduct:
+    """A real product, registered by the PL/pgSQL function from a compliant sample."""
+    lot = lot or make_lot()
+    sample = make_sample(lot=lot, **sample_kw)
+    registered = product_register(lot_id=lot.id, sample_id=sample.sample_id, site_code="LL")
+    return ConsumerProduct.objects.get(product_id=registered.product_id)
+
+
+RATINGS = {
+    "overall_rating": 5,
+    "taste_rating": 5,
+    "texture_rating": 4,
+    "appearance_rating": 5,
+    "value_rating": 4,
+}
+
+
+def review(product: ConsumerProduct, **kw: Any) -> ConsumerFeedback:
+    """A consumer's review of ``product``, through the live service."""
+    return feedback_submit(qr_code=product.qr_code, **{**RATINGS, **kw})
+
+
+def forged(code: str) -> str:
+    """The same code with its signature's last hex digit changed."""
+    return code[:-1] + ("0" if code[-1] != "0" else "1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import admin
@@ -11,15 +12,44 @@ from django.utils.html import format_html
 from django_celery_results import admin as celery_results_admin
 from django_celery_results.models import GroupResult, TaskResult
 
+from gaveurs.admin import LotAdmin
+from gaveurs.models import Lot
 from traceability import labels, qr
 from traceability.auth import api_token_revoke
 from traceability.models import (
     ApiToken,
     ConsumerProduct,
+    ForgedScanAttempt,
     LedgerHead,
     LedgerVerification,
+    ProductScanStats,
     ProductSequence,
+    ScanAlert,
+    ScanEvent,
 )
+
+
+class ConsumerProductInline(admin.TabularInline):
+    model = ConsumerProduct
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["product_id", "sqal_sample_id", "fusion_grade", "fusion_score", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        # Products are registered only through register_consumer_product.
+        return False
+
+
+class LotWithProductsAdmin(LotAdmin):
+    """The lot page of gaveurs, with the lot's products listed (products are this app's)."""
+
+    inlines = [*LotAdmin.inlines, ConsumerProductInline]
+
+
+admin.site.unregister(Lot)
+admin.site.register(Lot, LotWithProductsAdmin)
 
 
 @admin.register(ConsumerProduct)
@@ -113,8 +143,6 @@ class LedgerHeadAdmin(admin.ModelAdmin):
 
     @admin.display(description="signed at")
     def signed_at(self, obj: LedgerHead):
-        from datetime import UTC, datetime
-
         return datetime.fromtimestamp(obj.timestamp_ms / 1000, tz=UTC)
 
     @admin.display(description="root hash")
@@ -156,6 +184,56 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         for token in queryset:
             api_token_revoke(token=token)
+
+
+# --- Scans: counters, events, copied-label alerts, forged codes (read-only but alerts) ------
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ProductScanStats)
+class ProductScanStatsAdmin(ReadOnlyAdmin):
+    list_display = ["product", "scan_count", "first_scanned_at", "last_scanned_at"]
+    search_fields = ["product__product_id", "product__lot_code"]
+    list_select_related = ["product"]
+    ordering = ["-scan_count"]
+    date_hierarchy = "last_scanned_at"
+
+
+@admin.register(ScanEvent)
+class ScanEventAdmin(ReadOnlyAdmin):
+    list_display = ["product", "scanned_at", "channel", "country", "place_source", "language"]
+    list_filter = ["channel", "country", "place_source", "scanned_at"]
+    search_fields = ["product__product_id"]
+    list_select_related = ["product"]
+    date_hierarchy = "scanned_at"
+
+
+@admin.register(ScanAlert)
+class ScanAlertAdmin(admin.ModelAdmin):
+    list_display = ["product", "scan_count", "threshold", "raised_at", "is_resolved"]
+    list_filter = ["is_resolved", "raised_at"]
+    search_fields = ["product__product_id", "product__lot_code"]
+    list_select_related = ["product"]
+    readonly_fields = ["product", "threshold", "scan_count", "raised_at"]
+    fields = ["product", "threshold", "scan_count", "raised_at", "is_resolved", "resolution_note"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(ForgedScanAttempt)
+class ForgedScanAttemptAdmin(ReadOnlyAdmin):
+    list_display = ["claimed_product_id", "attempted_at", "channel", "country", "code"]
+    list_filter = ["channel", "country", "attempted_at"]
+    search_fields = ["claimed_product_id", "code"]
+    date_hierarchy = "attempted_at"
 
 
 # --- Celery task results: written by the workers only -------------------------------------------

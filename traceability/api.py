@@ -1,22 +1,20 @@
-"""django-ninja routers of the traceability app: task API, consumer scan API, ledger API."""
+"""django-ninja routers of the traceability app: task API, ledger API (the consumer scan API,
+which shows a product with its reviews, is feedback's)."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from celery import states
 from django.http import HttpRequest
 from ninja import Query, Router, Schema
-from pydantic import ConfigDict
 
 from gaveurs.api_errors import ApiErrorOut, api_error
 from traceability import ledger, services, tasks
 from traceability.auth import access_refusal, staff_auth
 
 tasks_router = Router(tags=["tasks"])
-scan_router = Router(tags=["consumer"])
 ledger_router = Router(tags=["ledger"])
 
 
@@ -116,95 +114,6 @@ def _task_result(row: Any) -> dict[str, Any] | None:
     exc_type = value.get("exc_type", "error") if isinstance(value, dict) else "error"
     message = value.get("exc_message", value) if isinstance(value, dict) else value
     return {"status": "error", "error": exc_type, "detail": str(message)[:500]}
-
-
-# --- Consumer scan API (public): GET /api/consumer/scan/{qr_code}, the seed's shape (issue 5) -
-
-
-class ScanGaveurOut(Schema):
-    nom: str
-    prenom: str
-    site_code: str
-
-
-class ScanLotOut(Schema):
-    code_lot: str
-    itm_moyen: float | None
-    poids_moyen_final_g: float | None
-    date_debut_gavage: datetime | None
-    date_fin_gavage: datetime | None
-    duree_gavage_jours: int | None
-    gaveur: ScanGaveurOut
-
-
-class ScanQualityOut(Schema):
-    fusion_score: float | None
-    fusion_grade: str
-    is_compliant: bool | None
-    tof_volume_mm3: float | None
-    tof_surface_uniformity: float | None
-    spectral_freshness_index: float | None
-
-
-class ScanBlockchainOut(Schema):
-    # The ledger may add fields (proof, signed head): kept as given.
-    model_config = ConfigDict(extra="allow")
-
-    hash: str | None
-    timestamp: datetime | None
-
-
-class ScanTraceabilityOut(Schema):
-    product_id: str
-    qr_code: str
-    lot: ScanLotOut
-    sqal_quality: ScanQualityOut
-    blockchain: ScanBlockchainOut
-
-
-class ScanOut(Schema):
-    success: bool
-    traceability: ScanTraceabilityOut
-    already_reviewed: bool
-    average_rating: float | None
-    total_reviews: int
-
-
-@scan_router.get(
-    "/scan/{qr_code}",
-    response={200: ScanOut, 404: ApiErrorOut},
-    summary="What a consumer sees after scanning a product's QR code (counts the scan)",
-)
-def consumer_scan(request: HttpRequest, qr_code: str) -> Any:
-    """404 for an unknown code, and for a forged one (``error`` = ``invalid_signature``, logged
-    for staff). ``average_rating`` is null until the lot has more than 5 visible reviews;
-    ``total_reviews`` counts the lot's visible reviews."""
-    from feedback.http import client_origin
-    from feedback.models import ScanChannel
-
-    outcome = services.product_scan(
-        qr_code=qr_code,
-        channel=ScanChannel.API,
-        origin=client_origin(request),
-        language=getattr(request, "LANGUAGE_CODE", ""),
-    )
-    if outcome.status == "forged":
-        detail = "The signature of this QR code does not verify: altered or forged label."
-        return api_error(404, "invalid_signature", detail, field="qr_code", rule="signature")
-    if outcome.status == "unknown":
-        return api_error(404, "unknown_qr_code", "No such product.", field="qr_code")
-    product = services.product_for_scan(qr_code=qr_code)
-    if product is None:  # gone since the scan was counted
-        return api_error(404, "unknown_qr_code", "No such product.", field="qr_code")
-    # Reverse one-to-ones loaded by select_related: a missing row reads as AttributeError.
-    stats = getattr(product.lot, "review_stats", None)
-    return {
-        "success": True,
-        "traceability": services.product_traceability(product),
-        "already_reviewed": hasattr(product, "feedback"),
-        "average_rating": stats.average_overall if stats and stats.is_public else None,
-        "total_reviews": stats.review_count if stats else 0,
-    }
 
 
 # --- Ledger API (public): inclusion proofs of products, consistency proofs between heads -------

@@ -6,3 +6,10 @@ from django.apps import AppConfig
 class TraceabilityConfig(AppConfig):
     name = "traceability"
     verbose_name = "Traceability (consumer products)"
+
+    def ready(self) -> None:
+        # Django's documented place to connect receivers (apps are loaded by now).
+        from sensors.signals import product_wanted
+        from traceability.tasks import product_wanted_receiver
+
+        product_wanted.connect(product_wanted_receiver, dispatch_uid="traceability.product")

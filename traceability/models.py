@@ -1,7 +1,9 @@
 """Consumer products (table consumer_products) and the per-site daily product counter.
 
-Rows are written only by the PL/pgSQL function register_consumer_product (see the RunSQL
-migration); columns keep the seed's names so that SQL and reports read the same table.
+Products are written by the PL/pgSQL function register_consumer_product (see the RunSQL
+migration), or in bulk by traceability.services.products_bulk_register for history and synthetic
+data; columns keep the seed's names so that SQL and reports read the same table. The scan tables
+(counters, events, alerts, forged codes) keep the names they had in the feedback app.
 """
 
 from __future__ import annotations
@@ -84,7 +86,114 @@ class ProductSequence(models.Model):
         return f"{self.site_code} {self.day}: {self.last_value}"
 
 
-# --- Tamper-evident ledger (traceability/ledger.py): an RFC 9162 Merkle log of products ---
+# --- Scans of a product's code: counters, events, copied-label alerts, forged codes --------
+# (tables keep the names they had in the feedback app: moved by state-only migrations)
+
+
+class ProductScanStats(models.Model):
+    """How often a product unit's code was scanned (one row per product, upserted per scan)."""
+
+    product = models.OneToOneField(
+        ConsumerProduct,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="scan_stats",
+    )
+    scan_count = models.PositiveIntegerField(default=0)
+    first_scanned_at = models.DateTimeField()
+    # Not indexed: every scan updates this row, and an unindexed row updates in place (HOT).
+    last_scanned_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "feedback_product_scan_stats"
+        ordering = ["-scan_count"]
+        verbose_name = "product scan count"
+
+    def __str__(self) -> str:
+        return f"{self.product_id}: {self.scan_count} scans"
+
+
+class ScanChannel(models.TextChoices):
+    PAGE = "page", "Scan page"
+    API = "api", "API"
+
+
+class PlaceSource(models.TextChoices):
+    NONE = "", "Unknown"
+    CDN = "cdn", "CDN country header"
+    LANGUAGE = "language", "Browser language region"
+
+
+class ScanEvent(models.Model):
+    """One scan of a valid code. Never the IP: a coarse place and a daily-salted client hash."""
+
+    # Indexed by (product, scanned_at) below; a second index on product alone would only add
+    # work to every scan.
+    product = models.ForeignKey(
+        ConsumerProduct,
+        on_delete=models.CASCADE,
+        related_name="scan_events",
+        db_index=False,
+    )
+    scanned_at = models.DateTimeField()
+    channel = models.CharField(max_length=8, choices=ScanChannel.choices)
+    # ISO 3166-1 alpha-2 country, from a CDN header or the region of the browser language.
+    country = models.CharField(max_length=2, blank=True)
+    place_source = models.CharField(max_length=10, choices=PlaceSource.choices, blank=True)
+    language = models.CharField(max_length=8, blank=True)
+    client_hash = models.CharField(
+        max_length=16, blank=True, help_text="HMAC of the client address and the day, truncated."
+    )
+
+    class Meta:
+        db_table = "feedback_scan_events"
+        ordering = ["-scanned_at"]
+        indexes = [models.Index(fields=["product", "scanned_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} @ {self.scanned_at:%Y-%m-%d %H:%M}"
+
+
+class ScanAlert(models.Model):
+    """A code scanned more often than one unit can be: the label was probably copied."""
+
+    product = models.OneToOneField(
+        ConsumerProduct, on_delete=models.CASCADE, related_name="scan_alert"
+    )
+    threshold = models.PositiveIntegerField()
+    scan_count = models.PositiveIntegerField(help_text="Scans when the alert was raised.")
+    raised_at = models.DateTimeField(db_index=True)
+    is_resolved = models.BooleanField(default=False)
+    resolution_note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        db_table = "feedback_scan_alerts"
+        ordering = ["is_resolved", "-raised_at"]
+
+    def __str__(self) -> str:
+        return f"{self.product_id}: {self.scan_count} scans > {self.threshold}"
+
+
+class ForgedScanAttempt(models.Model):
+    """A well-formed code whose signature does not verify (altered or forged label)."""
+
+    code = models.CharField(max_length=300)
+    claimed_product_id = models.CharField(max_length=50, blank=True)
+    attempted_at = models.DateTimeField(db_index=True)
+    channel = models.CharField(max_length=8, choices=ScanChannel.choices)
+    country = models.CharField(max_length=2, blank=True)
+    place_source = models.CharField(max_length=10, choices=PlaceSource.choices, blank=True)
+    client_hash = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        db_table = "feedback_forged_scan_attempts"
+        ordering = ["-attempted_at"]
+
+    def __str__(self) -> str:
+        return f"{self.claimed_product_id or self.code[:40]} @ {self.attempted_at:%Y-%m-%d %H:%M}"
+
+
+# --- Tamper-evident ledger (traceability/ledger/): an RFC 9162 Merkle log of products ---
 
 
 class LedgerLeaf(models.Model):

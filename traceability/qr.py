@@ -33,7 +33,7 @@ RENDER_VERSION = "1"  # bump when the drawing changes, to leave old cached files
 
 
 def scan_path(qr_code: str) -> str:
-    """Path of the public scan page of a QR code (route ``traceability:scan``)."""
+    """Path of the public scan page of a QR code (route ``feedback:scan``)."""
     return "/p/" + quote(qr_code, safe="")
 
 

@@ -1,8 +1,13 @@
-"""Consumer product registration and QR code signatures.
+"""Consumer product registration, product id and QR code formats, and QR code signatures.
 
-The PL/pgSQL function ``register_consumer_product`` is the only writer of consumer_products;
-``product_register`` calls it and turns its SQLSTATE codes into ``ProductRegistrationError``.
-The signature is recomputable here from stored fields and ``settings.QR_SIGNING_KEY``.
+Live products are written by the PL/pgSQL function ``register_consumer_product``;
+``product_register`` calls it, seals the product in the ledger and turns its SQLSTATE codes into
+``ProductRegistrationError``. Writers without a live sample flow (history import, synthetic
+data) use the bulk path ``products_bulk_register`` with ``product_ids_reserve`` (the same per-site
+daily counter) and ``product_build`` (the same fields and signed QR code), sealed the same way.
+``product_id_format`` and ``qr_code_format`` are the Python mirror of the formats the PL/pgSQL
+writes (tested against it). The signature is recomputable here from stored fields and
+``settings.QR_SIGNING_KEY``.
 """
 
 from __future__ import annotations
@@ -10,17 +15,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import date
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
-from traceability.ledger import ledger_append_product
-from traceability.models import ConsumerProduct
-
-if TYPE_CHECKING:
-    from feedback.services import ClientOrigin, ScanCount
+from gaveurs.models import Lot
+from sensors.models import SensorSample
+from sensors.rules import product_eligible
+from traceability.ledger import ledger_append_product, ledger_append_products
+from traceability.models import ConsumerProduct, ProductSequence
 
 QR_PATTERN = re.compile(
     r"^SQAL_(?P<lot_id>\d{1,18})_(?P<sample_id>.{1,100})_"
@@ -87,6 +94,80 @@ def product_register(*, lot_id: int, sample_id: str, site_code: str | None) -> R
     return RegisteredProduct(product_id=product_id, qr_code=qr_code)
 
 
+def product_id_format(*, site_code: str, day: date, seq: int) -> str:
+    """``FG_<site>_<YYYYMMDD>_<seq4>``, as ``generate_qr_code`` (PL/pgSQL) writes it."""
+    return f"FG_{site_code}_{day:%Y%m%d}_{seq:04d}"
+
+
+def qr_code_format(*, lot_id: int, sample_id: str, product_id: str) -> str:
+    """``SQAL_<lot_id>_<sample_id>_<product_id>_<sig16>``, as ``generate_qr_code`` writes it."""
+    signature = qr_signature(lot_id=lot_id, sample_id=sample_id, product_id=product_id)
+    return f"SQAL_{lot_id}_{sample_id}_{product_id}_{signature}"
+
+
+def product_ids_reserve(*, site_code: str, day: date, count: int) -> list[str]:
+    """Take ``count`` product ids from the site's daily counter (the one live products use)."""
+    if count <= 0:
+        return []
+    table = ProductSequence._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} AS s (site_code, day, last_value) VALUES (%s, %s, %s) "
+            "ON CONFLICT (site_code, day) DO UPDATE SET last_value = s.last_value + %s "
+            "RETURNING s.last_value",
+            [site_code, day, count, count],
+        )
+        (last,) = cursor.fetchone()
+    return [
+        product_id_format(site_code=site_code, day=day, seq=n)
+        for n in range(last - count + 1, last + 1)
+    ]
+
+
+def product_build(
+    *, lot: Lot, sample: SensorSample, product_id: str, site_code: str
+) -> ConsumerProduct:
+    """An unsaved product for a saved sample, with the fields and signed QR code that
+    ``register_consumer_product`` would give it (for ``products_bulk_register``)."""
+    return ConsumerProduct(
+        product_id=product_id,
+        qr_code=qr_code_format(lot_id=lot.id, sample_id=sample.sample_id, product_id=product_id),
+        lot=lot,
+        sample=sample,
+        sqal_sample_id=sample.sample_id,
+        site_code=site_code,
+        fusion_score=sample.fusion_score,
+        fusion_grade=sample.fusion_grade,
+        is_compliant=sample.is_compliant,
+        tof_volume_mm3=sample.tof_volume_mm3,
+        tof_surface_uniformity=sample.tof_surface_uniformity,
+        spectral_freshness_index=sample.spectral_freshness_index,
+        lot_code=lot.code,
+        lot_itm=lot.itm,
+        lot_mean_final_weight_g=lot.mean_final_weight_g,
+        lot_feeding_start=lot.feeding_start,
+        lot_feeding_end=lot.planned_feeding_end,
+        lot_feeding_days=lot.duration_days,
+    )
+
+
+@transaction.atomic
+def products_bulk_register(*, products: Sequence[ConsumerProduct]) -> int:
+    """The bulk path beside ``product_register`` (history import, synthetic data): insert
+    products built by ``product_build`` and seal them in the ledger, in one transaction, so that
+    every product has its leaf as a registered one does. Returns how many were stored."""
+    for product in products:
+        if not product.sample.qualifies_for_product:
+            raise ProductRegistrationError(
+                "sample_not_eligible",
+                f"sample {product.sqal_sample_id!r} is not eligible for a product",
+                422,
+            )
+    ConsumerProduct.objects.bulk_create(products, batch_size=5000)
+    ledger_append_products(products=products)
+    return len(products)
+
+
 def qr_signature(*, lot_id: int, sample_id: str, product_id: str) -> str:
     """The 16 hex characters that end a QR code (same computation as SQL qr_signature)."""
     message = f"{lot_id}|{sample_id}|{product_id}".encode()
@@ -131,29 +212,11 @@ def product_signature_is_valid(product: ConsumerProduct) -> bool:
     )
 
 
-def product_registration_request(*, lot_id: int, sample_id: str, site_code: str | None) -> None:
-    """Ask for a product to be registered once the current transaction commits.
-
-    Called by ingestion for a compliant, non-REJECT sample with a lot. The Celery task runs on
-    queue "exports"; it is idempotent, so a repeated request never yields a second product.
-    """
-    from traceability.tasks import generate_qr_code_async
-
-    transaction.on_commit(
-        lambda: generate_qr_code_async.delay(
-            lot_id=lot_id, sample_id=sample_id, site_code=site_code
-        )
-    )
-
-
 SITE_CODE_PATTERN = re.compile(r"^[A-Z]{2,5}$")
 
 
 def product_registration_check(*, lot_id: int, sample_id: str, site_code: str | None) -> None:
     """Refuse, before enqueuing, what register_consumer_product would refuse (same codes)."""
-    from gaveurs.models import Lot
-    from sensors.models import Grade, SensorSample
-
     if site_code and not SITE_CODE_PATTERN.match(site_code):
         raise ProductRegistrationError(
             "invalid_argument", f"site_code {site_code!r} is not 2 to 5 capital letters", 400
@@ -183,7 +246,7 @@ def product_registration_check(*, lot_id: int, sample_id: str, site_code: str | 
             409,
         )
     _, compliant, grade = in_lot[0]
-    if not compliant or grade == Grade.REJECT:
+    if not product_eligible(is_compliant=compliant, fusion_grade=grade, lot_id=lot_id):
         raise ProductRegistrationError(
             "sample_not_eligible",
             f"sample {sample_id!r} is not eligible: compliant={compliant}, grade={grade}",
@@ -208,7 +271,7 @@ def products_pending_registration(
             """
             SELECT s.lot_id, s.sample_id, s.site_code
             FROM sqal_sensor_samples s
-            WHERE s.is_compliant AND s.fusion_grade <> 'REJECT' AND s.lot_id IS NOT NULL
+            WHERE gt_product_eligible(s.is_compliant, s.fusion_grade, s.lot_id)
               AND s.received_at <= clock_timestamp() - make_interval(secs => %s)
               AND s.received_at >= clock_timestamp() - make_interval(days => %s)
               AND NOT EXISTS (SELECT 1 FROM consumer_products p WHERE p.sqal_sample_pk = s.id)
@@ -224,54 +287,7 @@ def products_pending_registration(
     ]
 
 
-# --- Consumer scan: the public page /p/<code> and GET /api/consumer/scan/{code} (issue 5) ---
-
-
-@dataclass(frozen=True)
-class ScanOutcome:
-    """``status`` is "ok" (``scan`` set), "unknown", or "forged" (signature does not verify)."""
-
-    status: str
-    scan: ScanCount | None = None
-
-
-def product_for_scan(*, qr_code: str) -> ConsumerProduct | None:
-    """The product and all the scan page shows, in one query: lot, producer, site, this unit's
-    review (if any) and the lot's stored review statistics. None for an unknown code."""
-    if qr_parse(qr_code) is None:
-        return None
-    try:
-        return ConsumerProduct.objects.select_related(
-            "lot__gaveur", "lot__site", "lot__review_stats", "feedback"
-        ).get(qr_code=qr_code)
-    except ConsumerProduct.DoesNotExist:
-        return None
-
-
-def product_scan(
-    *, qr_code: str, channel: str, origin: ClientOrigin, language: str = ""
-) -> ScanOutcome:
-    """Resolve a scanned code and count the scan: one query for a known code.
-
-    1. A code without the QR format is unknown (no query).
-    2. A well-formed code whose signature does not verify is logged for staff as forged.
-    3. Otherwise the code is looked up and, when a product has it, the scan is counted (which
-       may raise the copied-label alert) in the same statement.
-    """
-    from feedback.services import forged_scan_record, scan_record
-
-    parsed = qr_parse(qr_code)
-    if parsed is None:
-        return ScanOutcome(status="unknown")
-    if not qr_signature_is_valid(qr_code):
-        forged_scan_record(
-            code=qr_code, claimed_product_id=parsed.product_id, channel=channel, origin=origin
-        )
-        return ScanOutcome(status="forged")
-    scan = scan_record(qr_code=qr_code, channel=channel, origin=origin, language=language)
-    if scan is None:
-        return ScanOutcome(status="unknown")
-    return ScanOutcome(status="ok", scan=scan)
+# --- What a scan shows of a product (the seed's "traceability" object) -------------------
 
 
 def product_traceability(product: ConsumerProduct) -> dict[str, Any]:

@@ -121,11 +121,32 @@ def generate_qr_code_async(
     }
 
 
+def product_registration_request(*, lot_id: int, sample_id: str, site_code: str | None) -> None:
+    """Ask for a product to be registered once the current transaction commits.
+
+    Called (through ``sensors.signals.product_wanted``) by ingestion for an eligible sample.
+    The task runs on queue "exports"; it is idempotent, so a repeated request never yields a
+    second product.
+    """
+    transaction.on_commit(
+        lambda: generate_qr_code_async.delay(
+            lot_id=lot_id, sample_id=sample_id, site_code=site_code
+        )
+    )
+
+
+def product_wanted_receiver(
+    sender: Any, *, lot_id: int, sample_id: str, site_code: str | None, **kwargs: Any
+) -> None:
+    """Connected to ``sensors.signals.product_wanted`` by ``TraceabilityConfig.ready``."""
+    product_registration_request(lot_id=lot_id, sample_id=sample_id, site_code=site_code)
+
+
 def product_registration_submit(*, lot_id: int, sample_id: str, site_code: str | None) -> str:
     """Enqueue a registration once the current transaction commits; returns the task id.
 
     Writes the task's PENDING result row first, so its state can be asked for (and is known)
-    before a worker takes it. Ingestion enqueues with ``services.product_registration_request``
+    before a worker takes it. Ingestion enqueues with ``product_registration_request``
     instead: nobody follows those task ids, and the acks of a batch should not wait for it.
     """
     from django_celery_results.models import TaskResult

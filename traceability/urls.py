@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from django.urls import path, re_path
-from django.views.generic import RedirectView
 
-from traceability import views, views_gs1, views_ledger, views_qr
+from traceability import views_gs1, views_ledger, views_qr
 
 app_name = "traceability"
 urlpatterns: list = [
-    path("p/<str:qr_code>", views.scan, name="scan"),
-    # A scan URL typed or pasted with a trailing slash: the canonical page, not a 404.
-    path(
-        "p/<str:qr_code>/",
-        RedirectView.as_view(pattern_name="traceability:scan", permanent=True, query_string=True),
-    ),
     # Signed tree heads and the key that verifies them: traceability/views_ledger.py
     path("ledger/heads.json", views_ledger.heads, name="ledger_heads"),
     path("ledger/public-key.pem", views_ledger.public_key, name="ledger_public_key"),

@@ -75,11 +75,11 @@ class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
-        ("gaveurs", "0003_site_gs1_keys_checked"),
-        ("sensors", "0005_device_lots_of_any_site"),
-        ("traceability", "0007_task_scopes_for_existing_tokens"),
-        ("feedback", "0003_leaner_scan_indexes"),
-        ("optimizer", "0001_initial"),
+        ("gaveurs", "0004_site_gs1_keys_checked"),
+        ("sensors", "0006_device_lots_of_any_site"),
+        ("traceability", "0008_task_scopes_for_existing_tokens"),
+        ("feedback", "0004_scans_move_to_traceability_state_only"),
+        ("optimizer", "0002_feeding_curve_scope_from_approvals"),
         ("django_celery_results", "0014_alter_taskresult_status"),
     ]
 

@@ -2,16 +2,26 @@
 
 See sensors/payload.py for the measurements behind it. Existing rows are converted: their jsonb
 text is compressed in batches. STORAGE EXTERNAL: the bytes are already compressed, PostgreSQL
-must not try again.
+must not try again. Migrations never import app code: the zstd calls of sensors/payload.py are
+written here again (level 1, the frame carries its content size), and the field is the bytea
+(BinaryField) the model's CompressedJSONField is stored as.
 """
 
-from django.db import migrations
-
-import sensors.payload
+import zstandard
+from django.db import migrations, models
 
 TABLE = "sqal_sensor_samples"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 CHUNK = 200
+LEVEL = 1
+
+
+def compress_text(text: str) -> bytes:
+    return zstandard.ZstdCompressor(level=LEVEL).compress(text.encode())
+
+
+def payload_text(data: bytes) -> str:
+    return zstandard.ZstdDecompressor().decompress(data).decode()
 
 
 def _rewrite_rows(schema_editor, convert) -> None:
@@ -38,7 +48,7 @@ def compress_rows(apps, schema_editor):
     _rewrite_rows(
         schema_editor,
         lambda data: (
-            None if data[:4] == ZSTD_MAGIC else sensors.payload.compress_text(data.decode())
+            None if data[:4] == ZSTD_MAGIC else compress_text(data.decode())
         ),
     )
 
@@ -47,7 +57,7 @@ def decompress_rows(apps, schema_editor):
     _rewrite_rows(
         schema_editor,
         lambda data: (
-            sensors.payload.payload_text(data).encode() if data[:4] == ZSTD_MAGIC else None
+            payload_text(data).encode() if data[:4] == ZSTD_MAGIC else None
         ),
     )
 
@@ -73,9 +83,7 @@ class Migration(migrations.Migration):
                 migrations.AlterField(
                     model_name="sensorsample",
                     name="payload",
-                    field=sensors.payload.CompressedJSONField(
-                        help_text="The full message as received."
-                    ),
+                    field=models.BinaryField(help_text="The full message as received."),
                 ),
             ],
         ),

@@ -10,30 +10,20 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 
 from bench.soak import Figures, report
+from tests.support.servers import django_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = quote(s["USER"] or "postgres", safe="")
-    if s.get("PASSWORD"):
-        auth += ":" + quote(s["PASSWORD"], safe="")
-    port = f":{s['PORT']}" if s.get("PORT") else ""
-    return f"postgres://{auth}@{quote(s['HOST'] or '', safe='')}{port}/{s['NAME']}"
 
 
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_a_short_soak_with_cut_connections_holds_every_invariant():
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_PG")}
-    env["DATABASE_URL"] = _database_url()
+    env["DATABASE_URL"] = django_database_url()
     args = ["--duration", "6", "--stations", "3", "--consumers", "5", "--rate", "1"]
     args += ["--think", "0.3", "--drop-every", "3", "--feedback-share", "0.5"]
     args += ["--seed-products", "5", "--baseline-seconds", "1"]

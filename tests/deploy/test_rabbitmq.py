@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,10 +15,9 @@ import pytest
 from django.db import transaction
 
 from tests.factories import make_lot, make_sample
-from tests.support.servers import wait_until
-from tests.traceability.test_tasks_worker import Worker, database_url_of_test_db, use_broker
+from tests.support.servers import Worker, django_database_url, use_broker, wait_until, workers_idle
 from traceability.models import ConsumerProduct
-from traceability.services import product_registration_request
+from traceability.tasks import product_registration_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -44,7 +42,7 @@ def rabbit_workers(rabbitmq_url, django_db_setup, django_db_blocker, tmp_path_fa
     from gaveurs.celery import app
 
     with django_db_blocker.unblock():
-        database_url = database_url_of_test_db()
+        database_url = django_database_url()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBEDDED_PG", "CELERY_"))}
     env.update(DATABASE_URL=database_url, CELERY_BROKER_URL=rabbitmq_url)
     saved = (app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
@@ -70,7 +68,7 @@ def test_two_workers_on_rabbitmq_register_each_product_once(rabbit_workers):
             product_registration_request(lot_id=lot.id, sample_id=sample.sample_id, site_code="LL")
 
     wait_until(lambda: ConsumerProduct.objects.count() >= 10, what="ten products")
-    time.sleep(1.0)  # a duplicate would show up now
+    workers_idle(rabbit_workers)
     assert sorted(ConsumerProduct.objects.values_list("sample_id", flat=True)) == sorted(
         s.pk for s in samples
     )

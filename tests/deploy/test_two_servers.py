@@ -22,10 +22,15 @@ from websockets.asyncio.client import connect
 from sensors.models import SensorSample
 from sensors.services import device_issue_token
 from tests.factories import make_device, make_lot, make_staff
-from tests.sensors.conftest import DaphneServer, exchange, open_station
-from tests.sensors.test_station_protocol import nested
-from tests.support.servers import GranianServer, wait_until
-from tests.traceability.test_tasks_worker import Worker, database_url_of_test_db
+from tests.support.servers import (
+    DaphneServer,
+    GranianServer,
+    Worker,
+    django_database_url,
+    wait_until,
+    workers_idle,
+)
+from tests.support.stations import exchange, nested, open_station
 from traceability.models import ConsumerProduct
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -35,7 +40,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 def cluster(redis_server, django_db_setup, django_db_blocker, tmp_path_factory):
     """Two servers and two workers, each started as its own host would start it."""
     with django_db_blocker.unblock():
-        database_url = database_url_of_test_db()
+        database_url = django_database_url()
     env = {
         k: v
         for k, v in os.environ.items()
@@ -131,7 +136,7 @@ def test_a_sample_sent_to_either_server_makes_one_product_and_reaches_the_other_
     assert cards["ESP32_LL_01_DEPLOY_1"]["device_id"] == "ESP32_LL_01"
     assert cards["ESP32_LL_02_DEPLOY_1"]["device_id"] == "ESP32_LL_02"
     wait_until(lambda: ConsumerProduct.objects.count() >= 2, what="both products")
-    time.sleep(1.0)  # a duplicate would show up now
+    workers_idle(workers)
     products = ConsumerProduct.objects.order_by("sqal_sample_id")
     assert [p.sqal_sample_id for p in products] == ["ESP32_LL_01_DEPLOY_1", "ESP32_LL_02_DEPLOY_1"]
     assert SensorSample.objects.count() == 2
@@ -163,7 +168,7 @@ def test_registrations_are_shared_between_the_two_workers(cluster):
 
     assert [a["status"] for a in acks] == ["saved"] * 20
     wait_until(lambda: ConsumerProduct.objects.filter(lot=lot).count() >= 20, what="20 products")
-    time.sleep(1.0)
+    workers_idle(workers)
     assert ConsumerProduct.objects.filter(lot=lot).count() == 20
     done_by = [w.log.read_text().count("generate_qr_code_async[") for w in workers]
     assert all(n > 0 for n in done_by), done_by

@@ -15,10 +15,10 @@ import redis
 from django.db import transaction
 
 from tests.factories import make_lot, make_sample
-from tests.support.servers import wait_until
-from tests.traceability.test_tasks_worker import Worker, database_url_of_test_db, use_broker
+from tests.support.integrity import assert_integrity
+from tests.support.servers import Worker, django_database_url, use_broker, wait_until, workers_idle
 from traceability.models import ConsumerProduct
-from traceability.services import product_registration_request
+from traceability.tasks import product_registration_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -39,7 +39,7 @@ def broker(redis_server):
 def worker_env(broker, django_db_setup, django_db_blocker):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBEDDED_PG", "CELERY_"))}
     with django_db_blocker.unblock():
-        env["DATABASE_URL"] = database_url_of_test_db()
+        env["DATABASE_URL"] = django_database_url()
     env.update(CELERY_BROKER_URL=broker.url(2), PRODUCT_SWEEP_GRACE_SECONDS="3600")
     return env
 
@@ -79,13 +79,14 @@ def test_registrations_queued_before_a_broker_crash_each_make_one_product(
         wait_until(
             lambda: ConsumerProduct.objects.filter(lot=lot).count() >= 6, what="six products"
         )
-        time.sleep(1.0)  # a duplicate would show up now
+        workers_idle([worker])
     finally:
         worker.stop()
     assert sorted(ConsumerProduct.objects.values_list("sample_id", flat=True)) == sorted(
         s.pk for s in samples
     )
     assert queued(broker) == 0
+    assert_integrity()
 
 
 def test_a_running_worker_and_a_publisher_carry_on_after_the_broker_restarts(
@@ -107,11 +108,12 @@ def test_a_running_worker_and_a_publisher_carry_on_after_the_broker_restarts(
         register(after)  # the publisher reconnects
         wait_until(lambda: ConsumerProduct.objects.count() >= 6, what="the products after")
         recovered = time.monotonic() - restarted
-        time.sleep(1.0)
+        workers_idle([worker])
         assert worker.proc is not None and worker.proc.poll() is None
     finally:
         worker.stop()
     assert sorted(ConsumerProduct.objects.values_list("sample_id", flat=True)) == sorted(
         s.pk for s in before + after
     )
+    assert_integrity()
     print(f"worker back to work {recovered:.2f} s after the broker restart")

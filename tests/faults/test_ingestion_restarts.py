@@ -22,10 +22,15 @@ from pathlib import Path
 import pytest
 
 from sensors.simulator import SimulatorConfig, StationStats, simulate
-from tests.faults.conftest import seed_stations
-from tests.sensors.conftest import DaphneServer
-from tests.support.servers import DedicatedPostgres, wait_until
-from tests.traceability.test_tasks_worker import Worker
+from tests.support.integrity import assert_integrity
+from tests.support.servers import (
+    DaphneServer,
+    DedicatedPostgres,
+    Worker,
+    seed_stations,
+    wait_until,
+    workers_idle,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +145,7 @@ def check_every_eligible_sample_has_one_product(stack: Stack) -> tuple[int, floa
 
     wait_until(lambda: products()[0] >= eligible, timeout=60, what="every product")
     done = time.monotonic()
-    time.sleep(1.0)  # a duplicate would show up now
+    workers_idle([stack.worker])
     assert products() == (eligible, eligible)
     return eligible, done
 
@@ -188,6 +193,7 @@ def test_stations_keep_sending_through_a_postgresql_crash_and_every_acked_sample
     figures = check_every_sample_stored_once(stack, stats)
     assert stats[late_station].acked > 0
     products, products_done = check_every_eligible_sample_has_one_product(stack)
+    assert_integrity(stack.pg)
     assert stack.worker.proc is not None and stack.worker.proc.poll() is None, "the worker died"
     started = timeline["started"]
     write_figures(
@@ -228,6 +234,7 @@ def test_daphne_killed_with_stations_connected_loses_and_doubles_nothing(stack):
     figures = check_every_sample_stored_once(stack, stats)
     assert all(s.connections >= 2 for s in stats.values()), stats  # each one reconnected
     products, products_done = check_every_eligible_sample_has_one_product(stack)
+    assert_integrity(stack.pg)
     started = timeline["started"]
     write_figures(
         "daphne",
@@ -268,6 +275,7 @@ def test_the_broker_crashing_while_stations_send_loses_no_sample_and_no_product(
     assert stack.server.proc.poll() is None and stack.worker.proc.poll() is None
     figures = check_every_sample_stored_once(stack, stats)
     products, products_done = check_every_eligible_sample_has_one_product(stack)
+    assert_integrity(stack.pg)
     started = timeline["started"]
     write_figures(
         "broker",

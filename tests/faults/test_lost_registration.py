@@ -15,7 +15,8 @@ import pytest
 
 from sensors.models import QualityThreshold
 from tests.factories import make_lot
-from tests.sensors.test_ingestion import ingest, message
+from tests.support.integrity import assert_integrity
+from tests.support.stations import ingest, message
 from traceability.services import product_register
 
 pytestmark = pytest.mark.django_db
@@ -45,6 +46,7 @@ def test_a_resent_sample_whose_product_request_was_lost_asks_for_it_again(
 
     assert result.status == "duplicate" and result.product_requested
     delay.assert_called_once_with(lot_id=lot.id, sample_id="ESP32_LL_01_0001", site_code="LL")
+    assert_integrity()
 
 
 def test_a_resent_sample_that_has_its_product_asks_for_nothing(
@@ -61,6 +63,7 @@ def test_a_resent_sample_that_has_its_product_asks_for_nothing(
 
     assert result.status == "duplicate" and not result.product_requested
     delay.assert_not_called()
+    assert_integrity()
 
 
 @pytest.mark.parametrize(
@@ -83,3 +86,4 @@ def test_a_resent_sample_that_may_have_no_product_asks_for_nothing(
 
     assert result.status == "duplicate" and not result.product_requested
     delay.assert_not_called()
+    assert_integrity()

@@ -6,8 +6,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import override_settings
 
-from feedback.models import ConsumerFeedback, LotReviewStats, ScanAlert
-from tests.feedback.helpers import forged, make_product, review
+from feedback.models import ConsumerFeedback, LotReviewStats
+from tests.factories import forged, make_product, review
+from tests.support.integrity import assert_integrity
+from traceability.models import ScanAlert
 
 pytestmark = pytest.mark.django_db
 
@@ -35,6 +37,7 @@ def test_staff_hide_a_review_with_a_reason_and_it_leaves_the_lot_figures(staff):
     feedback.refresh_from_db()
     assert (feedback.is_hidden, feedback.hidden_reason) == (True, "Off-topic")
     assert LotReviewStats.objects.get().review_count == 0
+    assert_integrity()
 
 
 def test_hiding_without_a_reason_is_refused_in_admin(staff):
@@ -64,6 +67,7 @@ def test_staff_show_hidden_reviews_again_with_the_action(staff):
 
     assert ConsumerFeedback.objects.get().is_hidden is False
     assert LotReviewStats.objects.get().review_count == 1
+    assert_integrity()
 
 
 @override_settings(SCAN_ALERT_THRESHOLD=2)
@@ -73,9 +77,9 @@ def test_staff_see_scan_counts_per_product_alerts_and_forged_codes(staff, client
         client.get(f"/p/{product.qr_code}")
     client.get(f"/p/{forged(product.qr_code)}")
 
-    counts = staff.get("/admin/feedback/productscanstats/").content.decode()
-    alerts = staff.get("/admin/feedback/scanalert/").content.decode()
-    forgeries = staff.get("/admin/feedback/forgedscanattempt/").content.decode()
+    counts = staff.get("/admin/traceability/productscanstats/").content.decode()
+    alerts = staff.get("/admin/traceability/scanalert/").content.decode()
+    forgeries = staff.get("/admin/traceability/forgedscanattempt/").content.decode()
 
     assert product.product_id in counts and ">3<" in counts
     assert product.product_id in alerts

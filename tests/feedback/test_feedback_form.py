@@ -6,7 +6,7 @@ import pytest
 from django.test import Client, override_settings
 
 from feedback.models import ConsumerFeedback, LotReviewStats
-from tests.feedback.helpers import RATINGS, forged, make_product
+from tests.factories import RATINGS, forged, make_product
 
 pytestmark = pytest.mark.django_db
 

@@ -7,14 +7,13 @@ import pytest
 from feedback.models import ConsumerFeedback, LotReviewStats
 from feedback.services import (
     FeedbackError,
-    client_hash,
-    coarse_place,
     feedback_hide,
     feedback_unhide,
     lot_review_stats_rebuild,
 )
-from tests.factories import make_lot
-from tests.feedback.helpers import make_product, review
+from tests.factories import make_lot, make_product, review
+from tests.support.integrity import assert_integrity
+from traceability.scans import client_hash, coarse_place
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +59,7 @@ def test_a_hidden_review_is_kept_but_leaves_the_figures_and_comes_back_when_show
 
     stats = LotReviewStats.objects.get(lot_id=lot.id)
     assert (stats.review_count, stats.average_overall) == (7, 4.4)
+    assert_integrity()
     assert ConsumerFeedback.objects.get(pk=feedbacks[-1].id).hidden_reason == ""
 
 

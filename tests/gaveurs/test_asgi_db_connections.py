@@ -20,13 +20,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
-from django.db import connection
 
 from tests.factories import make_lot, make_sample
+from tests.support.servers import django_database_url
 from traceability.services import product_register
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -34,15 +33,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 4
 REQUESTS = 24
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = quote(s["USER"] or "postgres", safe="")
-    if s.get("PASSWORD"):
-        auth += ":" + quote(s["PASSWORD"], safe="")
-    port = f":{s['PORT']}" if s.get("PORT") else ""
-    return f"postgres://{auth}@{quote(s['HOST'] or '', safe='')}{port}/{s['NAME']}"
 
 
 def _free_port() -> int:
@@ -68,7 +58,7 @@ def daphne(django_db_setup, tmp_path_factory):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_PG")}
     env.update(
-        DATABASE_URL=_database_url(),
+        DATABASE_URL=django_database_url(),
         DJANGO_SETTINGS_MODULE="gaveurs.settings",
         ASGI_HTTP_CONCURRENCY=str(LIMIT),
     )
@@ -129,7 +119,7 @@ def _backends(watch) -> int:
 def test_the_server_keeps_no_database_connection_once_its_requests_are_answered(daphne):
     port, _ = daphne
     path = _scan_path()
-    conninfo = _database_url().replace("postgres://", "postgresql://", 1)
+    conninfo = django_database_url().replace("postgres://", "postgresql://", 1)
     with psycopg.connect(conninfo, autocommit=True) as watch:
         before = _backends(watch)
         for _ in range(3):
@@ -145,7 +135,7 @@ def test_requests_waiting_on_a_slow_database_hold_at_most_the_configured_connect
     path = _scan_path()
     assert _get(port, path) == 200
 
-    conninfo = _database_url().replace("postgres://", "postgresql://", 1)
+    conninfo = django_database_url().replace("postgres://", "postgresql://", 1)
     with psycopg.connect(conninfo) as locker, psycopg.connect(conninfo, autocommit=True) as watch:
         locker.execute("LOCK TABLE consumer_products IN ACCESS EXCLUSIVE MODE")
         statuses: list[int] = []

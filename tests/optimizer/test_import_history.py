@@ -12,6 +12,7 @@ from feedback.models import ConsumerFeedback
 from gaveurs.models import FeedingRecord, Lot
 from optimizer.dataset import dataset_build
 from sensors.models import SensorSample
+from tests.support.integrity import assert_integrity
 from traceability.models import ConsumerProduct
 from traceability.services import product_signature_is_valid
 
@@ -60,6 +61,7 @@ def test_the_example_file_of_the_readme_loads(capsys):
     data = dataset_build()
     assert data.counts["rows_used"] == 8
     assert data.counts["products_without_review"] == 4
+    assert_integrity()
 
 
 def test_importing_the_same_file_twice_is_refused_and_loads_nothing_more():
@@ -179,3 +181,21 @@ def test_imported_products_are_sealed_in_the_ledger():
     assert all(p.blockchain_hash for p in products)
     verification = ledger_verify()
     assert verification.ok, verification.findings
+    assert_integrity()
+
+
+def test_a_rated_reject_sample_is_refused_since_it_yields_no_product(tmp_path):
+    path = _write(tmp_path, HEADER, GOOD_LINE.replace(",0.82,", ",0.30,"))
+
+    with pytest.raises(CommandError, match="line 2, column overall_rating: a REJECT sample"):
+        call_command("import_history", path)
+    assert _nothing_loaded()
+
+
+def test_a_reject_sample_is_imported_without_a_product(tmp_path):
+    line = GOOD_LINE.replace(",0.82,4,4,4,5,3", ",0.30,,,,,")
+    call_command("import_history", _write(tmp_path, HEADER, line))
+
+    assert SensorSample.objects.get().fusion_grade == "REJECT"
+    assert not ConsumerProduct.objects.exists()
+    assert_integrity()

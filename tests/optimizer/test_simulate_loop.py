@@ -9,6 +9,7 @@ from django.core.management import call_command
 
 from gaveurs.models import Lot
 from optimizer.models import OptimizedCurve
+from tests.support.integrity import assert_integrity
 
 pytestmark = pytest.mark.django_db
 
@@ -26,3 +27,4 @@ def test_the_loop_improves_the_true_rating_generation_after_generation(capsys):
     last = Lot.objects.filter(code__contains="G02-").first()
     assert last.feeding_curve.optimized_from.site.code == "SIM"
     assert not Lot.objects.exclude(site__code="SIM").exists()
+    assert_integrity()

@@ -14,7 +14,7 @@ import sys
 import django
 django.setup()
 import gaveurs.admin, gaveurs.services, optimizer.admin, optimizer.models, optimizer.services
-import optimizer.curves, optimizer.urls
+import optimizer.curves
 heavy = sorted(m for m in ("pandas", "sklearn", "matplotlib") if m in sys.modules)
 print(",".join(heavy) or "none")
 """

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi import checks
 
 from gaveurs.wsgi import application
-from tests.security.conftest import make_product
+from tests.factories import make_product
 
 schema = schemathesis.openapi.from_wsgi("/api/openapi.json", application)
 # SCHEMATHESIS_EXAMPLES=1000 for a deeper run; SCHEMATHESIS_REPORT=1 prints each call.

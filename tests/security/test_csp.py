@@ -15,8 +15,7 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
-from tests.factories import make_sample, make_staff
-from tests.security.conftest import make_product
+from tests.factories import make_product, make_sample, make_staff
 from tests.support.browser import chromium
 
 POLICY = {

@@ -16,8 +16,7 @@ from django.test import Client
 from django.utils.html import escape
 
 from feedback.models import ConsumerFeedback
-from tests.factories import make_gaveur, make_lot
-from tests.security.conftest import make_product
+from tests.factories import make_gaveur, make_lot, make_product
 from traceability.models import ConsumerProduct
 
 SQLI = "'; DROP TABLE consumer_products; --"
@@ -126,7 +125,7 @@ def test_hostile_admin_searches_find_nothing_and_echo_the_term_escaped(staff_cli
     changelists = [
         "/admin/traceability/consumerproduct/",
         "/admin/feedback/consumerfeedback/",
-        "/admin/feedback/forgedscanattempt/",
+        "/admin/traceability/forgedscanattempt/",
         "/admin/sensors/sensorsample/",
         "/admin/sensors/device/",
         "/admin/gaveurs/lot/",

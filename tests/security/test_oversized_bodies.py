@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 
 from feedback.models import ConsumerFeedback
-from tests.security.conftest import make_product
+from tests.factories import make_product
 
 pytestmark = pytest.mark.django_db
 RATINGS = {

@@ -25,7 +25,8 @@ from sensors.schemas import (
     SensorData,
     parse_message,
 )
-from tests.sensors.conftest import fixture_text
+from tests.support.stations import fixture_text
+from tests.support.strategies import json_values
 
 FLAT = json.loads(fixture_text("sensor_data_flat.json"))
 CODES = {"message_too_large", "invalid_json", "unknown_type", "validation_error"}
@@ -44,24 +45,6 @@ def nested_fixture() -> dict:
 
 NESTED = nested_fixture()
 HELLO = json.loads(fixture_text("esp32_hello.json"))
-
-# Any JSON value, NaN and infinities included (Python's json writes them as NaN/Infinity, as a
-# sloppy station would), strings with NUL and lone surrogates included.
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=30)
-    | st.sampled_from(["", "A+", "REJECT", "2026-11-24T08:00:00Z", "\x00", "\ud800", "NaN"])
-)
-json_values = st.recursive(
-    scalars,
-    lambda children: (
-        st.lists(children, max_size=9) | st.dictionaries(st.text(max_size=12), children, max_size=6)
-    ),
-    max_leaves=20,
-)
 
 
 def paths(value: Any, prefix: tuple = ()) -> list[tuple]:

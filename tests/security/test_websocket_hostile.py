@@ -30,8 +30,9 @@ from websockets.sync.client import connect
 from sensors.models import Device, SensorSample
 from sensors.services import device_issue_token
 from tests.factories import make_device
-from tests.security.test_station_parser_fuzz import json_values
-from tests.sensors.conftest import ROOT, DaphneServer, fixture_text, server_env
+from tests.support.servers import ROOT, DaphneServer, server_env
+from tests.support.stations import fixture_text
+from tests.support.strategies import json_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

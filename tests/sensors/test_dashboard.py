@@ -15,7 +15,7 @@ from websockets.exceptions import InvalidStatus
 from sensors.models import Device, QualityAlert, SensorSample
 from sensors.services import device_authenticate, device_token_hash
 from tests.factories import make_device, make_lot, make_sample, make_staff
-from tests.sensors.conftest import exchange, fixture_text, open_station, run
+from tests.support.stations import exchange, fixture_text, open_station, run
 
 FLAT = fixture_text("sensor_data_flat.json")
 MATRIX = json.loads(FLAT)["vl53l8ch"]["distance_matrix"]

@@ -12,8 +12,8 @@ from django.test import Client
 
 from sensors.services import device_issue_token
 from tests.factories import make_device
-from tests.sensors.conftest import exchange, fixture_text, open_station
 from tests.support.browser import chromium
+from tests.support.stations import exchange, fixture_text, open_station
 
 pytestmark = [
     pytest.mark.integration,

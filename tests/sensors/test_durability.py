@@ -11,15 +11,8 @@ import pytest
 from sensors.models import SensorSample
 from sensors.services import device_issue_token
 from tests.factories import make_device
-from tests.sensors.conftest import (
-    DaphneServer,
-    exchange,
-    fixture_text,
-    open_station,
-    run,
-    server_env,
-)
-from tests.sensors.test_station_protocol import nested
+from tests.support.servers import DaphneServer, server_env
+from tests.support.stations import exchange, fixture_text, nested, open_station, run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 

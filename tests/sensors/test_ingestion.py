@@ -10,32 +10,13 @@ import pytest
 
 from sensors.models import Device, QualityAlert, QualityThreshold, SensorSample
 from sensors.schemas import Reading, parse_message
-from sensors.services import SampleInput, device_issue_token, ingest_sample, ingest_samples
+from sensors.services import SampleInput, device_issue_token, ingest_samples
 from tests.factories import make_device, make_lot, make_site
-from tests.sensors.conftest import fixture_text
+from tests.support.stations import fixture_text, ingest, message
 
 pytestmark = pytest.mark.django_db
 
 FLAT = json.loads(fixture_text("sensor_data_flat.json"))
-
-
-def message(sample_id: str = "ESP32_LL_01_0001", **changes) -> str:
-    m = json.loads(json.dumps(FLAT))
-    m["sample_id"] = sample_id
-    fusion = changes.pop("fusion", {})
-    m["fusion"].update(fusion)
-    m.update(changes)
-    return json.dumps(m)
-
-
-def ingest(text: str, *, allow_unregistered: bool = True, authenticated: bool = False):
-    reading = Reading.from_message(parse_message(text, max_bytes=10**6))
-    return ingest_sample(
-        reading=reading,
-        payload=text,
-        allow_unregistered=allow_unregistered,
-        authenticated=authenticated,
-    )
 
 
 @pytest.fixture(autouse=True)

@@ -15,17 +15,12 @@ BEFORE = ("sensors", "0003_default_thresholds")
 AFTER = ("sensors", "0004_payload_zstd_bytea")
 
 
-def _migrate(target: tuple[str, str]) -> None:
+def _migrate(target: tuple[str, str] | None) -> None:
+    """Migrate to ``target``, or (None) to every app's latest migration: later migrations of
+    sensors (0005 onwards) must be applied again for the tests that run after this one."""
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
-    executor.migrate([target])
-
-
-def _migrate_to_latest() -> None:
-    """Back to the schema every other test expects: the latest migration of every app."""
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    executor.migrate([target] if target else executor.loader.graph.leaf_nodes())
 
 
 @pytest.mark.django_db(transaction=True)
@@ -46,9 +41,9 @@ def test_existing_payloads_survive_the_migration_both_ways():
             rows = cursor.fetchall()
         assert [kind for kind, _ in rows] == ["jsonb"] * 3
         assert [json.loads(text) for _, text in rows] == messages
-        _migrate(AFTER)
     finally:
-        _migrate_to_latest()
+        _migrate(AFTER)
+        _migrate(None)
 
     assert [SensorSample.objects.get(pk=pk).payload for pk in ids] == messages
     with connection.cursor() as cursor:

@@ -13,7 +13,7 @@ from sensors.models import Device, SensorSample
 from sensors.services import device_issue_token
 from sensors.simulator import SimulatorConfig, simulate
 from tests.factories import make_device, make_lot, make_site
-from tests.sensors.conftest import DaphneServer, server_env
+from tests.support.servers import DaphneServer, server_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 

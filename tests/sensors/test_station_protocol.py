@@ -9,10 +9,9 @@ import json
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from sensors.examples import nested_example
 from sensors.models import SensorSample
 from tests.factories import make_device, make_lot, make_site
-from tests.sensors.conftest import exchange, fixture_text, open_station, run
+from tests.support.stations import exchange, fixture_text, nested, open_station, run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,10 +23,6 @@ def flat(**changes) -> dict:
     message = json.loads(FLAT)
     message.update(changes)
     return message
-
-
-def nested(sample_id: str = "ESP32_LL_01_N0001", **changes) -> dict:
-    return nested_example(json.loads(FLAT), sample_id=sample_id, **changes)
 
 
 def test_the_esp32_fixture_message_is_acked_and_stored_field_for_field(daphne, station):

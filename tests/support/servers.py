@@ -1,22 +1,35 @@
-"""Servers of our own for fault and deployment tests: a Redis and a PostgreSQL we may restart.
+"""Processes the end-to-end tests start, and the database URL they are given.
 
-The machine's Redis on 127.0.0.1:6379 and the session's test database are shared: a test that
-kills or restarts its broker or database uses one of these instead.
+- ``django_database_url`` (the session's test database, for subprocesses);
+- ``DaphneServer`` (gaveurs.asgi on the test database), ``server_env``,
+  ``wait_for_sessions_to_close``; ``GranianServer``;
+- ``Worker`` (a real Celery worker) and ``use_broker`` (where this process publishes);
+- a Redis and a PostgreSQL of a test's own (``RedisServer``, ``DedicatedPostgres``,
+  ``seed_stations``): the machine's Redis on 127.0.0.1:6379 and the session's test database are
+  shared, so a test that kills or restarts its broker or database uses one of these instead.
+Wait on a condition (``wait_until``), never on a fixed sleep.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import unquote
 
 import psycopg
+from django.db import connection
+
+from gaveurs.celery import app as celery_app
+from gaveurs.embedded_pg import settings_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -207,3 +220,179 @@ class GranianServer:
     def stop(self) -> None:
         stop_process(self.proc, grace=15)
         self.proc = None
+
+
+def django_database_url() -> str:
+    """The URL of the test database Django is connected to, for subprocesses."""
+    return settings_database_url(connection.settings_dict)
+
+
+class DaphneServer:
+    """A Daphne process serving gaveurs.asgi on the test database."""
+
+    def __init__(self, env: dict[str, str], app: str = "gaveurs.asgi:application") -> None:
+        self.env = env
+        self.app = app
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"daphne-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/sensors/"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> DaphneServer:
+        env = {**os.environ, **self.env}
+        env.pop("EMBEDDED_PG_CLEANUP", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daphne exited: {self.log.read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"daphne did not start in {timeout:g} s")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": django_database_url(),
+        "DJANGO_SETTINGS_MODULE": "gaveurs.settings",
+        "SQAL_ALLOW_UNREGISTERED_DEVICES": "false",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def wait_for_sessions_to_close(timeout: float = 5.0) -> None:
+    """Let PostgreSQL end a stopped server's sessions before the test database is dropped."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
+
+
+_RECEIVED = re.compile(r"\] received$", re.MULTILINE)
+_FINISHED = re.compile(r"\] (succeeded in|raised (un)?expected|retry:|ignored)")
+
+
+def workers_idle(workers: list[Worker], *, timeout: float = 30.0) -> None:
+    """Wait until no task is in flight in any of ``workers`` (instead of sleeping "a duplicate
+    would show up now"): after that, what the database holds is what the tasks wrote."""
+    wait_until(lambda: all(w.idle() for w in workers), timeout=timeout, what="idle workers")
+
+
+class Worker:
+    """A `celery worker` subprocess on queues exports and default (solo pool)."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen | None = None
+        self.log: Path | None = None
+
+    def start(self, timeout: float = 30.0, **extra_env: str) -> None:
+        self.log = self.log_dir / f"worker-{uuid.uuid4().hex[:8]}.log"
+        cmd = [sys.executable, "-m", "celery", "-A", "gaveurs", "worker"]
+        cmd += ["-Q", "exports,default", "--pool=solo", "-l", "info"]
+        cmd += ["-n", f"gt-test-{uuid.uuid4().hex[:8]}@%h"]
+        cmd += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env={**self.env, **extra_env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_until(self._ready, timeout=timeout, what=f"worker ready (log {self.log})")
+        except BaseException:
+            self.kill()
+            raise
+
+    def _ready(self) -> bool:
+        assert self.proc is not None and self.log is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker exited: {self.log.read_text()[-3000:]}")
+        return b" ready." in self.log.read_bytes()
+
+    def idle(self) -> bool:
+        """Every task this worker has received has finished (succeeded, raised or was retried):
+        nothing it could still write is in flight. Read from its log (``-l info``)."""
+        if self.log is None or not self.log.exists():
+            return True
+        text = self.log.read_text(errors="replace")
+        return len(_RECEIVED.findall(text)) == len(_FINISHED.findall(text))
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+def use_broker(url: str, options: dict) -> None:
+    """Point this (publishing) process at ``url``; its pools are rebuilt on next use."""
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    celery_app.conf.broker_url = url
+    celery_app.conf.broker_transport_options = options
+
+
+SEED_STATIONS = """
+import json
+from sensors.services import device_issue_token
+from tests.factories import make_device, make_lot
+lot = make_lot()
+tokens = {}
+for n in range(1, %(count)d + 1):
+    device = make_device(device_id=f"ESP32_LL_{n:02d}", assigned_lot=lot)
+    tokens[device.device_id] = device_issue_token(device=device)
+print(json.dumps({"lot_id": lot.id, "lot_code": lot.code, "tokens": tokens}))
+"""
+
+
+def seed_stations(pg: DedicatedPostgres, count: int) -> dict:
+    """A lot and ``count`` stations assigned to it, with tokens, in ``pg``'s database."""
+    out = pg.manage("shell", "-c", SEED_STATIONS % {"count": count})
+    return json.loads(out.strip().splitlines()[-1])

@@ -15,10 +15,11 @@ from django.db import connection, connections
 from django.test import Client
 
 from tests.factories import make_lot, make_sample
-from tests.traceability.test_ledger_merkle import (
+from tests.support.rfc9162 import (
     rfc_verify_consistency,
     rfc_verify_inclusion,
 )
+from tests.support.servers import django_database_url
 from traceability import ledger
 from traceability.models import (
     ConsumerProduct,
@@ -348,15 +349,10 @@ def test_the_verify_ledger_command_exits_non_zero_and_names_the_tampered_product
     import subprocess
     import sys
     from pathlib import Path
-    from urllib.parse import quote
 
     lot = make_lot()
     products = [register(lot) for _ in range(3)]
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{quote(db['HOST'], safe='')}/{db['NAME']}",
-    }
+    env = {**os.environ, "DATABASE_URL": django_database_url()}
     root = Path(__file__).resolve().parents[2]
 
     def verify() -> subprocess.CompletedProcess:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from datetime import datetime
 
 import pytest
 from django.db import connection, connections
@@ -12,8 +13,11 @@ from tests.factories import make_lot, make_sample
 from traceability.models import ConsumerProduct
 from traceability.services import (
     ProductRegistrationError,
+    product_id_format,
+    product_ids_reserve,
     product_register,
     product_signature_is_valid,
+    qr_code_format,
     qr_parse,
     qr_signature,
     qr_signature_is_valid,
@@ -233,3 +237,20 @@ def test_concurrent_registrations_of_one_sample_yield_one_product():
     assert len(results) == 4
     assert len(set(results)) == 1
     assert ConsumerProduct.objects.count() == 1
+
+
+def test_the_python_formats_give_the_ids_and_codes_postgresql_gives():
+    lot = make_lot()
+    sample = make_sample(lot=lot, sample_id="ESP32_LL_01_77")
+
+    product = product_register(lot_id=lot.id, sample_id=sample.sample_id, site_code="LL")
+
+    _, site, day, seq = product.product_id.split("_")
+    stamp = datetime.strptime(day, "%Y%m%d").date()
+    assert product_id_format(site_code=site, day=stamp, seq=int(seq)) == product.product_id
+    assert product.qr_code == qr_code_format(
+        lot_id=lot.id, sample_id=sample.sample_id, product_id=product.product_id
+    )
+    # the bulk path takes the next numbers of the same counter, in the same format
+    (following,) = product_ids_reserve(site_code="LL", day=stamp, count=1)
+    assert following == product_id_format(site_code="LL", day=stamp, seq=int(seq) + 1)

@@ -11,10 +11,8 @@ from django.test import Client
 from PIL import Image
 from pyzbar.pyzbar import decode
 
-from tests.factories import make_lot, make_sample, make_staff
+from tests.factories import make_product, make_staff
 from traceability import qr
-from traceability.models import ConsumerProduct
-from traceability.services import product_register
 
 pytestmark = pytest.mark.django_db
 
@@ -30,13 +28,6 @@ def media(settings, tmp_path):
 def staff_client(client, django_user_model):
     client.force_login(make_staff("q", "traceability.view_consumerproduct"))
     return client
-
-
-def make_product(**sample_kw) -> ConsumerProduct:
-    lot = make_lot()
-    sample = make_sample(lot=lot, **sample_kw)
-    registered = product_register(lot_id=lot.id, sample_id=sample.sample_id, site_code="LL")
-    return ConsumerProduct.objects.get(product_id=registered.product_id)
 
 
 def decoded(png: bytes) -> list[str]:

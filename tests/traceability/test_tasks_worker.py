@@ -8,13 +8,8 @@ test stops it, runs a worker that pauses inside the task, SIGKILLs it, and start
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.db import connection, transaction
@@ -22,9 +17,16 @@ from django.db import connection, transaction
 from gaveurs.celery import app as celery_app
 from gaveurs.settings import _embedded_broker_url
 from tests.factories import make_lot, make_sample, make_staff
+from tests.support.servers import (
+    Worker,
+    django_database_url,
+    use_broker,
+    wait_until,
+    workers_idle,
+)
 from traceability import tasks
 from traceability.models import ConsumerProduct
-from traceability.services import product_registration_request
+from traceability.tasks import product_registration_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -33,92 +35,11 @@ REDIS_URL = "redis://127.0.0.1:6379/14"
 TIMEOUT = 30.0
 
 
-def wait_for(predicate, timeout: float = TIMEOUT, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def database_url_of_test_db() -> str:
-    s = connection.settings_dict
-    auth = quote(s["USER"] or "postgres", safe="")
-    if s.get("PASSWORD"):
-        auth += ":" + quote(s["PASSWORD"], safe="")
-    port = f":{s['PORT']}" if s.get("PORT") else ""
-    return f"postgres://{auth}@{quote(s['HOST'] or '', safe='')}{port}/{s['NAME']}"
-
-
-class Worker:
-    """A `celery worker` subprocess on queues exports and default (solo pool)."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = env
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen | None = None
-        self.log: Path | None = None
-
-    def start(self, timeout: float = TIMEOUT, **extra_env: str) -> None:
-        self.log = self.log_dir / f"worker-{uuid.uuid4().hex[:8]}.log"
-        cmd = [sys.executable, "-m", "celery", "-A", "gaveurs", "worker"]
-        cmd += ["-Q", "exports,default", "--pool=solo", "-l", "info"]
-        cmd += ["-n", f"gt-test-{uuid.uuid4().hex[:8]}@%h"]
-        cmd += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env={**self.env, **extra_env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_for(self._ready, timeout, what=f"worker ready (log {self.log})")
-        except BaseException:
-            self.kill()
-            raise
-
-    def _ready(self) -> bool:
-        assert self.proc is not None and self.log is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"worker exited: {self.log.read_text()[-3000:]}")
-        return b" ready." in self.log.read_bytes()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc = None
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-
-def use_broker(url: str, options: dict) -> None:
-    """Point this (publishing) process at ``url``; its pools are rebuilt on next use."""
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-    celery_app.conf.broker_url = url
-    celery_app.conf.broker_transport_options = options
-
-
 @pytest.fixture(scope="module", params=["redis", "embedded"])
 def worker(request, django_db_setup, django_db_blocker, tmp_path_factory):
     saved = (celery_app.conf.broker_url, dict(celery_app.conf.broker_transport_options or {}))
     with django_db_blocker.unblock():
-        db_url = database_url_of_test_db()
+        db_url = django_database_url()
         if request.param == "redis":
             prefix = f"gt-test-{uuid.uuid4().hex[:12]}:"
             broker_url, options = REDIS_URL, {"global_keyprefix": prefix}
@@ -160,7 +81,7 @@ def test_a_compliant_sample_committed_with_a_request_becomes_a_product(worker):
         sample = make_sample(lot=lot, sample_id="ESP32_LL_01_1234")
         product_registration_request(lot_id=lot.id, sample_id=sample.sample_id, site_code="LL")
 
-    product = wait_for(
+    product = wait_until(
         lambda: ConsumerProduct.objects.filter(sample=sample).first(), what="the product"
     )
     assert product.lot_id == lot.id and product.fusion_grade == sample.fusion_grade
@@ -181,7 +102,7 @@ def test_staff_follow_a_registration_through_the_task_api(worker, client, django
         body = client.get(f"/api/tasks/status/{submitted['task_id']}").json()
         return body if body["status"] in ("SUCCESS", "FAILURE") else None
 
-    body = wait_for(finished, what="the task to finish")
+    body = wait_until(finished, what="the task to finish")
     product = ConsumerProduct.objects.get(sample=sample)
     assert body["status"] == "SUCCESS"
     assert body["result"] == {
@@ -204,7 +125,7 @@ def test_rejected_and_non_compliant_samples_yield_no_product(worker):
     ]
 
     for task_id in ids:
-        assert wait_for(lambda t=task_id: task_state(t) == "FAILURE", what="refusal")
+        assert wait_until(lambda t=task_id: task_state(t) == "FAILURE", what="refusal")
     from django_celery_results.models import TaskResult
 
     assert all(
@@ -225,7 +146,7 @@ def test_the_same_task_three_times_yields_one_product(worker):
     ]
 
     for r in results:
-        wait_for(lambda r=r: task_state(r.id) == "SUCCESS", what="all three tasks")
+        wait_until(lambda r=r: task_state(r.id) == "SUCCESS", what="all three tasks")
     product_ids = {r.get(timeout=5)["product_id"] for r in results}
     assert product_ids == {ConsumerProduct.objects.get(sample=sample).product_id}
     assert product_count() == 1
@@ -242,11 +163,13 @@ def test_a_worker_killed_mid_task_registers_the_product_exactly_once_after_resta
         sample = make_sample(lot=lot)
         product_registration_request(lot_id=lot.id, sample_id=sample.sample_id, site_code="LL")
 
-    wait_for(marker.exists, what="the task to reach its pause before commit")
+    wait_until(marker.exists, what="the task to reach its pause before commit")
     worker.kill()
     assert product_count() == 0  # the uncommitted product died with the worker's transaction
 
     worker.start()
-    wait_for(lambda: product_count(sample=sample) == 1, what="the product after restart")
-    time.sleep(1.0)  # a duplicate would show up now
+    wait_until(
+        lambda: product_count(sample=sample) == 1, timeout=TIMEOUT, what="the product after restart"
+    )
+    workers_idle([worker])
     assert product_count() == 1

@@ -13,7 +13,9 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from gaveurs.models import Site
 from gaveurs.services import feeding_curve_for_new_lot
+from optimizer.curves import curve_from_json
 from optimizer.services import optimization_run, optimized_curve_approve
 from optimizer.synthetic import REFERENCE_CURVE, HistorySpec, SyntheticTaste, history_generate
 
@@ -37,8 +39,6 @@ class Command(BaseCommand):
         token = f"{int(time.time()) % 100000:05d}"
         history: list[float] = []
         for generation in range(generations):
-            from gaveurs.models import Site
-
             site = Site.objects.filter(code=site_code).first()
             planned = feeding_curve_for_new_lot(site_id=site.pk if site else None, gaveur_id=None)
             doses = (
@@ -79,8 +79,6 @@ class Command(BaseCommand):
                 self.stdout.write(f"  no proposal: {outcome.run.message}")
                 continue
             optimized_curve_approve(curve_id=outcome.curve.pk, user_id=None)
-            from optimizer.curves import curve_from_json
-
             proposed_true = taste.expected(curve_from_json(outcome.curve.doses))
             self.stdout.write(
                 f"  approved v{outcome.curve.version}: predicted "

@@ -7,6 +7,7 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
+from sensors.models import Device
 from sensors.simulator import FORMATS, SimulatorConfig, simulate
 
 
@@ -98,8 +99,6 @@ class Command(BaseCommand):
         if lot:
             return dict.fromkeys(device_ids, lot)
         try:
-            from sensors.models import Device
-
             return {
                 d.device_id: d.assigned_lot.code
                 for d in Device.objects.filter(

@@ -8,7 +8,7 @@ import pytest
 from django.core.cache import cache
 
 from feedback.models import ConsumerFeedback
-from tests.feedback.helpers import make_product
+from tests.factories import make_product
 from tests.support.browser import chromium
 
 pytestmark = [

@@ -4,7 +4,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("gaveurs", "0001_initial")]
+    dependencies = [("gaveurs", "0002_feeding_curve_approval_scope")]
 
     operations = [
         migrations.AddField(

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sensors', '0004_payload_zstd_bytea'),
+        ('sensors', '0005_grade_rules_sql'),
     ]
 
     operations = [

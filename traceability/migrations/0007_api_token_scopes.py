@@ -4,7 +4,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("traceability", "0005_gs1_serial")]
+    dependencies = [("traceability", "0006_scans_from_feedback_state_only")]
 
     operations = [
         migrations.AddField(

@@ -15,6 +15,6 @@ def grant_task_scopes(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("traceability", "0006_api_token_scopes")]
+    dependencies = [("traceability", "0007_api_token_scopes")]
 
     operations = [migrations.RunPython(grant_task_scopes, migrations.RunPython.noop)]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
-from feedback.models import ForgedScanAttempt, ProductScanStats, ScanEvent
-from tests.factories import make_lot
-from tests.feedback.helpers import forged, make_product, review
+from tests.factories import forged, make_lot, make_product, review
+from traceability.models import ForgedScanAttempt, ProductScanStats, ScanEvent
 
 pytestmark = pytest.mark.django_db
 

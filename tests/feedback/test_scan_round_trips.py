@@ -14,8 +14,9 @@ from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection
 
-from feedback.models import ProductScanStats, ScanEvent
-from tests.feedback.helpers import make_product
+from tests.factories import make_product
+from tests.support.servers import django_database_url
+from traceability.models import ProductScanStats, ScanEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,13 +48,6 @@ def test_a_cached_scan_is_exactly_one_query_and_each_request_is_counted_once(
         assert product.product_id in response.content.decode()
         assert counts(product) == (n, n)
     assert "EXECUTE gaveurs_scan_record" in captured.captured_queries[0]["sql"]
-
-
-def db_url() -> str:
-    from urllib.parse import quote
-
-    s = connection.settings_dict
-    return f"postgres://{s['USER']}@{quote(s['HOST'], safe='')}/{s['NAME']}"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -117,7 +111,7 @@ def test_without_health_checks_a_dropped_connection_fails_one_scan_and_the_next_
     try:
         assert wsgi_get(handler, f"/p/{product.qr_code}") == 200
         pid = connection.connection.info.backend_pid
-        with psycopg.connect(db_url(), autocommit=True) as admin:
+        with psycopg.connect(django_database_url(), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", [pid])
 
         statuses = [wsgi_get(handler, f"/p/{product.qr_code}") for _ in range(3)]

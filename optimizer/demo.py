@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 
-from feedback.models import ConsumerFeedback
+from feedback.services import feedback_submit
 from gaveurs.models import FeedingCurve, FeedingCurveDay, FeedingRecord, Gaveur, Lot, Site
 from sensors.models import Device, SensorSample
-from traceability.models import ConsumerProduct
+from sensors.rules import REJECT, grade_for_score
 from traceability.services import product_register
 
 SITES = [
@@ -32,15 +32,7 @@ PRODUCERS = [
     ("Barrère", "Louis"),
     ("Ducasse", "Anne"),
 ]
-GRADE_CUTOFFS = [("A+", 0.85), ("A", 0.75), ("B", 0.60), ("C", 0.45)]
 ANCHOR = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
-
-
-def grade_for(score: float) -> str:
-    for grade, cutoff in GRADE_CUTOFFS:
-        if score >= cutoff:
-            return grade
-    return "REJECT"
 
 
 def reference_doses(duration: int) -> list[tuple[float, float]]:
@@ -67,8 +59,8 @@ def _matrix(rng: random.Random, centre: float, spread: float) -> list[list[float
 
 def _sample_fields(rng: random.Random, quality: float) -> dict:
     score = min(max(rng.gauss(quality, 0.1), 0.2), 0.99)
-    grade = grade_for(score)
-    compliant = grade != "REJECT" and not (grade == "C" and rng.random() < 0.3)
+    grade = grade_for_score(score)
+    compliant = grade != REJECT and not (grade == "C" and rng.random() < 0.3)
     freshness = round(min(1.0, max(0.0, score + rng.uniform(-0.08, 0.08))), 3)
     return {
         "fusion_score": round(score, 4),
@@ -202,15 +194,15 @@ def seed_demo(*, seed: int = 42, lots_per_site: int = 8, samples_per_lot: int = 
                 )
                 counts.products += 1
                 if rng.random() < 0.6:
-                    product = ConsumerProduct.objects.get(product_id=registered.product_id)
                     taste = 0.85 * quality + 0.15 * sample.fusion_score
                     overall = min(5, max(1, round(1 + 4 * taste + rng.gauss(0, 0.3))))
 
                     def near(value: int) -> int:
                         return min(5, max(1, value + rng.choice([-1, 0, 0, 1])))
 
-                    ConsumerFeedback.objects.create(
-                        product=product,
+                    # The live service: the lot's review sums stay true, moderation works.
+                    feedback_submit(
+                        qr_code=registered.qr_code,
                         overall_rating=overall,
                         taste_rating=near(overall),
                         texture_rating=near(overall),
@@ -220,7 +212,6 @@ def seed_demo(*, seed: int = 42, lots_per_site: int = 8, samples_per_lot: int = 
                             ["", "Excellent produit !", "Très fondant.", "Un peu trop gras.", ""]
                         ),
                         consent_to_publish=rng.random() < 0.5,
-                        reward_points=10,
                         language="fr",
                     )
                     counts.reviews += 1

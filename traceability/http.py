@@ -7,7 +7,7 @@ import ipaddress
 from django.conf import settings
 from django.http import HttpRequest
 
-from feedback.services import ClientOrigin, client_hash, coarse_place
+from traceability.scans import ClientOrigin, client_hash, coarse_place
 
 
 def client_address(request: HttpRequest) -> str:

@@ -6,9 +6,8 @@ import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
-from feedback.models import ForgedScanAttempt, ProductScanStats, ScanAlert, ScanEvent
-from tests.factories import make_lot
-from tests.feedback.helpers import forged, make_product, review
+from tests.factories import forged, make_lot, make_product, review
+from traceability.models import ForgedScanAttempt, ProductScanStats, ScanAlert, ScanEvent
 
 pytestmark = pytest.mark.django_db
 

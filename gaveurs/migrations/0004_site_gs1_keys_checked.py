@@ -35,7 +35,7 @@ DROP FUNCTION IF EXISTS gs1_key_is_valid(text);
 
 
 class Migration(migrations.Migration):
-    dependencies = [("gaveurs", "0002_site_gln")]
+    dependencies = [("gaveurs", "0003_site_gln")]
 
     operations = [
         migrations.AlterField(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from django.test import Client, RequestFactory, override_settings
 
-from feedback.http import client_address, client_origin
-from feedback.models import ConsumerFeedback, ScanEvent
-from feedback.services import client_hash
-from tests.feedback.helpers import RATINGS, make_product
+from feedback.models import ConsumerFeedback
+from tests.factories import RATINGS, make_product
+from traceability.http import client_address, client_origin
+from traceability.models import ScanEvent
+from traceability.scans import client_hash
 
 PROXY = "10.0.0.5"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from gaveurs.demo import seed_demo
+from optimizer.demo import seed_demo
 
 
 class Command(BaseCommand):

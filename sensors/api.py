@@ -1,7 +1,0 @@
-"""django-ninja router of the sensors app."""
-
-from __future__ import annotations
-
-from ninja import Router
-
-router = Router(tags=["sensors"])

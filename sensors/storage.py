@@ -1,0 +1,340 @@
+"""PostgreSQL storage of sample ingestion: the low-level reads and the batch writer.
+
+What ``sensors.services`` (the ingestion rules) calls, and nothing else:
+- ``fetch_all`` runs several reads in one round trip (a psycopg pipeline): stations
+  (``STATIONS_SQL``), lots (``LOTS_SQL``) and quality thresholds (``THRESHOLDS_SQL``);
+- ``sample_row`` turns a reading into the column values of ``sqal_sensor_samples`` (payload
+  zstd-compressed, matrices as binary ``float8[]``);
+- ``samples_insert`` writes a batch of rows and their alerts in one statement (SQL text built
+  once per shape, PostgreSQL placeholders, prepared on the writer connections).
+Plain SQL rather than the ORM: an ORM query costs ~20 times the CPU of the same query through
+the cursor, and these run once per batch on the hot path.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+import psycopg
+from django.db import connection
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+
+from gaveurs.models import Lot, Site
+from sensors.models import Device, QualityAlert, QualityThreshold, SensorSample
+from sensors.payload import compress_text
+from sensors.schemas import Reading
+
+if TYPE_CHECKING:
+    from sensors.alerts import Alert
+
+_COLUMNS = [
+    "time",
+    "received_at",
+    "device_id",
+    "sample_id",
+    "lot_id",
+    "site_code",
+    "tof_volume_mm3",
+    "tof_surface_uniformity",
+    "tof_quality_score",
+    "tof_grade",
+    "distance_matrix",
+    "reflectance_matrix",
+    "amplitude_matrix",
+    "ambient_matrix",
+    "status_matrix",
+    "spectral_channels",
+    "spectral_freshness_index",
+    "spectral_fat_quality_index",
+    "spectral_oxidation_index",
+    "spectral_quality_score",
+    "spectral_grade",
+    "fusion_score",
+    "fusion_grade",
+    "is_compliant",
+    "fill_conformity",
+    "lot_abattage",
+    "eleveur",
+    "provenance",
+    "firmware_version",
+    "temperature_c",
+    "humidity_percent",
+    "payload",
+]
+_CASTS = {
+    "distance_matrix": "::double precision[]",
+    "reflectance_matrix": "::double precision[]",
+    "amplitude_matrix": "::double precision[]",
+    "ambient_matrix": "::double precision[]",
+    "status_matrix": "::double precision[]",
+    "spectral_channels": "::double precision[]",
+}
+
+
+# An alert row as sent with the samples: its sample is named by (station, sample id), the
+# statement resolves it to the new row's id. (Typed: a parameter in VALUES is text otherwise.)
+_ALERT_ROW = [
+    ("device_id", "::varchar"),
+    ("sample_key", "::varchar"),
+    ("lot_id", "::bigint"),
+    ("threshold_id", "::bigint"),
+    ("rule", "::varchar"),
+    ("metric", "::varchar"),
+    ("value", "::varchar"),
+    ("severity", "::varchar"),
+    ("message", "::varchar"),
+    ("status", "::varchar"),
+    ("created_at", "::timestamptz"),
+]
+
+
+_ALERT_COLUMNS = [
+    "sample_id",
+    "lot_id",
+    "device_id",
+    "threshold_id",
+    "rule",
+    "metric",
+    "value",
+    "severity",
+    "message",
+    "status",
+    "created_at",
+]
+
+
+def _placeholders(first: int, casts: Sequence[str]) -> str:
+    return "(" + ", ".join(f"${first + i}{cast}" for i, cast in enumerate(casts)) + ")"
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_sql(count: int, alert_count: int) -> str:
+    """One statement: ``count`` samples, skipping (device, sample) pairs already stored, and
+    ``alert_count`` alerts, kept for the samples it inserted only.
+
+    PostgreSQL's own placeholders ($1, $2…, for a ``RawCursor``): psycopg parses a statement
+    written with %s on every call once it is longer than 4 KB, and this one is longer.
+    """
+    casts = [_CASTS.get(c, "") for c in _COLUMNS]
+    samples = ", ".join(_placeholders(n * len(casts) + 1, casts) for n in range(count))
+    insert = (
+        f"INSERT INTO {SensorSample._meta.db_table} ({', '.join(_COLUMNS)}) VALUES {samples} "
+        f"ON CONFLICT (device_id, sample_id) DO NOTHING RETURNING id, device_id, sample_id"
+    )
+    if not alert_count:
+        return insert
+    offset = count * len(casts) + 1
+    alert_casts = [cast for _, cast in _ALERT_ROW]
+    alerts = ", ".join(
+        _placeholders(offset + n * len(alert_casts), alert_casts) for n in range(alert_count)
+    )
+    names = [name for name, _ in _ALERT_ROW]
+    values = ["new.id" if c == "sample_id" else f"a.{c}" for c in _ALERT_COLUMNS]
+    return (
+        f"WITH new AS ({insert}), "
+        f"alerts AS (INSERT INTO {QualityAlert._meta.db_table} ({', '.join(_ALERT_COLUMNS)}) "
+        f"SELECT {', '.join(values)} "
+        f"FROM new JOIN (VALUES {alerts}) AS a ({', '.join(names)}) "
+        f"ON a.device_id = new.device_id AND a.sample_key = new.sample_id) "
+        f"SELECT id, device_id, sample_id FROM new"
+    )
+
+
+_ARRAYS = {c for c, cast in _CASTS.items() if cast.endswith("[]")}
+
+
+class Float8Array(bytes):
+    """A float8[] in PostgreSQL's binary format (sent as it is, see ``_Float8ArrayDumper``)."""
+
+
+_FLOAT8_OID, _FLOAT8_ARRAY_OID = 701, 1022
+_CELL = np.dtype([("size", ">i4"), ("value", ">f8")])  # each element: its length, its value
+
+
+def _float8_array(value) -> Float8Array | None:
+    """Floats (a list, or a list of rows) as a binary float8[]: numpy converts the floats in C.
+
+    The text literal ({{1.0,2.0},{…}}) meant printing and parsing 330 floats per sample, a
+    fifth of the server's GIL time on compact messages. Shapes are validated (8×8, 10).
+    """
+    if value is None:
+        return None
+    floats = np.asarray(value, dtype=np.float64)
+    if floats.size == 0:
+        return Float8Array(struct.pack(">iiI", 0, 0, _FLOAT8_OID))
+    dims = [number for size in floats.shape for number in (size, 1)]  # size, lower bound
+    header = struct.pack(f">iiI{len(dims)}i", floats.ndim, 0, _FLOAT8_OID, *dims)
+    cells = np.empty(floats.size, dtype=_CELL)
+    cells["size"] = 8
+    cells["value"] = floats.ravel()
+    return Float8Array(header + cells.tobytes())
+
+
+class _Float8ArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = _FLOAT8_ARRAY_OID
+
+    def dump(self, obj: Float8Array) -> bytes:
+        return obj
+
+
+def sample_row(
+    reading: Reading, *, lot_id: int | None, site_code: str, now: datetime, payload: str
+) -> list:
+    values = {name: getattr(reading, name) for name in _COLUMNS if hasattr(reading, name)}
+    # The message's own text, zstd-compressed (sensors/payload.py): never re-serialised. This
+    # runs on a writer thread, and zstd releases the GIL while it compresses.
+    values.update(
+        received_at=now, lot_id=lot_id, site_code=site_code, payload=compress_text(payload)
+    )
+    for name in _ARRAYS:
+        values[name] = _float8_array(values[name])
+    return [values[c] for c in _COLUMNS]
+
+
+# psycopg prepares a statement (PostgreSQL parses and plans it once per connection) once it has
+# run this many times on the connection; executemany prepares at once. Django turns that off
+# (prepare_threshold None, for transaction-pooling proxies); the writer threads' connections turn
+# it back on for these statements, as feedback's scan statement does: the plan of the 32-column
+# INSERT was half of PostgreSQL's time per sample. Behind PgBouncer, session pooling (README).
+PREPARE_THRESHOLD = 5
+
+
+def raw_cursor(*, native: bool = False):
+    """A server-side-binding psycopg cursor on this thread's connection, statements prepared.
+
+    ``native``: the statement uses PostgreSQL's placeholders ($1…) rather than %s.
+    """
+    connection.ensure_connection()
+    session = connection.connection
+    if session.prepare_threshold is None:
+        session.prepare_threshold = PREPARE_THRESHOLD
+        session.adapters.register_dumper(Float8Array, _Float8ArrayDumper)
+    return (psycopg.RawCursor if native else psycopg.Cursor)(session)
+
+
+def samples_insert(
+    rows: list[list], alerts: Sequence[Alert], *, now: datetime
+) -> dict[tuple[str, str], int]:
+    """Insert rows, skipping (device, sample) pairs already stored, and the alerts of the rows
+    inserted (each alert's ``sample_key`` names its sample); returns the new rows' ids.
+
+    One statement, one round trip, with server-side parameters: the compressed payloads and the
+    binary arrays travel as they are, with no quoting. (One statement per row, even pipelined,
+    cost a psycopg send/receive cycle per row; each round trip also costs the writer thread a
+    wait for the GIL, which the event loop holds most of the time.)
+    """
+    params = [value for row in rows for value in row]
+    for a in alerts:
+        params += (
+            a.device_id,
+            a.sample_key,
+            a.lot_id,
+            a.threshold_id,
+            a.rule,
+            a.metric,
+            a.value,
+            a.severity,
+            a.message,
+            a.status,
+            now,
+        )
+    with connection.wrap_database_errors, raw_cursor(native=True) as cursor:
+        cursor.execute(_insert_sql(len(rows), len(alerts)), params)
+        return {(device_id, sample_id): pk for pk, device_id, sample_id in cursor.fetchall()}
+
+
+@dataclass(frozen=True)
+class LotRef:
+    id: int
+    code: str
+    site_code: str
+
+
+@dataclass(frozen=True)
+class StationRef:
+    device_id: str
+    is_active: bool
+    has_token: bool
+    site_code: str | None
+    assigned_lot: LotRef | None
+    lots_of_any_site: bool = False
+
+
+def _fetch(sql: str, params: Sequence) -> list[tuple]:
+    with connection.wrap_database_errors, raw_cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+_DEVICE, _SITE, _LOT = Device._meta.db_table, Site._meta.db_table, Lot._meta.db_table
+
+
+STATIONS_SQL = (
+    f"SELECT d.device_id, d.is_active, d.token_hash <> '', s.code, l.id, l.code, ls.code, "
+    f"d.lots_of_any_site "
+    f"FROM {_DEVICE} d LEFT JOIN {_SITE} s ON s.id = d.site_id "
+    f"LEFT JOIN {_LOT} l ON l.id = d.assigned_lot_id "
+    f"LEFT JOIN {_SITE} ls ON ls.id = l.site_id "
+    f"WHERE d.device_id = ANY(%s)"
+)
+LOTS_SQL = (
+    f"SELECT l.id, l.code, s.code FROM {_LOT} l JOIN {_SITE} s ON s.id = l.site_id "
+    f"WHERE l.id = ANY(%s) OR l.code = ANY(%s)"
+)
+THRESHOLDS_SQL = (
+    f"SELECT id, metric, operator, value, grade, severity "
+    f"FROM {QualityThreshold._meta.db_table} WHERE is_active"
+)
+
+
+def fetch_all(queries: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]:
+    """Several reads in one round trip (a psycopg pipeline): each one costs the writer thread a
+    wait for PostgreSQL and then for the GIL, which the event loop holds most of the time."""
+    cursors = []
+    with connection.wrap_database_errors:
+        first = raw_cursor()
+        with first.connection.pipeline():
+            for sql, params in queries:
+                cursor = first if not cursors else raw_cursor()
+                cursor.execute(sql, params)
+                cursors.append(cursor)
+        try:
+            return [cursor.fetchall() for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
+
+def stations_from(rows: Sequence[tuple]) -> dict[str, StationRef]:
+    return {
+        device_id: StationRef(
+            device_id=device_id,
+            is_active=is_active,
+            has_token=has_token,
+            site_code=site_code,
+            assigned_lot=LotRef(lot_id, lot_code, lot_site) if lot_id is not None else None,
+            lots_of_any_site=any_site,
+        )
+        for device_id, is_active, has_token, site_code, lot_id, lot_code, lot_site, any_site in rows
+    }
+
+
+def stations_fetch(device_ids: Sequence[str]) -> dict[str, StationRef]:
+    return stations_from(_fetch(STATIONS_SQL, [list(device_ids)]))
+
+
+def thresholds_from(rows: Sequence[tuple]) -> list[QualityThreshold]:
+    return [
+        QualityThreshold(
+            id=pk, metric=metric, operator=op, value=value, grade=grade, severity=severity
+        )
+        for pk, metric, op, value, grade, severity in rows
+    ]

@@ -1,0 +1,23 @@
+"""Hypothesis strategies shared by the hostile-input tests."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+# Any JSON value, NaN and infinities included (Python's json writes them as NaN/Infinity, as a
+# sloppy station would), strings with NUL and lone surrogates included.
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30)
+    | st.sampled_from(["", "A+", "REJECT", "2026-11-24T08:00:00Z", "\x00", "\ud800", "NaN"])
+)
+json_values = st.recursive(
+    scalars,
+    lambda children: (
+        st.lists(children, max_size=9) | st.dictionaries(st.text(max_size=12), children, max_size=6)
+    ),
+    max_leaves=20,
+)

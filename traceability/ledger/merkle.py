@@ -1,0 +1,220 @@
+"""RFC 9162 Merkle trees, pure functions: leaf and node hashes, subtree ranges, the
+compact frontier, roots, inclusion and consistency proofs and their verification."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+Key = tuple[int, int]  # (level, index) of a complete subtree
+
+
+# --- Hashing (RFC 9162 §2.1.1) ------------------------------------------------------------
+
+
+def leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """The largest power of two smaller than n (n > 1)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def range_keys(start: int, end: int) -> list[Key]:
+    """The complete subtrees, largest first, whose leaves are exactly [start, end).
+
+    Valid for the ranges RFC 9162's recursions produce: ``start`` is a multiple of the largest
+    power of two not above ``end - start``.
+    """
+    keys: list[Key] = []
+    pos, size = start, end - start
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            keys.append((level, pos >> level))
+            pos += 1 << level
+    return keys
+
+
+def fold_right(hashes: Sequence[bytes]) -> bytes:
+    """MTH of a range from its complete subtrees (largest first): H(a, H(b, H(c, d)))."""
+    if not hashes:
+        return EMPTY_ROOT
+    acc = hashes[-1]
+    for h in reversed(hashes[:-1]):
+        acc = node_hash(h, acc)
+    return acc
+
+
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose roots form PATH(index, D[0:size]) (RFC 9162 §2.1.3.1), bottom up."""
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    ranges: list[tuple[int, int]] = []
+    start, end, m = 0, size, index
+    while end - start > 1:
+        k = _split(end - start)
+        if m < k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start, m = start + k, m - k
+    return list(reversed(ranges))
+
+
+def consistency_ranges(first: int, second: int) -> list[tuple[int, int]]:
+    """The leaf ranges of PROOF(first, D[0:second]) (RFC 9162 §2.1.4.1), in proof order."""
+    if not 0 < first <= second:
+        raise ValueError(f"no consistency proof from size {first} to size {second}")
+    ranges: list[tuple[int, int]] = []
+    start, end, m, whole = 0, second, first, True
+    while m != end - start:
+        k = _split(end - start)
+        if m <= k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start, m, whole = start + k, m - k, False
+    if not whole:
+        ranges.append((start, end))
+    return list(reversed(ranges))
+
+
+def frontier_keys(size: int) -> list[Key]:
+    """The complete subtrees that make up a tree of ``size`` leaves, largest first."""
+    return range_keys(0, size)
+
+
+class Frontier:
+    """The compact frontier of a log: enough to append and to compute the root (O(log n))."""
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        keys = frontier_keys(size)
+        if len(keys) != len(hashes):
+            raise ValueError(f"a frontier of size {size} has {len(keys)} nodes, not {len(hashes)}")
+        self.size = size
+        self.nodes: list[tuple[int, int, bytes]] = [
+            (lvl, idx, h) for (lvl, idx), h in zip(keys, hashes, strict=True)
+        ]
+
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Add one leaf hash; return the complete subtrees it completes, the leaf first."""
+        created = [(0, self.size, leaf)]
+        h, level, index = leaf, 0, self.size
+        while self.nodes and self.nodes[-1][0] == level:
+            _, left_index, left = self.nodes.pop()
+            h, level, index = node_hash(left, h), level + 1, left_index >> 1
+            created.append((level, index, h))
+        self.nodes.append((level, index, h))
+        self.size += 1
+        return created
+
+    def root(self) -> bytes:
+        return fold_right([h for _, _, h in self.nodes])
+
+
+class MemoryLog:
+    """The same log with its nodes in a dict: used by the benchmark and the tests."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[Key, bytes] = {}
+        self.frontier = Frontier()
+
+    @property
+    def size(self) -> int:
+        return self.frontier.size
+
+    def append(self, leaf: bytes) -> None:
+        for level, index, h in self.frontier.append(leaf):
+            self.nodes[(level, index)] = h
+
+    def _fetch(self, keys: Iterable[Key]) -> dict[Key, bytes]:
+        return {k: self.nodes[k] for k in keys}
+
+    def root(self, size: int | None = None) -> bytes:
+        size = self.size if size is None else size
+        return fold_right([self.nodes[k] for k in range_keys(0, size)])
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return ranges_hashes(inclusion_ranges(index, size), self._fetch)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        if first == second:
+            return []
+        return ranges_hashes(consistency_ranges(first, second), self._fetch)
+
+
+def ranges_hashes(
+    ranges: Sequence[tuple[int, int]], fetch: Callable[[Iterable[Key]], dict[Key, bytes]]
+) -> list[bytes]:
+    """The hash of each range of leaves, folded from its complete subtrees (``fetch`` reads
+    them: a dict here, ``ledger_nodes`` in ``storage``)."""
+    nodes = fetch(k for start, end in ranges for k in range_keys(start, end))
+    return [fold_right([nodes[k] for k in range_keys(start, end)]) for start, end in ranges]
+
+
+def merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """The root of a list of leaf hashes, via the frontier (O(n) time, O(log n) memory)."""
+    frontier = Frontier()
+    for leaf in leaves:
+        frontier.append(leaf)
+    return frontier.root()
+
+
+# --- RFC 9162 verification algorithms (§2.1.3.2 and §2.1.4.2) -----------------------------
+
+
+def verify_inclusion(
+    *, index: int, size: int, leaf: bytes, path: Sequence[bytes], root: bytes
+) -> bool:
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn, sn = fn >> 1, sn >> 1
+        else:
+            r = node_hash(r, p)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and r == root
+
+
+def verify_consistency(
+    *, first: int, second: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]
+) -> bool:
+    if first == second:
+        return not proof and first_root == second_root
+    if not 0 < first < second or not proof:
+        return False
+    path = list(proof)
+    if first & (first - 1) == 0:
+        path.insert(0, first_root)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(c, fr), node_hash(c, sr)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = node_hash(sr, c)
+        fn, sn = fn >> 1, sn >> 1
+    return fr == first_root and sr == second_root and sn == 0

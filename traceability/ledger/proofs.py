@@ -1,0 +1,222 @@
+"""What consumers and the public API get: a product's inclusion proof and signed head (cached),
+the scan page's ledger block, consistency proofs between heads, the published heads."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+
+from traceability.ledger.keys import head_as_dict, key_id, public_key_bytes, trusted_public_keys
+from traceability.ledger.merkle import Key, inclusion_ranges
+from traceability.ledger.records import _time, canonical_json, product_record
+from traceability.ledger.storage import (
+    LedgerCorrupt,
+    _ranges_hashes,
+    consistency_proof,
+    latest_head,
+    ledger_sign_head,
+)
+from traceability.models import ConsumerProduct, LedgerHead
+
+# --- Proofs for consumers -----------------------------------------------------------------
+
+
+def _proof_cache_key(product_pk: int) -> str:
+    return f"ledger:proof:v1:{product_pk}"
+
+
+# One round trip: the product's leaf, the latest head, and a superset of the audit path's
+# nodes: the sibling of the leaf's ancestor at every level (complete left or right siblings)
+# plus the frontier of the head (which covers any incomplete right sibling range).
+PROOF_SQL = """
+WITH leaf AS (
+    SELECT leaf_index, leaf_hash, sealed_at FROM ledger_leaves WHERE product_pk = %s
+), head AS (
+    SELECT tree_size, root_hash, timestamp_ms, signature, key_id
+    FROM ledger_heads ORDER BY tree_size DESC LIMIT 1
+), wanted AS (
+    SELECT g.l AS level, (leaf.leaf_index >> g.l) # 1 AS idx
+    FROM leaf, head, generate_series(0, 62) AS g(l)
+    WHERE head.tree_size > leaf.leaf_index
+      AND ((leaf.leaf_index >> g.l) # 1) <= ((head.tree_size - 1) >> g.l)
+    UNION
+    SELECT g.l, (head.tree_size >> g.l) - 1
+    FROM head, generate_series(0, 62) AS g(l)
+    WHERE (head.tree_size >> g.l) & 1 = 1
+)
+SELECT leaf.leaf_index, leaf.leaf_hash, leaf.sealed_at,
+       head.tree_size, head.root_hash, head.timestamp_ms, head.signature, head.key_id,
+       n.level, n.idx, n.hash
+FROM leaf
+LEFT JOIN head ON true
+LEFT JOIN (wanted JOIN ledger_nodes n USING (level, idx)) ON true
+"""
+
+
+def product_proof(product: ConsumerProduct) -> dict[str, Any]:
+    """Everything a client needs to verify a product's record; cached per product.
+
+    Returns ``{"status": "unsealed"}`` when the product is not in the log, ``"pending"`` when no
+    signed head covers its leaf yet (and none may be signed now), else ``"sealed"`` with the
+    leaf index, audit path and signed head. One query (none when cached); signing a head that
+    is due costs a few more, at most once per LEDGER_HEAD_INTERVAL_SECONDS.
+    """
+    cache_key = _proof_cache_key(product.pk)
+    cached = cache.get(cache_key)
+    if cached is not None:
+        return cached
+    with connection.cursor() as cursor:
+        cursor.execute(PROOF_SQL, [product.pk])
+        rows = cursor.fetchall()
+    if not rows:
+        return {"status": "unsealed"}
+    index, leaf, sealed_at, *head_row = rows[0][:8]
+    nodes = {(r[8], r[9]): bytes(r[10]) for r in rows if r[8] is not None}
+    head = None
+    if head_row[0] is not None:
+        head = LedgerHead(
+            tree_size=head_row[0],
+            root_hash=bytes(head_row[1]),
+            timestamp_ms=head_row[2],
+            signature=bytes(head_row[3]),
+            key_id=head_row[4],
+        )
+    fetch: Callable[[Iterable[Key]], dict[Key, bytes]] | None = None
+    if head is None or head.tree_size <= index:
+        signed = ledger_sign_head()
+        head = signed or head
+    else:
+
+        def fetch(keys: Iterable[Key]) -> dict[Key, bytes]:
+            keys = list(keys)
+            if any(k not in nodes for k in keys):
+                raise LedgerCorrupt(f"ledger nodes missing for leaf {index}")
+            return {k: nodes[k] for k in keys}
+
+    proof: dict[str, Any] = {
+        "status": "pending",
+        "leaf_index": index,
+        "leaf_hash": bytes(leaf).hex(),
+        "sealed_at": _time(sealed_at),
+    }
+    if head is None or head.tree_size <= index:
+        return proof  # not cached: a head will come
+    try:
+        path = _ranges_hashes(inclusion_ranges(index, head.tree_size), fetch)
+    except LedgerCorrupt:
+        return {**proof, "status": "unavailable"}
+    proof.update(
+        status="sealed",
+        tree_size=head.tree_size,
+        audit_path=[h.hex() for h in path],
+        signed_head=head_as_dict(head),
+    )
+    cache.set(cache_key, proof, getattr(settings, "LEDGER_PROOF_CACHE_SECONDS", 60))
+    return proof
+
+
+def scan_context(product: ConsumerProduct) -> dict[str, Any]:
+    """Context for ``templates/traceability/_ledger_block.html`` on the scan page.
+
+    Returns ``{"ledger": {...}}``: ``status`` (sealed / pending / unsealed), ``entry_number``
+    (1-based), ``tree_size``, ``sealed_at`` (datetime), and ``payload``, the object to embed with
+    ``json_script`` for static/traceability/ledger.js: the record as it is now in the database,
+    the proof and the signed head. One query, none when the proof is cached.
+    """
+    proof = product_proof(product)
+    info: dict[str, Any] = {"status": proof["status"]}
+    if proof["status"] != "unsealed":
+        info.update(
+            entry_number=proof["leaf_index"] + 1,
+            tree_size=proof.get("tree_size"),
+            sealed_at=datetime.fromisoformat(proof["sealed_at"]),
+        )
+    record = product_record(product)
+    info["record_items"] = [
+        (k, v if isinstance(v, str) else json.dumps(v)) for k, v in sorted(record.items())
+    ]
+    info["payload"] = {"record": record, "proof": proof}
+    return {"ledger": info}
+
+
+class LedgerError(Exception):
+    """A proof request that cannot be answered; ``code`` is stable, ``status`` HTTP-like."""
+
+    def __init__(self, code: str, detail: str, status: int) -> None:
+        super().__init__(detail)
+        self.code, self.detail, self.status = code, detail, status
+
+
+def ledger_proof_for_qr(*, qr_code: str) -> dict[str, Any]:
+    """The inclusion proof of a product found by its QR code (the ``/api/ledger/proof`` body)."""
+    product = ConsumerProduct.objects.filter(qr_code=qr_code[:300]).first()
+    if product is None:
+        raise LedgerError("unknown_product", f"no product with QR code {qr_code[:300]!r}", 404)
+    proof = product_proof(product)
+    if proof["status"] == "unsealed":
+        raise LedgerError("unsealed", f"product {product.product_id} is not in the log yet", 409)
+    if proof["status"] != "sealed":
+        wait = getattr(settings, "LEDGER_HEAD_INTERVAL_SECONDS", 60)
+        raise LedgerError(
+            "no_signed_head",
+            f"product {product.product_id} is leaf #{proof['leaf_index']}; no signed tree head "
+            f"covers it yet (one is signed at most every {wait} s): retry later",
+            409,
+        )
+    record = product_record(product)
+    return {
+        "qr_code": product.qr_code,
+        "product_id": product.product_id,
+        "record": record,
+        "record_canonical": canonical_json(record),
+        **{k: proof[k] for k in ("leaf_index", "leaf_hash", "sealed_at", "tree_size")},
+        "audit_path": proof["audit_path"],
+        "signed_head": proof["signed_head"],
+    }
+
+
+def ledger_consistency_between(*, first: int, second: int | None) -> dict[str, Any]:
+    """A consistency proof between two signed heads (``second`` defaults to the latest)."""
+    if first < 1:
+        raise LedgerError("invalid_argument", "from must be a tree size of at least 1", 400)
+    if second is not None and second < first:
+        raise LedgerError("invalid_argument", f"from ({first}) must not exceed to ({second})", 400)
+    old = LedgerHead.objects.filter(tree_size=first).first()
+    new = latest_head() if second is None else LedgerHead.objects.filter(tree_size=second).first()
+    for size, head in ((first, old), (second, new)):
+        if head is None:
+            raise LedgerError("unknown_head", f"no signed tree head of size {size}", 404)
+    assert old is not None and new is not None
+    if new.tree_size < old.tree_size:
+        raise LedgerError("invalid_argument", "the latest head is older than from", 400)
+    proof = consistency_proof(first=old.tree_size, second=new.tree_size)
+    return {
+        "first": head_as_dict(old),
+        "second": head_as_dict(new),
+        "proof": [h.hex() for h in proof],
+    }
+
+
+def published_heads(*, limit: int = 100, before: int | None = None) -> dict[str, Any]:
+    """The public list of signed heads, newest first, with the key that verifies them."""
+    heads = LedgerHead.objects.order_by("-tree_size")
+    if before is not None:
+        heads = heads.filter(tree_size__lt=before)
+    public = public_key_bytes()
+    return {
+        "algorithm": "Ed25519",
+        "public_key": base64.b64encode(public).decode(),
+        "key_id": key_id(public),
+        "trusted_keys": {k: base64.b64encode(v).decode() for k, v in trusted_public_keys().items()},
+        "hashing": "RFC 9162: leaf SHA-256(0x00||record), node SHA-256(0x01||left||right)",
+        "signed_message": "RFC 6962 TreeHeadSignature: 0x00 0x01 uint64 timestamp_ms "
+        "uint64 tree_size root_hash[32], big-endian",
+        "heads": [head_as_dict(h) for h in heads[: max(1, min(limit, 1000))]],
+    }

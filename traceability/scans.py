@@ -1,0 +1,262 @@
+"""Scans of a product's code: the only writer of the scan tables.
+
+- ``scan_record`` resolves a code and counts the scan in one SQL statement (event row +
+  per-product counter; prepared once per database session), one round trip, and raises a
+  ``ScanAlert`` when a code is scanned more than ``settings.SCAN_ALERT_THRESHOLD`` times.
+- ``forged_scan_record`` logs a code whose signature does not verify.
+- ``product_scan`` is what the consumer edges call: format, signature, then ``scan_record``.
+- ``client_hash`` / ``coarse_place`` reduce a request to what we keep: never the IP address.
+
+The statement also reads what the consumer page's cache key needs from the feedback tables
+(whether the unit was reviewed, its lot's review figures) by table name, so that a scan stays one
+round trip; no Python import of the feedback app is needed for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import ProgrammingError, connection
+from django.utils import timezone
+from psycopg import errors as psycopg_errors
+
+from traceability.models import ForgedScanAttempt, PlaceSource, ScanAlert
+from traceability.services import qr_parse, qr_signature_is_valid
+
+logger = logging.getLogger(__name__)
+
+
+COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+LANGUAGE_REGION_RE = re.compile(r"^[a-zA-Z]{2,3}[-_]([a-zA-Z]{2})\b")
+
+
+@dataclass(frozen=True)
+class ClientOrigin:
+    """What we keep of a request: a coarse place and a daily-salted client hash, never the IP."""
+
+    country: str = ""
+    place_source: str = PlaceSource.NONE
+    client_hash: str = ""
+
+
+def client_hash(*, address: str, day: str | None = None) -> str:
+    """16 hex characters of HMAC(SECRET_KEY, day|address): links a client's requests within a
+    day (rate limits, distinct scanners) without storing or being able to recover the address."""
+    day = day or timezone.now().date().isoformat()
+    key = settings.SECRET_KEY.encode()
+    return hmac.new(key, f"{day}|{address}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def coarse_place(*, cdn_country: str = "", accept_language: str = "") -> tuple[str, str]:
+    """The country of a request: a CDN's country header when present, else the region of the
+    browser's first language (``fr-FR`` → ``FR``), else nothing."""
+    country = (cdn_country or "").strip().upper()
+    if COUNTRY_RE.match(country) and country not in ("XX", "T1"):
+        return country, PlaceSource.CDN
+    first = (accept_language or "").split(",", 1)[0].strip()
+    match = LANGUAGE_REGION_RE.match(first)
+    if match:
+        return match.group(1).upper(), PlaceSource.LANGUAGE
+    return "", PlaceSource.NONE
+
+
+@dataclass(frozen=True)
+class ScanCount:
+    """A counted scan, with what decides whether a cached scan page is still right."""
+
+    product_pk: int
+    lot_id: int
+    # PostgreSQL's row version (xmin) of the product: any change to the record, tampering
+    # included, gives the page a new cache key, so the page never shows a stale record.
+    record_version: str
+    reviewed: bool
+    review_count: int
+    review_sum: int
+    scan_count: int
+
+
+# One statement resolves the code and counts the scan (event row + per-product counter), so a
+# scan costs one round trip. It also reads what the page's cache key needs: whether this unit
+# was reviewed and its lot's visible review figures.
+# The transaction commits with synchronous_commit off (set_config(..., true) is local to it): a
+# scan is acknowledged without waiting for the WAL flush, which would otherwise dominate the
+# page's cost and hold the counter row's lock during the flush. An application crash or restart
+# loses nothing (each scan is committed before the page is sent); a crash of PostgreSQL itself
+# may lose the scans of its last ~0.6 s (3 x wal_writer_delay), never corrupt the counts.
+SCAN_RECORD_SQL = """
+WITH product AS (
+    SELECT p.id, p.lot_id, p.xmin::text AS record_version,
+           EXISTS (SELECT 1 FROM consumer_feedback f WHERE f.product_id = p.id) AS reviewed,
+           COALESCE(s.review_count, 0) AS review_count,
+           COALESCE(s.overall_sum, 0) AS review_sum
+    FROM consumer_products p
+    LEFT JOIN feedback_lot_review_stats s ON s.lot_id = p.lot_id
+    WHERE p.qr_code = $1
+), async_commit AS (
+    SELECT set_config('synchronous_commit', 'off', true) AS value
+), event AS (
+    INSERT INTO feedback_scan_events
+        (product_id, scanned_at, channel, country, place_source, language, client_hash)
+    SELECT product.id, $2, $3, $4, $5, $6, $7
+    FROM product
+), counter AS (
+    INSERT INTO feedback_product_scan_stats
+        (product_id, scan_count, first_scanned_at, last_scanned_at)
+    SELECT product.id, 1, $2, $2 FROM product, async_commit
+    ON CONFLICT (product_id) DO UPDATE
+        SET scan_count = feedback_product_scan_stats.scan_count + 1,
+            last_scanned_at = EXCLUDED.last_scanned_at
+    RETURNING scan_count
+)
+SELECT product.id, product.lot_id, product.record_version, product.reviewed,
+       product.review_count, product.review_sum, (SELECT scan_count FROM counter)
+FROM product
+"""
+SCAN_RECORD_PARAMS = ("qr_code", "now", "channel", "country", "place_source", "language", "hash")
+
+# The statement is a prepared statement of the database session: PostgreSQL parses and plans
+# it once per connection instead of on every scan (planning is most of its server time). The
+# first scan on a connection sends PREPARE and EXECUTE together (still one round trip); the
+# session keeps it until the connection closes (a PREPARE survives a rollback). Name versioned
+# with the text: a changed statement gets a new name. Needs session-level state: behind
+# PgBouncer use session pooling (README), as for the rest of the application.
+SCAN_STATEMENT = "gaveurs_scan_record_v2"
+SCAN_PREPARE_SQL = (
+    f"PREPARE {SCAN_STATEMENT} (text, timestamptz, text, text, text, text, text) AS "
+    + SCAN_RECORD_SQL
+)
+SCAN_EXECUTE_SQL = (
+    f"EXECUTE {SCAN_STATEMENT} (" + ", ".join(f"%({n})s" for n in SCAN_RECORD_PARAMS) + ")"
+)
+# Database sessions (psycopg connections) on which the statement is prepared.
+_prepared_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _scan_statement_run(params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Run the scan statement on this thread's connection: one round trip, through Django's
+    cursor (so it is counted and logged like any query)."""
+    with connection.cursor() as cursor:
+        session = connection.connection
+        for attempt in (1, 2):
+            prepared = session in _prepared_sessions
+            try:
+                if prepared:
+                    cursor.execute(SCAN_EXECUTE_SQL, params)
+                else:
+                    cursor.execute(f"{SCAN_PREPARE_SQL};\n{SCAN_EXECUTE_SQL}", params)
+                    cursor.nextset()  # PREPARE's result, then EXECUTE's
+                    _prepared_sessions.add(session)
+                return cursor.fetchone()
+            except ProgrammingError as exc:
+                # Our record of the session was wrong: the statement was deallocated behind our
+                # back (DISCARD ALL, a pooler) or prepared by a call that failed afterwards.
+                # Nothing ran (a failed statement is rolled back whole): correct the record and,
+                # outside a transaction, try once more; inside one the transaction is aborted.
+                cause = exc.__cause__
+                if isinstance(cause, psycopg_errors.InvalidSqlStatementName):
+                    _prepared_sessions.discard(session)
+                elif isinstance(cause, psycopg_errors.DuplicatePreparedStatement):
+                    _prepared_sessions.add(session)
+                else:
+                    raise
+                if attempt == 2 or connection.in_atomic_block:
+                    raise
+    return None
+
+
+def scan_record(
+    *, qr_code: str, channel: str, origin: ClientOrigin, language: str = ""
+) -> ScanCount | None:
+    """Count one scan of the product with this code (None, and nothing counted, when no product
+    has it). Raises the copied-label alert once the count passes SCAN_ALERT_THRESHOLD."""
+    now = timezone.now()
+    row = _scan_statement_run(
+        {
+            "qr_code": qr_code,
+            "now": now,
+            "channel": channel,
+            "country": origin.country,
+            "place_source": origin.place_source,
+            "language": (language or "")[:8],
+            "hash": origin.client_hash,
+        }
+    )
+    if row is None:
+        return None
+    scan = ScanCount(*row)
+    threshold = settings.SCAN_ALERT_THRESHOLD
+    if scan.scan_count == threshold + 1:
+        # Counts are atomic increments, so exactly one scan crosses the threshold.
+        _, created = ScanAlert.objects.get_or_create(
+            product_id=scan.product_pk,
+            defaults={"threshold": threshold, "scan_count": scan.scan_count, "raised_at": now},
+        )
+        if created:
+            logger.warning(
+                "Product %s scanned %s times (threshold %s): label probably copied",
+                scan.product_pk,
+                scan.scan_count,
+                threshold,
+            )
+    return scan
+
+
+def forged_scan_record(
+    *, code: str, claimed_product_id: str, channel: str, origin: ClientOrigin
+) -> ForgedScanAttempt | None:
+    """Log a code whose signature does not verify; at most a few per client and minute so a
+    bot cannot fill the table. Returns None when the attempt was not stored."""
+    key = f"forged-scan:{origin.client_hash}:{int(timezone.now().timestamp()) // 60}"
+    cache.add(key, 0, timeout=60)
+    if cache.incr(key) > settings.FORGED_SCAN_LOG_PER_MINUTE:
+        return None
+    logger.warning("Forged or altered QR code scanned: %r", code[:300])
+    return ForgedScanAttempt.objects.create(
+        code=code[:300],
+        claimed_product_id=claimed_product_id[:50],
+        attempted_at=timezone.now(),
+        channel=channel,
+        country=origin.country,
+        place_source=origin.place_source,
+        client_hash=origin.client_hash,
+    )
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    """``status`` is "ok" (``scan`` set), "unknown", or "forged" (signature does not verify)."""
+
+    status: str
+    scan: ScanCount | None = None
+
+
+def product_scan(
+    *, qr_code: str, channel: str, origin: ClientOrigin, language: str = ""
+) -> ScanOutcome:
+    """Resolve a scanned code and count the scan: one query for a known code.
+
+    1. A code without the QR format is unknown (no query).
+    2. A well-formed code whose signature does not verify is logged for staff as forged.
+    3. Otherwise the code is looked up and, when a product has it, the scan is counted (which
+       may raise the copied-label alert) in the same statement.
+    """
+    parsed = qr_parse(qr_code)
+    if parsed is None:
+        return ScanOutcome(status="unknown")
+    if not qr_signature_is_valid(qr_code):
+        forged_scan_record(
+            code=qr_code, claimed_product_id=parsed.product_id, channel=channel, origin=origin
+        )
+        return ScanOutcome(status="forged")
+    scan = scan_record(qr_code=qr_code, channel=channel, origin=origin, language=language)
+    if scan is None:
+        return ScanOutcome(status="unknown")
+    return ScanOutcome(status="ok", scan=scan)
