@@ -496,6 +496,8 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_PG")}
     env.update(broker, DATABASE_URL=db_url, LOG_LEVEL="WARNING")
     env["DJANGO_SETTINGS_MODULE"] = "gaveurs.settings"
+    # 200 consumers share one address here: count every scan, as distinct phones would be.
+    env.setdefault("SCAN_RECORD_PER_MINUTE", "1000000000")
     if not env["CELERY_BROKER_URL"]:
         del env["CELERY_BROKER_URL"]  # the embedded transport on DATABASE_URL
     server_log, worker_log = workdir / "daphne.log", workdir / "worker.log"

@@ -43,12 +43,14 @@ LIMIT %s
 
 SCAN_COUNTERS_SQL = """
 WITH truth AS (
-    SELECT product_id, count(*) AS n, min(scanned_at) AS first, max(scanned_at) AS last
+    SELECT product_id, count(*) AS n, min(scanned_at) AS first, max(scanned_at) AS last,
+           count(DISTINCT client_hash) FILTER (WHERE client_hash <> '') AS clients
     FROM feedback_scan_events GROUP BY product_id
 )
 SELECT coalesce(t.product_id, s.product_id), coalesce(s.scan_count, 0), coalesce(t.n, 0)
 FROM truth t FULL JOIN feedback_product_scan_stats s ON s.product_id = t.product_id
 WHERE coalesce(s.scan_count, 0) <> coalesce(t.n, 0)
+   OR coalesce(s.distinct_clients, 0) <> coalesce(t.clients, 0)
    OR s.first_scanned_at IS DISTINCT FROM t.first
    OR s.last_scanned_at IS DISTINCT FROM t.last
 ORDER BY 1
@@ -82,7 +84,7 @@ def lot_review_stats_differences() -> list[str]:
 def scan_counter_differences() -> list[str]:
     return [
         f"scan counters: product #{pk} stores {stored} scans, its scan events give {true}"
-        f" (or the first/last scan times differ)"
+        f" (or its distinct clients or first/last scan times differ)"
         for pk, stored, true in _rows(SCAN_COUNTERS_SQL)
     ]
 

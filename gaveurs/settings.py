@@ -290,7 +290,10 @@ SQAL_WRITERS = envint("SQAL_WRITERS", "2")
 ASGI_HTTP_CONCURRENCY = envint("ASGI_HTTP_CONCURRENCY", "16")
 
 # Consumer pages
+# Copied-label alert: more distinct (client, day) pairs than this scanned one unit's code.
 SCAN_ALERT_THRESHOLD = envint("SCAN_ALERT_THRESHOLD", "50")
+# Scans of one client (daily hash) counted per minute; past it pages are served, not counted.
+SCAN_RECORD_PER_MINUTE = envint("SCAN_RECORD_PER_MINUTE", "20")
 FEEDBACK_REWARD_POINTS = envint("FEEDBACK_REWARD_POINTS", "10")
 # Feedback attempts allowed per client (daily-salted address hash) and window, page and API.
 FEEDBACK_RATE_LIMIT = envint("FEEDBACK_RATE_LIMIT", "10")

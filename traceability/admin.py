@@ -199,7 +199,13 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(ProductScanStats)
 class ProductScanStatsAdmin(ReadOnlyAdmin):
-    list_display = ["product", "scan_count", "first_scanned_at", "last_scanned_at"]
+    list_display = [
+        "product",
+        "scan_count",
+        "distinct_clients",
+        "first_scanned_at",
+        "last_scanned_at",
+    ]
     search_fields = ["product__product_id", "product__lot_code"]
     list_select_related = ["product"]
     ordering = ["-scan_count"]
@@ -217,12 +223,27 @@ class ScanEventAdmin(ReadOnlyAdmin):
 
 @admin.register(ScanAlert)
 class ScanAlertAdmin(admin.ModelAdmin):
-    list_display = ["product", "scan_count", "threshold", "raised_at", "is_resolved"]
+    list_display = [
+        "product",
+        "distinct_clients",
+        "scan_count",
+        "threshold",
+        "raised_at",
+        "is_resolved",
+    ]
     list_filter = ["is_resolved", "raised_at"]
     search_fields = ["product__product_id", "product__lot_code"]
     list_select_related = ["product"]
-    readonly_fields = ["product", "threshold", "scan_count", "raised_at"]
-    fields = ["product", "threshold", "scan_count", "raised_at", "is_resolved", "resolution_note"]
+    readonly_fields = ["product", "threshold", "distinct_clients", "scan_count", "raised_at"]
+    fields = [
+        "product",
+        "threshold",
+        "distinct_clients",
+        "scan_count",
+        "raised_at",
+        "is_resolved",
+        "resolution_note",
+    ]
 
     def has_add_permission(self, request) -> bool:
         return False

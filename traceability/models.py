@@ -100,6 +100,9 @@ class ProductScanStats(models.Model):
         related_name="scan_stats",
     )
     scan_count = models.PositiveIntegerField(default=0)
+    # Distinct (client, day) pairs that scanned it: the copied-label rule counts these, so one
+    # phone reloading the page cannot raise it (client hashes are salted per day).
+    distinct_clients = models.PositiveIntegerField(default=0)
     first_scanned_at = models.DateTimeField()
     # Not indexed: every scan updates this row, and an unindexed row updates in place (HOT).
     last_scanned_at = models.DateTimeField()
@@ -111,6 +114,23 @@ class ProductScanStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product_id}: {self.scan_count} scans"
+
+
+class ProductScanClient(models.Model):
+    """A (product, daily client hash) pair that scanned it once or more: how distinct clients
+    are counted in the scan statement (an insert that conflicts is a client seen before)."""
+
+    pk = models.CompositePrimaryKey("product", "client_hash")
+    product = models.ForeignKey(
+        ConsumerProduct, on_delete=models.CASCADE, related_name="+", db_constraint=True
+    )
+    client_hash = models.CharField(max_length=16)
+
+    class Meta:
+        db_table = "traceability_product_scan_clients"
+
+    def __str__(self) -> str:
+        return f"{self.product_id}: {self.client_hash}"
 
 
 class ScanChannel(models.TextChoices):
@@ -160,8 +180,11 @@ class ScanAlert(models.Model):
     product = models.OneToOneField(
         ConsumerProduct, on_delete=models.CASCADE, related_name="scan_alert"
     )
-    threshold = models.PositiveIntegerField()
+    threshold = models.PositiveIntegerField(help_text="Distinct clients allowed before the alert.")
     scan_count = models.PositiveIntegerField(help_text="Scans when the alert was raised.")
+    distinct_clients = models.PositiveIntegerField(
+        default=0, help_text="Distinct clients (per day) when the alert was raised."
+    )
     raised_at = models.DateTimeField(db_index=True)
     is_resolved = models.BooleanField(default=False)
     resolution_note = models.CharField(max_length=200, blank=True)
@@ -171,7 +194,7 @@ class ScanAlert(models.Model):
         ordering = ["is_resolved", "-raised_at"]
 
     def __str__(self) -> str:
-        return f"{self.product_id}: {self.scan_count} scans > {self.threshold}"
+        return f"{self.product_id}: {self.distinct_clients} clients > {self.threshold}"
 
 
 class ForgedScanAttempt(models.Model):

@@ -1,8 +1,10 @@
 """Scans of a product's code: the only writer of the scan tables.
 
 - ``scan_record`` resolves a code and counts the scan in one SQL statement (event row +
-  per-product counter; prepared once per database session), one round trip, and raises a
-  ``ScanAlert`` when a code is scanned more than ``settings.SCAN_ALERT_THRESHOLD`` times.
+  per-product counter and distinct clients; prepared once per database session), one round
+  trip, and raises a ``ScanAlert`` when more than ``settings.SCAN_ALERT_THRESHOLD`` distinct
+  (client, day) pairs scanned a code; a client's scans past ``SCAN_RECORD_PER_MINUTE`` are
+  answered but not stored.
 - ``forged_scan_record`` logs a code whose signature does not verify.
 - ``product_scan`` is what the consumer edges call: format, signature, then ``scan_record``.
 - ``client_hash`` / ``coarse_place`` reduce a request to what we keep: never the IP address.
@@ -81,6 +83,8 @@ class ScanCount:
     review_count: int
     review_sum: int
     scan_count: int
+    distinct_clients: int = 0
+    new_client: bool = False
 
 
 # One statement resolves the code and counts the scan (event row + per-product counter), so a
@@ -96,9 +100,12 @@ WITH product AS (
     SELECT p.id, p.lot_id, p.xmin::text AS record_version,
            EXISTS (SELECT 1 FROM consumer_feedback f WHERE f.product_id = p.id) AS reviewed,
            COALESCE(s.review_count, 0) AS review_count,
-           COALESCE(s.overall_sum, 0) AS review_sum
+           COALESCE(s.overall_sum, 0) AS review_sum,
+           COALESCE(c.scan_count, 0) AS scan_count,
+           COALESCE(c.distinct_clients, 0) AS distinct_clients
     FROM consumer_products p
     LEFT JOIN feedback_lot_review_stats s ON s.lot_id = p.lot_id
+    LEFT JOIN feedback_product_scan_stats c ON c.product_id = p.id
     WHERE p.qr_code = $1
 ), async_commit AS (
     SELECT set_config('synchronous_commit', 'off', true) AS value
@@ -106,21 +113,41 @@ WITH product AS (
     INSERT INTO feedback_scan_events
         (product_id, scanned_at, channel, country, place_source, language, client_hash)
     SELECT product.id, $2, $3, $4, $5, $6, $7
-    FROM product
+    FROM product WHERE $8
+), new_client AS (
+    INSERT INTO traceability_product_scan_clients (product_id, client_hash)
+    SELECT product.id, $7 FROM product WHERE $8 AND $7 <> ''
+    ON CONFLICT DO NOTHING
+    RETURNING 1
 ), counter AS (
     INSERT INTO feedback_product_scan_stats
-        (product_id, scan_count, first_scanned_at, last_scanned_at)
-    SELECT product.id, 1, $2, $2 FROM product, async_commit
+        (product_id, scan_count, distinct_clients, first_scanned_at, last_scanned_at)
+    SELECT product.id, 1, (SELECT count(*) FROM new_client), $2, $2
+    FROM product, async_commit WHERE $8
     ON CONFLICT (product_id) DO UPDATE
         SET scan_count = feedback_product_scan_stats.scan_count + 1,
+            distinct_clients = feedback_product_scan_stats.distinct_clients
+                + EXCLUDED.distinct_clients,
             last_scanned_at = EXCLUDED.last_scanned_at
-    RETURNING scan_count
+    RETURNING scan_count, distinct_clients
 )
 SELECT product.id, product.lot_id, product.record_version, product.reviewed,
-       product.review_count, product.review_sum, (SELECT scan_count FROM counter)
+       product.review_count, product.review_sum,
+       COALESCE((SELECT scan_count FROM counter), product.scan_count),
+       COALESCE((SELECT distinct_clients FROM counter), product.distinct_clients),
+       EXISTS (SELECT 1 FROM new_client)
 FROM product
 """
-SCAN_RECORD_PARAMS = ("qr_code", "now", "channel", "country", "place_source", "language", "hash")
+SCAN_RECORD_PARAMS = (
+    "qr_code",
+    "now",
+    "channel",
+    "country",
+    "place_source",
+    "language",
+    "hash",
+    "record",
+)
 
 # The statement is a prepared statement of the database session: PostgreSQL parses and plans
 # it once per connection instead of on every scan (planning is most of its server time). The
@@ -128,9 +155,9 @@ SCAN_RECORD_PARAMS = ("qr_code", "now", "channel", "country", "place_source", "l
 # session keeps it until the connection closes (a PREPARE survives a rollback). Name versioned
 # with the text: a changed statement gets a new name. Needs session-level state: behind
 # PgBouncer use session pooling (README), as for the rest of the application.
-SCAN_STATEMENT = "gaveurs_scan_record_v2"
+SCAN_STATEMENT = "gaveurs_scan_record_v3"
 SCAN_PREPARE_SQL = (
-    f"PREPARE {SCAN_STATEMENT} (text, timestamptz, text, text, text, text, text) AS "
+    f"PREPARE {SCAN_STATEMENT} (text, timestamptz, text, text, text, text, text, boolean) AS "
     + SCAN_RECORD_SQL
 )
 SCAN_EXECUTE_SQL = (
@@ -172,12 +199,28 @@ def _scan_statement_run(params: dict[str, Any]) -> tuple[Any, ...] | None:
     return None
 
 
+def scan_recording_allowed(origin: ClientOrigin, *, now_seconds: float | None = None) -> bool:
+    """Whether this client's scan is still counted this minute (SCAN_RECORD_PER_MINUTE per
+    client hash; the page is served either way). A client without hash is always counted."""
+    if not origin.client_hash:
+        return True
+    minute = int(now_seconds if now_seconds is not None else timezone.now().timestamp()) // 60
+    key = f"scan-record:{origin.client_hash}:{minute}"
+    cache.add(key, 0, timeout=60)
+    return cache.incr(key) <= settings.SCAN_RECORD_PER_MINUTE
+
+
 def scan_record(
     *, qr_code: str, channel: str, origin: ClientOrigin, language: str = ""
 ) -> ScanCount | None:
     """Count one scan of the product with this code (None, and nothing counted, when no product
-    has it). Raises the copied-label alert once the count passes SCAN_ALERT_THRESHOLD."""
+    has it), in one statement that also reads what the page needs.
+
+    A client over SCAN_RECORD_PER_MINUTE gets the same answer without its scan being stored.
+    The copied-label alert is raised when the distinct (client, day) pairs that scanned the
+    code pass SCAN_ALERT_THRESHOLD: one phone reloading the page cannot raise it."""
     now = timezone.now()
+    record = scan_recording_allowed(origin, now_seconds=now.timestamp())
     row = _scan_statement_run(
         {
             "qr_code": qr_code,
@@ -187,23 +230,29 @@ def scan_record(
             "place_source": origin.place_source,
             "language": (language or "")[:8],
             "hash": origin.client_hash,
+            "record": record,
         }
     )
     if row is None:
         return None
     scan = ScanCount(*row)
     threshold = settings.SCAN_ALERT_THRESHOLD
-    if scan.scan_count == threshold + 1:
-        # Counts are atomic increments, so exactly one scan crosses the threshold.
+    if scan.new_client and scan.distinct_clients == threshold + 1:
+        # Distinct clients are atomic increments: exactly one scan crosses the threshold.
         _, created = ScanAlert.objects.get_or_create(
             product_id=scan.product_pk,
-            defaults={"threshold": threshold, "scan_count": scan.scan_count, "raised_at": now},
+            defaults={
+                "threshold": threshold,
+                "scan_count": scan.scan_count,
+                "distinct_clients": scan.distinct_clients,
+                "raised_at": now,
+            },
         )
         if created:
             logger.warning(
-                "Product %s scanned %s times (threshold %s): label probably copied",
+                "Product %s scanned by %s distinct clients (threshold %s): label probably copied",
                 scan.product_pk,
-                scan.scan_count,
+                scan.distinct_clients,
                 threshold,
             )
     return scan

@@ -73,8 +73,8 @@ def test_staff_show_hidden_reviews_again_with_the_action(staff):
 @override_settings(SCAN_ALERT_THRESHOLD=2)
 def test_staff_see_scan_counts_per_product_alerts_and_forged_codes(staff, client):
     product = make_product()
-    for _ in range(3):
-        client.get(f"/p/{product.qr_code}")
+    for n in range(3):
+        client.get(f"/p/{product.qr_code}", REMOTE_ADDR=f"198.51.100.{n}")
     client.get(f"/p/{forged(product.qr_code)}")
 
     counts = staff.get("/admin/traceability/productscanstats/").content.decode()
@@ -83,5 +83,5 @@ def test_staff_see_scan_counts_per_product_alerts_and_forged_codes(staff, client
 
     assert product.product_id in counts and ">3<" in counts
     assert product.product_id in alerts
-    assert ScanAlert.objects.get().scan_count == 3
+    assert (ScanAlert.objects.get().scan_count, ScanAlert.objects.get().distinct_clients) == (3, 3)
     assert product.product_id in forgeries

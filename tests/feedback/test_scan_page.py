@@ -253,19 +253,45 @@ def test_each_scan_is_counted_with_a_coarse_place_and_never_the_address(client):
 
 
 @override_settings(SCAN_ALERT_THRESHOLD=3)
-def test_scanning_a_code_more_than_the_threshold_raises_one_alert(client):
+def test_more_distinct_clients_than_the_threshold_raise_one_copied_label_alert(client):
     product = make_product()
-    for _ in range(3):
-        page(client, product.qr_code)
+    for n in range(3):
+        client.get(f"/p/{product.qr_code}", REMOTE_ADDR=f"198.51.100.{n}")
     assert not ScanAlert.objects.exists()
 
-    for _ in range(3):
-        assert page(client, product.qr_code).status_code == 200
+    for n in range(3, 6):
+        response = client.get(f"/p/{product.qr_code}", REMOTE_ADDR=f"198.51.100.{n}")
+        assert response.status_code == 200
 
     alert = ScanAlert.objects.get()
-    assert (alert.product_id, alert.threshold, alert.scan_count) == (product.id, 3, 4)
-    assert not alert.is_resolved
-    assert ProductScanStats.objects.get(product=product).scan_count == 6
+    assert (alert.product_id, alert.threshold, alert.distinct_clients) == (product.id, 3, 4)
+    assert alert.scan_count == 4 and not alert.is_resolved
+    stats = ProductScanStats.objects.get(product=product)
+    assert (stats.scan_count, stats.distinct_clients) == (6, 6)
+
+
+@override_settings(SCAN_ALERT_THRESHOLD=3, SCAN_RECORD_PER_MINUTE=1000)
+def test_one_client_scanning_a_genuine_code_many_times_raises_no_alert(client):
+    product = make_product()
+    for _ in range(55):
+        assert page(client, product.qr_code).status_code == 200
+    assert not ScanAlert.objects.exists()
+    stats = ProductScanStats.objects.get(product=product)
+    assert (stats.scan_count, stats.distinct_clients) == (55, 1)
+
+
+@override_settings(SCAN_RECORD_PER_MINUTE=5)
+def test_a_client_scanning_past_the_rate_gets_the_page_but_adds_no_rows(client):
+    product = make_product()
+    for _ in range(12):
+        response = page(client, product.qr_code)
+        assert response.status_code == 200
+        assert product.product_id in response.content.decode()
+    assert ScanEvent.objects.filter(product=product).count() == 5
+    assert ProductScanStats.objects.get(product=product).scan_count == 5
+    other = client.get(f"/p/{product.qr_code}", REMOTE_ADDR="203.0.113.50")
+    assert other.status_code == 200
+    assert ScanEvent.objects.filter(product=product).count() == 6  # another client still counts
 
 
 def test_the_page_is_not_cached_by_the_browser_or_proxies(client):
