@@ -133,6 +133,21 @@ class ProductScanClient(models.Model):
         return f"{self.product_id}: {self.client_hash}"
 
 
+class DailySalt(models.Model):
+    """The random key of one day's client hashes (traceability/scans.py). Deleted once the day
+    is over, after which that day's hashes cannot be linked back to any address, even by
+    someone holding SECRET_KEY and the database."""
+
+    day = models.DateField(primary_key=True)
+    salt = models.BinaryField(max_length=32)
+
+    class Meta:
+        db_table = "traceability_daily_salts"
+
+    def __str__(self) -> str:
+        return str(self.day)
+
+
 class ScanChannel(models.TextChoices):
     PAGE = "page", "Scan page"
     API = "api", "API"

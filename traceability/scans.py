@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import logging
 import re
+import secrets
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -49,12 +50,45 @@ class ClientOrigin:
     client_hash: str = ""
 
 
+# The day's salt, as this process last read it: one query per process and day.
+_salts: dict[str, bytes] = {}
+
+# Today's salt, made at random by the first process that needs it (secrets.token_bytes), shared
+# through the database by every process and host; earlier days' salts are deleted as it is made.
+DAILY_SALT_SQL = """
+WITH purge AS (
+    DELETE FROM traceability_daily_salts WHERE day < %(day)s
+), made AS (
+    INSERT INTO traceability_daily_salts (day, salt) VALUES (%(day)s, %(salt)s)
+    ON CONFLICT (day) DO NOTHING
+    RETURNING salt
+)
+SELECT salt FROM made
+UNION ALL
+SELECT salt FROM traceability_daily_salts WHERE day = %(day)s
+LIMIT 1
+"""
+
+
+def daily_salt(day: str) -> bytes:
+    """The random salt of ``day`` (ISO date), the same in every process of the deployment."""
+    salt = _salts.get(day)
+    if salt is None:
+        with connection.cursor() as cursor:
+            cursor.execute(DAILY_SALT_SQL, {"day": day, "salt": secrets.token_bytes(32)})
+            salt = bytes(cursor.fetchone()[0])
+        _salts.clear()  # only today's is ever needed again
+        _salts[day] = salt
+    return salt
+
+
 def client_hash(*, address: str, day: str | None = None) -> str:
-    """16 hex characters of HMAC(SECRET_KEY, day|address): links a client's requests within a
-    day (rate limits, distinct scanners) without storing or being able to recover the address."""
+    """16 hex characters of HMAC(salt of the day, address): links a client's requests within a
+    day (rate limits, distinct scanners). The salt is random and deleted after its day, so a
+    stored hash cannot be turned back into an address afterwards, not even by trying all 2³²
+    IPv4 addresses with SECRET_KEY (it is not derived from any setting)."""
     day = day or timezone.now().date().isoformat()
-    key = settings.SECRET_KEY.encode()
-    return hmac.new(key, f"{day}|{address}".encode(), hashlib.sha256).hexdigest()[:16]
+    return hmac.new(daily_salt(day), address.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def coarse_place(*, cdn_country: str = "", accept_language: str = "") -> tuple[str, str]:

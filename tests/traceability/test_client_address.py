@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from datetime import date
+
 import pytest
+from django.conf import settings
 from django.test import Client, RequestFactory, override_settings
 
 from feedback.models import ConsumerFeedback
 from tests.factories import RATINGS, make_product
+from traceability import scans
 from traceability.http import client_address, client_origin
-from traceability.models import ScanEvent
+from traceability.models import DailySalt, ScanEvent
 from traceability.scans import client_hash
 
 PROXY = "10.0.0.5"
@@ -83,3 +89,24 @@ def test_scans_behind_a_proxy_are_told_apart_by_the_forwarded_address():
     hashes = list(ScanEvent.objects.order_by("id").values_list("client_hash", flat=True))
     assert hashes[0] == hashes[1] == client_hash(address="198.51.100.9")
     assert hashes[2] == client_hash(address="198.51.100.10")
+
+
+@pytest.mark.django_db
+def test_the_client_hash_cannot_be_reversed_with_the_secret_key_and_its_salt_dies_with_its_day():
+    scans._salts.clear()
+    stored = client_hash(address="198.51.100.9", day="2026-03-01")
+    # What an attacker holding SECRET_KEY would try, for every address: it never matches.
+    for key in [settings.SECRET_KEY.encode(), b""]:
+        for message in [b"2026-03-01|198.51.100.9", b"198.51.100.9"]:
+            guess = hmac.new(key, message, hashlib.sha256).hexdigest()[:16]
+            assert guess != stored
+    salt = DailySalt.objects.get(day="2026-03-01").salt
+    assert len(bytes(salt)) == 32
+    # Every process of the deployment uses the same salt that day (read from the database).
+    scans._salts.clear()
+    assert client_hash(address="198.51.100.9", day="2026-03-01") == stored
+    # The next day's first hash deletes the salt: that day's hashes can no longer be linked.
+    client_hash(address="198.51.100.9", day="2026-03-02")
+    assert list(DailySalt.objects.values_list("day", flat=True).order_by("day")) == [
+        date(2026, 3, 2)
+    ]
