@@ -18,11 +18,28 @@
   var out = block.querySelector("[data-testid=ledger-result]");
   var details = block.querySelector("[data-ledger-details]");
 
+  // The first-screen banner and the grade badge follow the verdict (templates/feedback/scan.html).
+  var banner = document.getElementById("integrity-banner");
+  var badge = document.querySelector("[data-testid=grade]");
+  var badgeNote = document.querySelector("[data-testid=grade-unverified]");
+
+  function showBanner(state) {
+    // The server's finding stands; "pending" keeps the server's own words (head not signed yet).
+    if (!banner || banner.dataset.state === "failed" || state === "pending") return;
+    var key = state === "verified" ? "Verified" : state === "failed" ? "Failed" : "Unverified";
+    banner.dataset.state = state === "verified" || state === "failed" ? state : "unverified";
+    banner.textContent = banner.dataset["msg" + key];
+    banner.className = "integrity notice " + (state === "failed" ? "warn" : state === "verified" ? "ok" : "neutral");
+    if (badge) badge.dataset.verified = state === "verified" ? "yes" : "no";
+    if (badgeNote) badgeNote.hidden = state === "verified";
+  }
+
   function show(state, key, extra) {
     out.dataset.state = state;
     out.textContent = block.dataset["msg" + key] || key;
     out.className = state === "verified" ? "notice" : state === "failed" ? "notice warn" : "notice";
     if (extra && details) details.textContent = extra;
+    if (state !== "checking") showBanner(state);
   }
 
   function hex(bytes) {

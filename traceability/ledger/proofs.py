@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from traceability.ledger.keys import head_as_dict, key_id, public_key_bytes, trusted_public_keys
-from traceability.ledger.merkle import Key, inclusion_ranges
+from traceability.ledger.merkle import Key, inclusion_ranges, leaf_hash
 from traceability.ledger.records import _time, canonical_json, product_record
 from traceability.ledger.storage import (
     LedgerCorrupt,
@@ -53,7 +53,14 @@ WITH leaf AS (
 )
 SELECT leaf.leaf_index, leaf.leaf_hash, leaf.sealed_at,
        head.tree_size, head.root_hash, head.timestamp_ms, head.signature, head.key_id,
-       n.level, n.idx, n.hash
+       n.level, n.idx, n.hash,
+       -- the latest verify_ledger run named this product in a finding
+       EXISTS (
+           SELECT 1 FROM ledger_verifications v, consumer_products p
+           WHERE v.id = (SELECT id FROM ledger_verifications ORDER BY started_at DESC LIMIT 1)
+             AND p.id = %s
+             AND v.findings @> jsonb_build_array(jsonb_build_object('product_id', p.product_id))
+       ) AS flagged
 FROM leaf
 LEFT JOIN head ON true
 LEFT JOIN (wanted JOIN ledger_nodes n USING (level, idx)) ON true
@@ -73,7 +80,7 @@ def product_proof(product: ConsumerProduct) -> dict[str, Any]:
     if cached is not None:
         return cached
     with connection.cursor() as cursor:
-        cursor.execute(PROOF_SQL, [product.pk])
+        cursor.execute(PROOF_SQL, [product.pk, product.pk])
         rows = cursor.fetchall()
     if not rows:
         return {"status": "unsealed"}
@@ -105,6 +112,7 @@ def product_proof(product: ConsumerProduct) -> dict[str, Any]:
         "leaf_index": index,
         "leaf_hash": bytes(leaf).hex(),
         "sealed_at": _time(sealed_at),
+        "flagged_by_verification": bool(rows[0][11]),
     }
     if head is None or head.tree_size <= index:
         return proof  # not cached: a head will come
@@ -139,11 +147,25 @@ def scan_context(product: ConsumerProduct) -> dict[str, Any]:
             sealed_at=datetime.fromisoformat(proof["sealed_at"]),
         )
     record = product_record(product)
+    info["integrity"] = _server_integrity(record, proof)
     info["record_items"] = [
         (k, v if isinstance(v, str) else json.dumps(v)) for k, v in sorted(record.items())
     ]
     info["payload"] = {"record": record, "proof": proof}
     return {"ledger": info}
+
+
+def _server_integrity(record: dict[str, Any], proof: dict) -> str:
+    """What the server already knows of the record, before any browser check: "altered" when
+    the record no longer hashes to its sealed leaf, or when the latest ``verify_ledger`` run
+    found something about this product (read with the proof, no extra query); else
+    "unverified" (the browser then checks it)."""
+    if proof.get("flagged_by_verification"):
+        return "altered"
+    sealed = proof.get("leaf_hash")
+    if sealed and leaf_hash(canonical_json(record).encode()).hex() != sealed:
+        return "altered"
+    return "unverified"
 
 
 class LedgerError(Exception):
