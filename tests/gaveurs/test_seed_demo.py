@@ -122,12 +122,8 @@ def visible_reviews_by_lot() -> dict[int, tuple[int, float | None]]:
     return {lot: (len(r), round(sum(r) / len(r), 1)) for lot, r in figures.items()}
 
 
-def test_the_scan_api_counts_every_visible_seeded_review_of_every_lot(client):
-    call_command("seed_demo", stdout=StringIO())
-    assert_integrity()
+def assert_the_scan_api_counts_the_visible_reviews(client) -> None:
     truth = visible_reviews_by_lot()
-    assert sum(count for count, _ in truth.values()) == ConsumerFeedback.objects.count() > 0
-
     for lot in Lot.objects.filter(products__isnull=False).distinct():
         product = lot.products.first()
         body = client.get(f"/api/consumer/scan/{product.qr_code}").json()
@@ -136,8 +132,16 @@ def test_the_scan_api_counts_every_visible_seeded_review_of_every_lot(client):
         assert body["average_rating"] == (average if count > 5 else None), lot.code
 
 
-def test_staff_hide_and_show_a_seeded_review_in_admin_and_the_figures_follow(client):
+def test_the_scan_api_counts_every_seeded_review_and_moderating_one_in_admin_keeps_it_true(client):
     call_command("seed_demo", stdout=StringIO())
+    assert_integrity()
+    assert (
+        sum(count for count, _ in visible_reviews_by_lot().values())
+        == (ConsumerFeedback.objects.count())
+        > 0
+    )
+    assert_the_scan_api_counts_the_visible_reviews(client)
+
     client.force_login(User.objects.create_superuser("quality", "q@example.com", "pw-123-q"))
     feedback = ConsumerFeedback.objects.order_by("pk").first()
     lot_id = feedback.product.lot_id
@@ -148,8 +152,10 @@ def test_staff_hide_and_show_a_seeded_review_in_admin_and_the_figures_follow(cli
     assert hidden.status_code == 302
     assert LotReviewStats.objects.get(lot_id=lot_id).review_count == before - 1
     assert_integrity()
+    assert_the_scan_api_counts_the_visible_reviews(client)
 
     shown = client.post(url, {"is_hidden": "", "hidden_reason": ""})
     assert shown.status_code == 302
     assert LotReviewStats.objects.get(lot_id=lot_id).review_count == before
     assert_integrity()
+    assert_the_scan_api_counts_the_visible_reviews(client)
