@@ -6,10 +6,11 @@ from django.contrib import admin, messages
 
 from feedback.models import ConsumerFeedback, LotReviewStats
 from feedback.services import FeedbackError, feedback_hide, feedback_unhide
+from gaveurs.audit import AuditedAdmin
 
 
 @admin.register(ConsumerFeedback)
-class ConsumerFeedbackAdmin(admin.ModelAdmin):
+class ConsumerFeedbackAdmin(AuditedAdmin):
     list_display = [
         "product",
         "overall_rating",

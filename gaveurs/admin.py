@@ -7,18 +7,19 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from gaveurs.audit import AuditedAdmin
 from gaveurs.models import FeedingCurve, FeedingCurveDay, FeedingRecord, Gaveur, Lot, Site
 from gaveurs.services import lot_assign_default_curve
 
 
 @admin.register(Site)
-class SiteAdmin(admin.ModelAdmin):
+class SiteAdmin(AuditedAdmin):
     list_display = ["code", "name", "region", "gtin", "gln"]
     search_fields = ["code", "name", "region"]
 
 
 @admin.register(Gaveur)
-class GaveurAdmin(admin.ModelAdmin):
+class GaveurAdmin(AuditedAdmin):
     list_display = ["last_name", "first_name", "site", "email", "phone"]
     list_filter = ["site"]
     search_fields = ["last_name", "first_name", "email"]
@@ -31,7 +32,7 @@ class FeedingCurveDayInline(admin.TabularInline):
 
 
 @admin.register(FeedingCurve)
-class FeedingCurveAdmin(admin.ModelAdmin):
+class FeedingCurveAdmin(AuditedAdmin):
     list_display = ["name", "is_reference", "created_at"]
     list_filter = ["is_reference"]
     search_fields = ["name"]
@@ -45,7 +46,7 @@ class FeedingRecordInline(admin.TabularInline):
 
 
 @admin.register(Lot)
-class LotAdmin(admin.ModelAdmin):
+class LotAdmin(AuditedAdmin):
     list_display = [
         "code",
         "gaveur",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from simple_history.models import HistoricalRecords
 
 from gaveurs.gs1 import validate_gln, validate_gtin
 
@@ -35,6 +36,8 @@ class Site(models.Model):
         help_text="GS1 Global Location Number (13 digits, checked).",
     )
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["code"]
 
@@ -50,6 +53,8 @@ class Gaveur(models.Model):
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="gaveurs")
     email = models.EmailField(blank=True)
     phone = models.CharField(max_length=30, blank=True)
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["last_name", "first_name"]
@@ -82,6 +87,8 @@ class FeedingCurve(models.Model):
         max_length=120, blank=True, help_text="Where an approved curve comes from."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["name"]
@@ -147,6 +154,8 @@ class Lot(models.Model):
         FeedingCurve, on_delete=models.SET_NULL, null=True, blank=True, related_name="lots"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords()
 
     class Meta:
         db_table = "lots_gavage"

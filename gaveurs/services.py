@@ -49,9 +49,12 @@ def feeding_curve_approve(
     """Store an approved curve (morning and evening dose per day) for new lots of its scope,
     retiring the curve that scope followed until now."""
     now = timezone.now()
-    FeedingCurve.objects.filter(
+    # One save per retired curve (not a queryset update), so the audit trail records each.
+    for previous in FeedingCurve.objects.filter(
         approved_at__isnull=False, retired_at__isnull=True, site_id=site_id, gaveur_id=gaveur_id
-    ).update(retired_at=now)
+    ):
+        previous.retired_at = now
+        previous.save(update_fields=["retired_at"])
     curve = FeedingCurve.objects.create(
         name=name[:120],
         description=description,
@@ -69,9 +72,10 @@ def feeding_curve_approve(
 
 def feeding_curve_retire(*, curve_id: int) -> None:
     """New lots of the curve's scope stop following it (they fall back to the next curve)."""
-    FeedingCurve.objects.filter(pk=curve_id, retired_at__isnull=True).update(
-        retired_at=timezone.now()
-    )
+    curve = FeedingCurve.objects.filter(pk=curve_id, retired_at__isnull=True).first()
+    if curve is not None:
+        curve.retired_at = timezone.now()
+        curve.save(update_fields=["retired_at"])  # a save, so the audit trail records it
 
 
 def lot_assign_default_curve(*, lot: Lot) -> FeedingCurve | None:

@@ -81,6 +81,8 @@ INSTALLED_APPS = [
     "ninja",
     "django_celery_results",
     "axes",
+    # Audit trail of staff changes (django-simple-history): HistoricalRecords on the models
+    "simple_history",
     "gaveurs",
     "sensors",
     "traceability",
@@ -100,6 +102,8 @@ MIDDLEWARE = [
     "gaveurs.middleware.EdgeInputMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who made each change recorded in the audit trail
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Login throttling (django-axes): last, so it sees the outcome of the login views.
@@ -120,6 +124,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "traceability.http.client_address"
 AXES_SENSITIVE_PARAMETERS = ["password"]
+# The audit trail is a record, not an undo button: no "revert" in the admin.
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 ROOT_URLCONF = "gaveurs.urls"
 WSGI_APPLICATION = "gaveurs.wsgi.application"

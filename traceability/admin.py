@@ -13,6 +13,7 @@ from django_celery_results import admin as celery_results_admin
 from django_celery_results.models import GroupResult, TaskResult
 
 from gaveurs.admin import LotAdmin
+from gaveurs.audit import AuditedAdmin
 from gaveurs.models import Lot
 from traceability import labels, qr
 from traceability.auth import api_token_revoke
@@ -160,7 +161,7 @@ class LedgerHeadAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(AuditedAdmin):
     """Staff API tokens: created with ``manage.py create_api_token``, revoked here."""
 
     list_display = [

@@ -9,6 +9,7 @@ data; columns keep the seed's names so that SQL and reports read the same table.
 from __future__ import annotations
 
 from django.db import models
+from simple_history.models import HistoricalRecords
 
 
 class ConsumerProduct(models.Model):
@@ -330,6 +331,8 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     # What the token may do beyond the staff API, e.g. "epcis:read" (traceability/gs1/api.py).
     scopes = models.JSONField(default=list, blank=True, help_text='e.g. ["epcis:read"]')
+
+    history = HistoricalRecords()
 
     class Meta:
         db_table = "api_tokens"
