@@ -75,8 +75,17 @@ def daily_salt(day: str) -> bytes:
     salt = _salts.get(day)
     if salt is None:
         with connection.cursor() as cursor:
-            cursor.execute(DAILY_SALT_SQL, {"day": day, "salt": secrets.token_bytes(32)})
-            salt = bytes(cursor.fetchone()[0])
+            # Two processes making the day's salt at once: the second one's INSERT waits for the
+            # first, then does nothing, and its snapshot (taken before) cannot see the row the
+            # first committed. The next statement's snapshot can: ask again.
+            for _attempt in range(3):
+                cursor.execute(DAILY_SALT_SQL, {"day": day, "salt": secrets.token_bytes(32)})
+                row = cursor.fetchone()
+                if row is not None:
+                    break
+            else:
+                raise RuntimeError(f"no client-hash salt could be read or made for {day}")
+        salt = bytes(row[0])
         _salts.clear()  # only today's is ever needed again
         _salts[day] = salt
     return salt

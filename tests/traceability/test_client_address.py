@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import pytest
 from django.conf import settings
+from django.db import connections
 from django.test import Client, RequestFactory, override_settings
 
 from feedback.models import ConsumerFeedback
@@ -37,6 +39,7 @@ def test_behind_one_proxy_the_address_it_appended_is_the_client():
 
 
 @override_settings(TRUSTED_PROXY_HOPS=1)
+@pytest.mark.django_db  # the client hash's salt of the day is in the database
 def test_addresses_a_client_puts_in_the_header_itself_are_not_believed():
     # The client sent "X-Forwarded-For: 203.0.113.1, 203.0.113.2"; our proxy appended its address.
     spoofed = request("203.0.113.1, 203.0.113.2,198.51.100.9")
@@ -110,3 +113,18 @@ def test_the_client_hash_cannot_be_reversed_with_the_secret_key_and_its_salt_die
     assert list(DailySalt.objects.values_list("day", flat=True).order_by("day")) == [
         date(2026, 3, 2)
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_hashes_of_a_day_share_one_salt():
+    def first_hash(n: int) -> str:
+        try:
+            scans._salts.clear()
+            return client_hash(address="198.51.100.9", day="2026-04-01")
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(8) as pool:
+        hashes = set(pool.map(first_hash, range(32)))
+    assert len(hashes) == 1
+    assert DailySalt.objects.filter(day="2026-04-01").count() == 1
