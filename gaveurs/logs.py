@@ -1,10 +1,11 @@
 """Request ids and log formats: every log line a request or a websocket frame causes names it.
 
-1. ``RequestIdMiddleware`` (first in MIDDLEWARE) takes the id from ``X-Request-ID`` when
-   ``REQUEST_ID_TRUST_HEADER`` says a trusted proxy sets it (and it is a sane token), else
-   makes one; it is kept in a context variable for the request's duration and returned in the
-   response's ``X-Request-ID`` header. It also writes one access line per request
-   (``gaveurs.request``; ``LOG_REQUESTS``). No database access, no header copy.
+1. The WSGI and ASGI entry points (``wsgi_with_request_id``, ``asgi_with_request_id``) take the
+   id from ``X-Request-ID`` when ``REQUEST_ID_TRUST_HEADER`` says a trusted proxy sets it (and
+   it is a sane token), else make one, and keep it in a context variable for all of Django's
+   handling. ``RequestIdMiddleware`` (first in MIDDLEWARE) returns it in the response's
+   ``X-Request-ID`` header and writes one access line per request (``gaveurs.request``;
+   ``LOG_REQUESTS``). No database access, no header copy.
 2. Websocket consumers call ``frame_request_id()`` around each frame they handle: the lines of
    that frame, and of the tasks it starts (an ack sent later), carry the frame's id.
 3. ``RequestIdFilter`` puts the current id on every record (``-`` outside a request), so both
@@ -21,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -69,13 +71,43 @@ def request_id_from(meta: dict) -> str:
     return new_request_id()
 
 
+def wsgi_with_request_id(app: Callable) -> Callable:
+    """The WSGI application with the request id bound around all of Django's handling (its
+    "Not Found" and error lines come after the middleware has returned)."""
+
+    def application(environ: dict, start_response: Callable) -> Any:
+        with bound_request_id(request_id_from(environ)):
+            return app(environ, start_response)
+
+    return application
+
+
+def asgi_with_request_id(app: Callable) -> Callable:
+    """The same for an ASGI HTTP application."""
+
+    async def application(scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        meta = {}
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                meta[_META_KEY] = value.decode("latin1")
+                break
+        with bound_request_id(request_id_from(meta)):
+            await app(scope, receive, send)
+
+    return application
+
+
 class RequestIdMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.log_requests = settings.LOG_REQUESTS
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = request_id_from(request.META)
+        # Bound already by the WSGI or ASGI entry point; not under the test client.
+        request_id = _request_id.get() or request_id_from(request.META)
         request.request_id = request_id
         token = _request_id.set(request_id)
         started = time.perf_counter()
