@@ -24,8 +24,18 @@ DIR="$(mktemp -d /tmp/first-start.XXXXXX)"
 LOG="$DIR.log"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 run_pid=""
+stop_run() {
+  # TERM to run.sh alone: its own cleanup stops the server, the worker and PostgreSQL (a TERM to
+  # the whole group would also hit the worker's pool processes, and its warm shutdown hangs).
+  [ -n "$run_pid" ] || return 0
+  kill -TERM "$run_pid" 2>/dev/null || true
+  for _ in $(seq 1 120); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.5; done
+  kill -KILL -- "-$run_pid" 2>/dev/null || true
+  wait "$run_pid" 2>/dev/null || true
+  run_pid=""
+}
 finish() {
-  if [ -n "$run_pid" ]; then kill -TERM -- "-$run_pid" 2>/dev/null || true; wait "$run_pid" 2>/dev/null || true; fi
+  stop_run
   rm -rf "$DIR"
 }
 trap finish EXIT
@@ -47,9 +57,7 @@ until grep -q "is running" "$DIR/run.log"; do
 done
 t_run=$((SECONDS - t0))
 echo "clone to running:       ${t_run} s  (make run itself: $((t_run - t_venv)) s)"
-kill -TERM -- "-$run_pid" 2>/dev/null || true
-wait "$run_pid" 2>/dev/null || true
-run_pid=""
+stop_run
 
 t1=$SECONDS
 make test ARGS="-q tests/gaveurs/test_production_settings.py" >>"$LOG" 2>&1 || { tail -30 "$LOG"; exit 1; }
