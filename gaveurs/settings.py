@@ -6,6 +6,7 @@ Every deploy-time value comes from the environment, with a development default. 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -352,6 +353,13 @@ METRICS_ALLOWED_IPS = [
     for a in os.environ.get("METRICS_ALLOWED_IPS", "" if PRODUCTION else "127.0.0.1,::1").split(",")
     if a.strip()
 ]
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS must list addresses or networks, got {_network!r}"
+        ) from None
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 METRICS_QUERY_TIMEOUT_MS = envint("METRICS_QUERY_TIMEOUT_MS", "2000")
 # django-prometheus's per-request HTTP metrics (counts and latencies by view and status).
