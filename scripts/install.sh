@@ -36,7 +36,8 @@ fi
 if [ -n "$uv" ]; then
   step "installing requirements.txt with uv $UV_VERSION (a few hundred MB on a first install)"
   # uv does not read pip's configuration: its own index (PyPI) and cache (UV_CACHE_DIR).
-  "$uv" pip install --python "$VENV/bin/python" -r requirements.txt
+  # --compile-bytecode: as pip does, so the first start does not compile every module.
+  "$uv" pip install --python "$VENV/bin/python" --compile-bytecode -r requirements.txt
 else
   step "installing requirements.txt with pip (slower; uv is used when it can be installed)"
   "$VENV/bin/python" -m pip install --progress-bar on --upgrade pip
