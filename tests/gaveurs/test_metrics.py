@@ -78,7 +78,11 @@ def test_a_scrape_during_load_sees_the_samples_acks_batches_queue_and_scans_move
     sample = make_sample(lot=lot, device=device)
     product = product_register(lot_id=lot.id, sample_id=sample.sample_id, site_code="LL")
     server = AsgiServer(
-        {"DATABASE_URL": database_url(connection.settings_dict), "LOG_LEVEL": "WARNING"},
+        {
+            "DATABASE_URL": database_url(connection.settings_dict),
+            "LOG_LEVEL": "WARNING",
+            "METRICS_HTTP": "true",
+        },
         tmp_path,
     ).start()
     try:
