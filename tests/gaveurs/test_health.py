@@ -6,7 +6,7 @@ import httpx
 import pytest
 from django.db import connection
 
-from tests.support.asgi_server import AsgiServer, database_url
+from tests.support.asgi_server import AsgiServer, database_url, wait_for_sessions_to_close
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,6 +25,7 @@ def serve(tmp_path):
     yield start
     for server in started:
         server.stop()
+    wait_for_sessions_to_close(connection)
 
 
 def test_live_answers_200_without_a_database_query(client, django_assert_num_queries):

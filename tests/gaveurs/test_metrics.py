@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sensors.services import device_issue_token
 from tests.factories import make_device, make_lot, make_sample
-from tests.support.asgi_server import AsgiServer, database_url
+from tests.support.asgi_server import AsgiServer, database_url, wait_for_sessions_to_close
 from tests.support.servers import ROOT
 from traceability.services import product_register
 
@@ -118,6 +118,7 @@ def test_a_scrape_during_load_sees_the_samples_acks_batches_queue_and_scans_move
         after = scrape(server.http)
     finally:
         server.stop()
+        wait_for_sessions_to_close(connection)
 
     assert delta(before, after, "gaveurs_sqal_samples_received_total") == SAMPLES
     assert delta(before, after, "gaveurs_sqal_samples_stored_total", status="saved") == SAMPLES

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from websockets.exceptions import InvalidStatus
 
-from tests.support.asgi_server import AsgiServer, database_url
+from tests.support.asgi_server import AsgiServer, database_url, wait_for_sessions_to_close
 from tests.support.servers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -34,6 +34,7 @@ def serve(tmp_path):
     yield start
     for server in started:
         server.stop()
+    wait_for_sessions_to_close(connection)
 
 
 def json_lines(server: AsgiServer) -> list[dict]:

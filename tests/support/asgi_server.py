@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,6 +25,20 @@ def database_url(settings_dict: dict) -> str:
         auth += ":" + quote(s["PASSWORD"], safe="")
     port = f":{s['PORT']}" if s.get("PORT") else ""
     return f"postgres://{auth}@{quote(s['HOST'] or '', safe='')}{port}/{s['NAME']}"
+
+
+def wait_for_sessions_to_close(connection, timeout: float = 5.0) -> None:
+    """Let PostgreSQL end a stopped server's sessions before the test database is dropped."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
 
 
 class AsgiServer:
