@@ -5,10 +5,9 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint format venv system-deps migrate bench soak clean
 
+# uv (pinned in scripts/install.sh) when it can be had, else pip; progress and timing printed.
 $(BIN)/.installed: requirements.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@PYTHON=$(PYTHON) bash scripts/install.sh
 	@touch $@
 
 venv: $(BIN)/.installed

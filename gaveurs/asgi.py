@@ -17,6 +17,7 @@ from django.conf import settings  # noqa: E402
 from django.core.signals import request_finished  # noqa: E402
 from django.db import connections  # noqa: E402
 
+from gaveurs.logs import asgi_with_request_id  # noqa: E402
 from gaveurs.routing import origin_validator, websocket_urlpatterns  # noqa: E402
 
 
@@ -55,7 +56,8 @@ def bounded_http(app, limit: int):
 
 application = ProtocolTypeRouter(
     {
-        "http": bounded_http(django_asgi_app, settings.ASGI_HTTP_CONCURRENCY),
+        # Every log line of a request, Django's own included, carries its id (gaveurs/logs.py).
+        "http": bounded_http(asgi_with_request_id(django_asgi_app), settings.ASGI_HTTP_CONCURRENCY),
         # Browsers from other sites are refused; stations (no Origin header) use their token.
         "websocket": origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

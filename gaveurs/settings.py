@@ -6,6 +6,7 @@ Every deploy-time value comes from the environment, with a development default. 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -75,6 +76,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Operations: /health/* (gaveurs/health.py) and /metrics (gaveurs/metrics.py)
+    "health_check",
+    "django_prometheus",
     "django.contrib.postgres",
     "channels",
     # django-ninja: serves Swagger UI's files itself (the docs page then loads with no CDN)
@@ -92,6 +96,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id every later log line carries (gaveurs/logs.py).
+    "gaveurs.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files straight from the app server (Daphne or a WSGI server), compressed and cached.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -325,14 +331,57 @@ LEDGER_HEAD_INTERVAL_SECONDS = envint("LEDGER_HEAD_INTERVAL_SECONDS", "60")
 LEDGER_HEAD_MAX_PENDING = envint("LEDGER_HEAD_MAX_PENDING", "100")
 LEDGER_PROOF_CACHE_SECONDS = envint("LEDGER_PROOF_CACHE_SECONDS", "60")
 
+# Logs: one JSON object per line in production (LOG_FORMAT=json), plain text in development;
+# each line carries the id of the HTTP request or websocket frame that caused it (gaveurs/logs.py).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "json" if PRODUCTION else "plain")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, got {LOG_FORMAT!r}")
+# One access line per HTTP request (method, path, status, duration, request id).
+LOG_REQUESTS = envbool("LOG_REQUESTS", "True")
+# Take the request id from X-Request-ID: only when a proxy you run sets (or overwrites) it.
+REQUEST_ID_TRUST_HEADER = envbool("REQUEST_ID_TRUST_HEADER", "False")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "gaveurs.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"},
+        "json": {"()": "gaveurs.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Operations: /health/live, /health/ready (gaveurs/health.py) and /metrics (gaveurs/metrics.py).
+# /metrics answers to these addresses or networks, or to "Authorization: Bearer METRICS_TOKEN".
+METRICS_ALLOWED_IPS = [
+    a.strip()
+    for a in os.environ.get("METRICS_ALLOWED_IPS", "" if PRODUCTION else "127.0.0.1,::1").split(",")
+    if a.strip()
+]
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS must list addresses or networks, got {_network!r}"
+        ) from None
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_QUERY_TIMEOUT_MS = envint("METRICS_QUERY_TIMEOUT_MS", "2000")
+# django-prometheus's per-request HTTP metrics (counts and latencies by view and status). Off by
+# default: its two middlewares cost about 100-150 us of CPU per request here (a fifth of a trivial
+# view's), too much for the consumer pages' hot path; turn it on for Daphne (staff pages).
+METRICS_HTTP = envbool("METRICS_HTTP", "False")
+if METRICS_HTTP:
+    MIDDLEWARE.insert(1, "django_prometheus.middleware.PrometheusBeforeMiddleware")
+    MIDDLEWARE.append("django_prometheus.middleware.PrometheusAfterMiddleware")
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -13,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("", include("gaveurs.ops_urls")),
     path("", include("traceability.urls")),
     path("", include("feedback.urls")),
     path("", include("sensors.urls")),

@@ -11,6 +11,7 @@ load.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from django.db import connection
 
+from gaveurs import metrics
 from sensors import live
 from sensors.services import IngestResult, SampleInput, ingest_samples
 
@@ -61,9 +63,12 @@ class IngestBatcher:
         future: asyncio.Future = loop.create_future()
         self._queue.append((item, future))
         self._wakeup.set()
+        metrics.sample_received()
         if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run())
-        return await future
+            # A context of its own: the writer serves every frame, not the one that started it
+            # (its log lines must not carry that frame's request id).
+            self._task = loop.create_task(self._run(), context=contextvars.Context())
+        return await metrics.ack_timed(future)
 
     def _take_batch(self) -> list[tuple[SampleInput, asyncio.Future]]:
         batch: list[tuple[SampleInput, asyncio.Future]] = []
@@ -112,6 +117,7 @@ class IngestBatcher:
             self._writers.release()
         self.batches += 1
         self.samples += len(items)
+        metrics.batch_stored(results)
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)

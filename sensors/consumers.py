@@ -21,6 +21,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
+from gaveurs.logs import frame_request_id
 from sensors import live, services
 from sensors.batching import batcher
 from sensors.schemas import (
@@ -118,10 +119,12 @@ class SensorConsumer(AsyncWebsocketConsumer):
         # thread and back. Frames never touch the ORM here (the batch writers own their
         # connections; connect and hello go through database_sync_to_async, which does it), so
         # frames skip that hop: it cost as much as the rest of the frame's handling.
-        if message["type"] == "websocket.receive":
-            await self.websocket_receive(message)
-        else:
-            await super().dispatch(message)
+        # Each frame gets a request id of its own, carried by its log lines and its ack task.
+        with frame_request_id():
+            if message["type"] == "websocket.receive":
+                await self.websocket_receive(message)
+            else:
+                await super().dispatch(message)
 
     async def send_json(self, frame: dict[str, Any]) -> None:
         if not self.closed:
