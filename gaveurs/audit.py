@@ -11,15 +11,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
 from simple_history.admin import SimpleHistoryAdmin
 
 
 class AuditedAdmin(SimpleHistoryAdmin):
+    def _check_object_id(self, object_id: str) -> None:
+        """django-simple-history looks the id up as given: a malformed one made a 500."""
+        try:
+            self.model._meta.pk.to_python(unquote(object_id))
+        except (ValueError, ValidationError) as exc:
+            raise Http404("no such object") from exc
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        self._check_object_id(object_id)
+        return super().history_view(request, object_id, extra_context)
+
     def history_form_view(
         self, request: HttpRequest, object_id: str, version_id: str, extra_context: Any = None
     ) -> HttpResponse:
         if request.method != "GET":
             raise PermissionDenied("the audit trail is read-only")
+        self._check_object_id(object_id)
         return super().history_form_view(request, object_id, version_id, extra_context)
