@@ -1,0 +1,410 @@
+"""The curve model: which model predicts a curve's mean rating best, with honest intervals.
+
+What the curve search asks. Chosen by evidence, every run:
+1. Candidates, all fitted on lots (a lot's mean overall rating, weighted by its reviews):
+   - `quadratic`: a response surface (degree 2, ridge penalty chosen by GCV) on the few shape
+     features a producer decides (COMPACT_COLUMNS: duration, total maize, starting dose, late
+     share, ramp roughness, morning share);
+   - `gp`: a Gaussian process (ARD RBF + white noise, each lot's noise from its reviews) on
+     the same features;
+   - `boosting`: gradient boosting on every shape feature (SHAPE_COLUMNS);
+   - `forest`: the seed's random forest on the per-day doses and the shape.
+2. Each is cross-validated on the same lot folds (a lot never sits on both sides), repeated
+   on `repeats` shufflings. The score is where the choice matters: the error over all lots
+   plus the error among the best-rated curves (the top quarter by the candidates' mean
+   out-of-fold prediction). The lowest score wins; its product-level RMSE is what must beat
+   the mean-rating baseline.
+3. Intervals: the winner is refitted on `boot` bootstrap samples of lots (hyper-parameters
+   kept). A curve's uncertainty is the spread of those refits plus the model error the
+   cross-validation saw beyond it (out-of-fold squared error, minus the rating noise of the
+   lot means, minus the bootstrap variance at the lots). The bench measures the coverage.
+4. Support: a curve is inside the data when its standardised compact features lie within
+   the lots' range (5 % slack) and its nearest lot is no farther than 1.25 × the 95th
+   percentile of the lots' nearest-neighbour distances. Outside, a prediction is a guess.
+5. The winner's curse: the search picks the curve the model rates highest, so the model's
+   own figure for it is biased upwards. `optimism` estimates that bias by replaying the
+   choice under each bootstrap refit (its own best candidate, judged by the full fit).
+
+Imported only by the optimizer's commands and services (numpy, scikit-learn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from optimizer.dataset import COMPACT_COLUMNS, SHAPE_COLUMNS, Dataset, curve_features
+from optimizer.learning import CvScore, make_forest
+
+CANDIDATES = ("quadratic", "gp", "boosting", "forest")
+Z80 = 1.2815515655446004  # two-sided 80 % normal quantile
+GP_MAX_LOTS = 500  # a GP's cost grows as n³: larger data is subsampled (deterministically)
+_COMPACT = [SHAPE_COLUMNS.index(c) for c in COMPACT_COLUMNS]
+
+
+def _shape_part(features: np.ndarray) -> np.ndarray:
+    return features[:, -len(SHAPE_COLUMNS) :]
+
+
+class _Standard:
+    def __init__(self, X: np.ndarray) -> None:
+        self.mean = X.mean(axis=0)
+        std = X.std(axis=0)
+        self.std = np.where(std > 1e-9, std, 1.0)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.mean) / self.std
+
+
+@dataclass
+class _Fitted:
+    """One fitted candidate: `predict(features)` where features = curve_features(...)."""
+
+    name: str
+    predict: Callable[[np.ndarray], np.ndarray]
+    refit: Callable[[np.ndarray, np.ndarray, np.ndarray, int], _Fitted]
+
+
+def _fit_quadratic(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int, alpha: float | None = None
+) -> _Fitted:
+    from sklearn.linear_model import Ridge, RidgeCV
+    from sklearn.preprocessing import PolynomialFeatures
+
+    Z = _shape_part(X)[:, _COMPACT]
+    scale = _Standard(Z)
+    poly = PolynomialFeatures(degree=2, include_bias=False)
+    P = poly.fit_transform(scale(Z))
+    if alpha is None:
+        model = RidgeCV(alphas=np.logspace(-2, 3, 11)).fit(P, y, sample_weight=w)
+        alpha = float(model.alpha_)
+    else:
+        model = Ridge(alpha=alpha).fit(P, y, sample_weight=w)
+    coef, intercept = model.coef_.copy(), float(model.intercept_)
+
+    def predict(F: np.ndarray) -> np.ndarray:
+        return poly.transform(scale(_shape_part(F)[:, _COMPACT])) @ coef + intercept
+
+    return _Fitted("quadratic", predict, lambda X2, y2, w2, s: _fit_quadratic(X2, y2, w2, s, alpha))
+
+
+def _fit_gp(
+    X: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    seed: int,
+    kernel=None,
+    noise: float | None = None,
+) -> _Fitted:
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    if len(y) > GP_MAX_LOTS:
+        keep = np.sort(np.random.default_rng(seed).choice(len(y), GP_MAX_LOTS, replace=False))
+        X, y, w = X[keep], y[keep], w[keep]
+    Z = _shape_part(X)[:, _COMPACT]
+    scale = _Standard(Z)
+    y_mean, y_std = float(np.average(y, weights=w)), float(y.std()) or 1.0
+    # Each lot mean carries the rating noise divided by its reviews (normalised units).
+    noise_var = 0.5 if noise is None else noise
+    alpha = noise_var / np.maximum(w, 1) / y_std**2
+    if kernel is None:
+        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * RBF(
+            length_scale=np.full(Z.shape[1], 2.0), length_scale_bounds=(0.1, 100.0)
+        ) + WhiteKernel(0.05, (1e-5, 1.0))
+        gp = GaussianProcessRegressor(kernel=kernel, alpha=alpha, random_state=seed)
+    else:
+        gp = GaussianProcessRegressor(kernel=kernel, alpha=alpha, optimizer=None)
+    gp.fit(scale(Z), (y - y_mean) / y_std)
+    fitted_kernel = gp.kernel_
+
+    def predict(F: np.ndarray) -> np.ndarray:
+        return gp.predict(scale(_shape_part(F)[:, _COMPACT])) * y_std + y_mean
+
+    return _Fitted(
+        "gp", predict, lambda X2, y2, w2, s: _fit_gp(X2, y2, w2, s, fitted_kernel, noise_var)
+    )
+
+
+def _fit_boosting(X: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int) -> _Fitted:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    model = HistGradientBoostingRegressor(
+        max_iter=150,
+        learning_rate=0.05,
+        max_leaf_nodes=8,
+        min_samples_leaf=max(5, len(y) // 40),
+        l2_regularization=1.0,
+        early_stopping=False,
+        random_state=seed,
+    ).fit(_shape_part(X), y, sample_weight=w)
+    return _Fitted("boosting", lambda F: model.predict(_shape_part(F)), _fit_boosting)
+
+
+def _fit_forest(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int, n_estimators: int = 60
+) -> _Fitted:
+    forest = make_forest(n_estimators=n_estimators, seed=seed, n_rows=len(y))
+    forest.set_params(n_jobs=1)
+    forest.fit(X, y, sample_weight=w)
+    return _Fitted(
+        "forest",
+        forest.predict,
+        lambda X2, y2, w2, s: _fit_forest(X2, y2, w2, s, max(20, n_estimators // 3)),
+    )
+
+
+_FITTERS = {
+    "quadratic": _fit_quadratic,
+    "gp": _fit_gp,
+    "boosting": _fit_boosting,
+    "forest": _fit_forest,
+}
+
+
+@dataclass
+class Support:
+    """Where the data is, in standardised compact-feature space (module doc, step 4)."""
+
+    scale: _Standard
+    low: np.ndarray
+    high: np.ndarray
+    nn: object
+    threshold: float
+
+    @classmethod
+    def build(cls, features: np.ndarray) -> Support:
+        from sklearn.neighbors import NearestNeighbors
+
+        Z = _shape_part(features)[:, _COMPACT]
+        scale = _Standard(Z)
+        S = np.unique(scale(Z).round(9), axis=0)
+        span = S.max(axis=0) - S.min(axis=0)
+        nn = NearestNeighbors(n_neighbors=min(2, len(S))).fit(S)
+        if len(S) > 1:
+            dist, _ = nn.kneighbors(S)
+            threshold = 1.25 * float(np.quantile(dist[:, 1], 0.95))
+        else:
+            threshold = 0.0
+        return cls(
+            scale, S.min(axis=0) - 0.05 * span, S.max(axis=0) + 0.05 * span, nn, threshold + 1e-6
+        )
+
+    def distance_ratio(self, features: np.ndarray, reach: float = 1.0) -> np.ndarray:
+        """Nearest-lot distance over the threshold; ∞ outside the (widened) feature range."""
+        S = self.scale(_shape_part(features)[:, _COMPACT])
+        dist, _ = self.nn.kneighbors(S, n_neighbors=1)
+        ratio = dist[:, 0] / self.threshold
+        span = self.high - self.low
+        slack = (reach - 1.0) * 0.5 * span
+        inside = ((S >= self.low - slack) & (S <= self.high + slack)).all(axis=1)
+        return np.where(inside, ratio, np.inf)
+
+
+@dataclass
+class Prediction:
+    mean: float
+    low: float
+    high: float
+    sd: float
+    support_ratio: float
+
+    @property
+    def in_support(self) -> bool:
+        return bool(self.support_ratio <= 1.0)
+
+    def as_dict(self) -> dict:
+        return {
+            "mean": round(self.mean, 4),
+            "low": round(self.low, 4),
+            "high": round(self.high, 4),
+            "sd": round(self.sd, 4),
+            "support_ratio": None
+            if not np.isfinite(self.support_ratio)
+            else round(float(self.support_ratio), 3),
+            "in_support": self.in_support,
+        }
+
+
+@dataclass
+class CurveModel:
+    """The selected model with its bootstrap refits, calibration and support."""
+
+    name: str
+    fitted: _Fitted
+    boot: list[_Fitted]
+    bias_var: float
+    noise_var: float
+    support: Support
+    cv: CvScore
+    candidates: dict[str, dict] = field(default_factory=dict)
+    feature_days: int = 0
+
+    def features(self, doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
+        return curve_features(doses, durations)
+
+    def predict(self, doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
+        return self.fitted.predict(self.features(doses, durations))
+
+    def predict_boot(self, doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
+        """(len(boot), n) predictions of the bootstrap refits."""
+        F = self.features(doses, durations)
+        return np.stack([b.predict(F) for b in self.boot])
+
+    def sd(self, doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
+        return np.sqrt(self.predict_boot(doses, durations).var(axis=0) + self.bias_var)
+
+    def predict_interval(
+        self, doses: np.ndarray, durations: np.ndarray, *, shift: float = 0.0
+    ) -> list[Prediction]:
+        """Mean (minus `shift`, the optimism of a searched curve) with its 80 % interval."""
+        F = self.features(doses, durations)
+        mean = self.fitted.predict(F) - shift
+        sd = np.sqrt(np.stack([b.predict(F) for b in self.boot]).var(axis=0) + self.bias_var)
+        ratio = self.support.distance_ratio(F)
+        return [
+            Prediction(float(m), float(m - Z80 * s), float(m + Z80 * s), float(s), float(r))
+            for m, s, r in zip(mean, sd, ratio, strict=True)
+        ]
+
+    def gain_interval(
+        self,
+        doses: np.ndarray,
+        durations: np.ndarray,
+        *,
+        shift: float = 0.0,
+    ) -> tuple[float, float, float]:
+        """Gain of curve 0 over curve 1: mean and 80 % interval (refits judge both at once)."""
+        F = self.features(doses, durations)
+        mean = self.fitted.predict(F)
+        boot = np.stack([b.predict(F) for b in self.boot])
+        gain = float(mean[0] - mean[1] - shift)
+        sd = float(np.sqrt((boot[:, 0] - boot[:, 1]).var() + self.bias_var))
+        return gain, gain - Z80 * sd, gain + Z80 * sd
+
+    def optimism(self, doses: np.ndarray, durations: np.ndarray) -> float:
+        """Winner's-curse bias of the best candidate's prediction (module doc, step 5)."""
+        if not len(doses) or not self.boot:
+            return 0.0
+        F = self.features(doses, durations)
+        full = self.fitted.predict(F)
+        gaps = []
+        for b in self.boot:
+            own = b.predict(F)
+            best = int(np.argmax(own))
+            gaps.append(own[best] - full[best])
+        return max(0.0, float(np.mean(gaps)))
+
+    def as_dict(self) -> dict:
+        return {
+            "selected": self.name,
+            "candidates": self.candidates,
+            "bootstrap_refits": len(self.boot),
+            "model_error_sd": round(float(np.sqrt(self.bias_var)), 4),
+            "rating_noise_sd": round(float(np.sqrt(self.noise_var)), 4),
+            "support_threshold": round(self.support.threshold, 4),
+        }
+
+
+def _noise_var(dataset: Dataset) -> tuple[float, float]:
+    """(within-lot sum of squares, pooled within-lot variance of the overall rating)."""
+    rows = dataset.rows
+    ratings = rows["overall_rating"].astype(float)
+    lot_means = rows.groupby("lot_id")["overall_rating"].transform("mean")
+    within = float(((ratings - lot_means) ** 2).sum())
+    dof = len(rows) - rows["lot_id"].nunique()
+    pooled = within / dof if dof > 0 else float(ratings.var() or 0.5)
+    return within, max(pooled, 1e-3)
+
+
+def curve_model_select(
+    dataset: Dataset,
+    *,
+    folds: int,
+    seed: int,
+    candidates: tuple[str, ...] = CANDIDATES,
+    repeats: int = 2,
+    boot: int = 30,
+    n_estimators: int = 60,
+) -> CurveModel:
+    """Cross-validate the candidates, keep the best, refit it with bootstrap (module doc)."""
+    from sklearn.model_selection import KFold
+
+    lots = dataset.lots
+    X = dataset.lot_curve_features()
+    y = lots["mean_rating"].to_numpy(dtype=float)
+    w = lots["reviews"].to_numpy(dtype=float)
+    within, noise_var = _noise_var(dataset)
+    n_rows = int(w.sum())
+    n = len(y)
+    k = max(2, min(folds, n))
+    if n > 3000:
+        repeats = 1  # plenty of lots: one split is already a stable estimate
+
+    def fit(name: str, Xt, yt, wt, s: int) -> _Fitted:
+        if name == "gp":
+            return _fit_gp(Xt, yt, wt, s, noise=noise_var)
+        if name == "forest":
+            return _fit_forest(Xt, yt, wt, s, n_estimators)
+        return _FITTERS[name](Xt, yt, wt, s)
+
+    oof = {name: np.zeros((repeats, n)) for name in candidates}
+    baseline = np.zeros((repeats, n))
+    for r in range(repeats):
+        splitter = KFold(n_splits=k, shuffle=True, random_state=seed + r)
+        for train, test in splitter.split(X):
+            baseline[r, test] = np.average(y[train], weights=w[train])
+            for name in candidates:
+                model = fit(name, X[train], y[train], w[train], seed)
+                oof[name][r, test] = model.predict(X[test])
+
+    def product_rmse(pred: np.ndarray) -> float:
+        sse = float(np.mean([(w * (y - p) ** 2).sum() for p in pred]))
+        return float(np.sqrt((sse + within) / n_rows))
+
+    consensus = np.mean([oof[name].mean(axis=0) for name in candidates], axis=0)
+    top = consensus >= np.quantile(consensus, 0.75)
+    scores: dict[str, dict] = {}
+    for name in candidates:
+        err = (oof[name] - y) ** 2
+        rmse_lots = float(np.sqrt(np.mean([np.average(e, weights=w) for e in err])))
+        rmse_top = float(np.sqrt(np.mean([np.average(e[top], weights=w[top]) for e in err])))
+        scores[name] = {
+            "rmse": round(product_rmse(oof[name]), 4),
+            "rmse_lot_means": round(rmse_lots, 4),
+            "rmse_top_quarter": round(rmse_top, 4),
+            "score": round(rmse_lots + rmse_top, 4),
+        }
+    # Lowest score; a tie goes to the earlier (simpler) candidate.
+    chosen = min(candidates, key=lambda name: (scores[name]["score"], candidates.index(name)))
+    scores[chosen]["selected"] = True
+    cv = CvScore(
+        rmse_model=product_rmse(oof[chosen]),
+        rmse_baseline=product_rmse(baseline),
+        folds=k,
+        rows=n_rows,
+    )
+
+    fitted = fit(chosen, X, y, w, seed)
+    rng = np.random.default_rng(seed)
+    refits = []
+    for b in range(boot):
+        pick = rng.integers(0, n, n)
+        refits.append(fitted.refit(X[pick], y[pick], w[pick], seed + 1 + b))
+    at_lots = np.stack([r.predict(X) for r in refits]).var(axis=0).mean() if refits else 0.0
+    residual = float(np.mean([np.average((p - y) ** 2, weights=w) for p in oof[chosen]]))
+    lot_noise = float(np.average(noise_var / np.maximum(w, 1), weights=w))
+    bias_var = max(0.0, residual - lot_noise - float(at_lots))
+    return CurveModel(
+        name=chosen,
+        fitted=fitted,
+        boot=refits,
+        bias_var=bias_var,
+        noise_var=noise_var,
+        support=Support.build(X),
+        cv=cv,
+        candidates=scores,
+        feature_days=dataset.feature_days,
+    )
