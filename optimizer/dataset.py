@@ -55,6 +55,7 @@ SHAPE_COLUMNS = [
     "phase3_daily_g",
     "peak_daily_g",
     "late_share",
+    "finish_share",
     "roughness_g",
     "max_step_g",
     "morning_share",
@@ -65,6 +66,7 @@ COMPACT_COLUMNS = [
     "total_planned_g",
     "start_daily_g",
     "late_share",
+    "finish_share",
     "roughness_g",
     "morning_share",
 ]
@@ -82,7 +84,8 @@ def curve_shape(doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
     """Shape of each curve as a producer describes it (columns: SHAPE_COLUMNS).
 
     Total maize, duration, the daily dose at the start, the mean daily dose of each third of
-    the feeding (phases), the peak, the share given in the last third (late loading), the
+    the feeding (phases), the peak, the share given in the last third and in the last four
+    days (late loading), the
     ramp's roughness (root mean square of the day-to-day change of the daily increase, 0 for
     a straight ramp), its largest daily rise, and the morning meal's share.
     `doses` is (n, feature_days, 2) with zeros after each curve's duration.
@@ -104,6 +107,8 @@ def curve_shape(doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
         phases.append((daily * in_phase).sum(axis=1) / count)
     late = day_index >= np.ceil(durations[:, None] * 2 / 3)
     late_share = (daily * late * active).sum(axis=1) / safe_total
+    finish = (day_index >= durations[:, None] - 4) & active
+    finish_share = (daily * finish).sum(axis=1) / safe_total
     morning_share = doses[:, :, 0].sum(axis=1) / safe_total
     rise = np.diff(daily, axis=1)
     rise_active = (day_index[:, 1:] < durations[:, None]) & active[:, 1:]
@@ -123,6 +128,7 @@ def curve_shape(doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
             phases[2],
             daily.max(axis=1),
             late_share,
+            finish_share,
             roughness,
             max_step,
             morning_share,

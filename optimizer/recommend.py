@@ -1,8 +1,10 @@
 """From a fitted curve model to what the run states: the best curve, the current curve,
 the gain between them, and trial curves for the next lots.
 
-1. The best curve: the feasible curve (optimizer.search) with the best predicted rating. Its
-   stated rating is the model's minus the winner's-curse optimism (optimizer.surrogate).
+1. The best curve: the feasible curve (optimizer.search) with the best lower confidence
+   bound (predicted rating minus one bootstrap standard deviation: of two curves predicted
+   alike, the one the data vouches for more). Its stated rating is the calibrated
+   prediction minus the winner's-curse optimism (optimizer.surrogate).
 2. The current curve is predicted by the same model, with its interval and support. When
    either curve lies outside the data, the gain is not stated (it would be a guess).
 3. Trials: a second search, allowed a little beyond the data (reach 1.5), maximises the
@@ -26,6 +28,7 @@ from optimizer.surrogate import CurveModel, Prediction
 
 TRIAL_REACH = 1.5
 TRIAL_KAPPA = 1.0
+RECOMMEND_KAPPA = 1.0
 
 
 @dataclass
@@ -71,8 +74,15 @@ def recommend(
     feature_days = observed.shape[1]
     space = CurveSpace(observed, durations, bounds, max_distance, support=model.support)
     seeds = [current] if current else None
+
+    def cautious(doses: np.ndarray, days: np.ndarray) -> np.ndarray:
+        # A lower confidence bound: of two curves predicted alike, the one the data vouches
+        # for more wins (the model's optimum is where its errors are likeliest to be upward).
+        boot = model.predict_boot(doses, days)
+        return model.predict(doses, days) - RECOMMEND_KAPPA * np.sqrt(boot.var(axis=0))
+
     search = curve_search(
-        objective=model.predict,
+        objective=cautious,
         space=space,
         seeds=seeds,
         population=population,

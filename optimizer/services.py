@@ -232,7 +232,7 @@ def optimization_run(
             folds=folds,
             seed=seed,
             boot=settings.OPTIMIZER_BOOTSTRAP,
-            n_estimators=max(30, n_estimators // 2),
+            n_estimators=max(30, n_estimators // 3),
         )
         lap("curve_model")
         insights = insights_compute(

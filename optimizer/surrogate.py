@@ -8,13 +8,17 @@ What the curve search asks. Chosen by evidence, every run:
    - `gp`: a Gaussian process (ARD RBF + white noise, each lot's noise from its reviews) on
      the same features;
    - `boosting`: gradient boosting on every shape feature (SHAPE_COLUMNS);
-   - `forest`: the seed's random forest on the per-day doses and the shape.
+   - `forest`: the seed's random forest on the per-day doses and the shape;
+   - `average`: the mean of quadratic, gp and boosting.
 2. Each is cross-validated on the same lot folds (a lot never sits on both sides), repeated
    on `repeats` shufflings. The score is where the choice matters: the error over all lots
    plus the error among the best-rated curves (the top quarter by the candidates' mean
    out-of-fold prediction). The lowest score wins; its product-level RMSE is what must beat
    the mean-rating baseline.
-3. Intervals: the winner is refitted on `boot` bootstrap samples of lots (hyper-parameters
+3. Calibration: out of fold, the lots' mean ratings are regressed on the winner's
+   predictions; stated ratings are intercept + slope × prediction (a slope below 1 shrinks
+   a model that spreads its predictions too far).
+   Intervals: the winner is refitted on `boot` bootstrap samples of lots (hyper-parameters
    kept). A curve's uncertainty is the spread of those refits plus the model error the
    cross-validation saw beyond it (out-of-fold squared error, minus the rating noise of the
    lot means, minus the bootstrap variance at the lots). The bench measures the coverage.
@@ -30,6 +34,7 @@ Imported only by the optimizer's commands and services (numpy, scikit-learn).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -38,10 +43,12 @@ import numpy as np
 from optimizer.dataset import COMPACT_COLUMNS, SHAPE_COLUMNS, Dataset, curve_features
 from optimizer.learning import CvScore, make_forest
 
-CANDIDATES = ("quadratic", "gp", "boosting", "forest")
+CANDIDATES = ("quadratic", "gp", "boosting", "forest", "average")
+AVERAGED = ("quadratic", "gp", "boosting")
 Z80 = 1.2815515655446004  # two-sided 80 % normal quantile
 GP_MAX_LOTS = 500  # a GP's cost grows as n³: larger data is subsampled (deterministically)
 _COMPACT = [SHAPE_COLUMNS.index(c) for c in COMPACT_COLUMNS]
+_GP_COLUMNS = _COMPACT
 
 
 def _shape_part(features: np.ndarray) -> np.ndarray:
@@ -98,13 +105,14 @@ def _fit_gp(
     kernel=None,
     noise: float | None = None,
 ) -> _Fitted:
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
     if len(y) > GP_MAX_LOTS:
         keep = np.sort(np.random.default_rng(seed).choice(len(y), GP_MAX_LOTS, replace=False))
         X, y, w = X[keep], y[keep], w[keep]
-    Z = _shape_part(X)[:, _COMPACT]
+    Z = _shape_part(X)[:, _GP_COLUMNS]
     scale = _Standard(Z)
     y_mean, y_std = float(np.average(y, weights=w)), float(y.std()) or 1.0
     # Each lot mean carries the rating noise divided by its reviews (normalised units).
@@ -117,11 +125,14 @@ def _fit_gp(
         gp = GaussianProcessRegressor(kernel=kernel, alpha=alpha, random_state=seed)
     else:
         gp = GaussianProcessRegressor(kernel=kernel, alpha=alpha, optimizer=None)
-    gp.fit(scale(Z), (y - y_mean) / y_std)
+    with warnings.catch_warnings():
+        # A length scale at its bound only says that feature hardly matters: fine.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gp.fit(scale(Z), (y - y_mean) / y_std)
     fitted_kernel = gp.kernel_
 
     def predict(F: np.ndarray) -> np.ndarray:
-        return gp.predict(scale(_shape_part(F)[:, _COMPACT])) * y_std + y_mean
+        return gp.predict(scale(_shape_part(F)[:, _GP_COLUMNS])) * y_std + y_mean
 
     return _Fitted(
         "gp", predict, lambda X2, y2, w2, s: _fit_gp(X2, y2, w2, s, fitted_kernel, noise_var)
@@ -130,21 +141,30 @@ def _fit_gp(
 
 def _fit_boosting(X: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int) -> _Fitted:
     from sklearn.ensemble import HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_limits
 
     model = HistGradientBoostingRegressor(
-        max_iter=150,
+        max_iter=100,
         learning_rate=0.05,
         max_leaf_nodes=8,
         min_samples_leaf=max(5, len(y) // 40),
         l2_regularization=1.0,
         early_stopping=False,
         random_state=seed,
-    ).fit(_shape_part(X), y, sample_weight=w)
-    return _Fitted("boosting", lambda F: model.predict(_shape_part(F)), _fit_boosting)
+    )
+    # Small data: one thread is faster than OpenMP's start-up (and fair to a shared machine).
+    with threadpool_limits(limits=1, user_api="openmp"):
+        model.fit(_shape_part(X), y, sample_weight=w)
+
+    def predict(F: np.ndarray) -> np.ndarray:
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return model.predict(_shape_part(F))
+
+    return _Fitted("boosting", predict, _fit_boosting)
 
 
 def _fit_forest(
-    X: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int, n_estimators: int = 60
+    X: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int, n_estimators: int = 40
 ) -> _Fitted:
     forest = make_forest(n_estimators=n_estimators, seed=seed, n_rows=len(y))
     forest.set_params(n_jobs=1)
@@ -154,6 +174,18 @@ def _fit_forest(
         forest.predict,
         lambda X2, y2, w2, s: _fit_forest(X2, y2, w2, s, max(20, n_estimators // 3)),
     )
+
+
+def _average(members: list[_Fitted]) -> _Fitted:
+    """The mean of several fitted models (refitted member by member)."""
+
+    def predict(F: np.ndarray) -> np.ndarray:
+        return np.mean([m.predict(F) for m in members], axis=0)
+
+    def refit(X2: np.ndarray, y2: np.ndarray, w2: np.ndarray, s: int) -> _Fitted:
+        return _average([m.refit(X2, y2, w2, s) for m in members])
+
+    return _Fitted("average", predict, refit)
 
 
 _FITTERS = {
@@ -234,6 +266,8 @@ class CurveModel:
 
     name: str
     fitted: _Fitted
+    slope: float
+    intercept: float
     boot: list[_Fitted]
     bias_var: float
     noise_var: float
@@ -256,13 +290,18 @@ class CurveModel:
     def sd(self, doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
         return np.sqrt(self.predict_boot(doses, durations).var(axis=0) + self.bias_var)
 
+    def stated(self, raw: np.ndarray) -> np.ndarray:
+        """What the run states for raw predictions: the calibrated rating (step 3)."""
+        return self.intercept + self.slope * raw
+
     def predict_interval(
         self, doses: np.ndarray, durations: np.ndarray, *, shift: float = 0.0
     ) -> list[Prediction]:
-        """Mean (minus `shift`, the optimism of a searched curve) with its 80 % interval."""
+        """Calibrated mean (minus `shift`, a searched curve's optimism), 80 % interval."""
         F = self.features(doses, durations)
-        mean = self.fitted.predict(F) - shift
-        sd = np.sqrt(np.stack([b.predict(F) for b in self.boot]).var(axis=0) + self.bias_var)
+        mean = self.stated(self.fitted.predict(F)) - shift
+        boot = np.stack([b.predict(F) for b in self.boot])
+        sd = np.sqrt(self.slope**2 * boot.var(axis=0) + self.bias_var)
         ratio = self.support.distance_ratio(F)
         return [
             Prediction(float(m), float(m - Z80 * s), float(m + Z80 * s), float(s), float(r))
@@ -278,10 +317,10 @@ class CurveModel:
     ) -> tuple[float, float, float]:
         """Gain of curve 0 over curve 1: mean and 80 % interval (refits judge both at once)."""
         F = self.features(doses, durations)
-        mean = self.fitted.predict(F)
+        mean = self.stated(self.fitted.predict(F))
         boot = np.stack([b.predict(F) for b in self.boot])
         gain = float(mean[0] - mean[1] - shift)
-        sd = float(np.sqrt((boot[:, 0] - boot[:, 1]).var() + self.bias_var))
+        sd = float(np.sqrt(self.slope**2 * (boot[:, 0] - boot[:, 1]).var() + self.bias_var))
         return gain, gain - Z80 * sd, gain + Z80 * sd
 
     def optimism(self, doses: np.ndarray, durations: np.ndarray) -> float:
@@ -295,13 +334,14 @@ class CurveModel:
             own = b.predict(F)
             best = int(np.argmax(own))
             gaps.append(own[best] - full[best])
-        return max(0.0, float(np.mean(gaps)))
+        return max(0.0, self.slope * float(np.mean(gaps)))
 
     def as_dict(self) -> dict:
         return {
             "selected": self.name,
             "candidates": self.candidates,
             "bootstrap_refits": len(self.boot),
+            "calibration": {"intercept": round(self.intercept, 4), "slope": round(self.slope, 4)},
             "model_error_sd": round(float(np.sqrt(self.bias_var)), 4),
             "rating_noise_sd": round(float(np.sqrt(self.noise_var)), 4),
             "support_threshold": round(self.support.threshold, 4),
@@ -343,11 +383,19 @@ def curve_model_select(
     if n > 3000:
         repeats = 1  # plenty of lots: one split is already a stable estimate
 
+    full: dict[str, _Fitted] = {}
+
     def fit(name: str, Xt, yt, wt, s: int) -> _Fitted:
         if name == "gp":
-            return _fit_gp(Xt, yt, wt, s, noise=noise_var)
+            # The kernel's hyper-parameters are fitted once on all lots (the costly part);
+            # folds and bootstrap refits keep them.
+            if "gp" not in full:
+                full["gp"] = _fit_gp(X, y, w, seed, noise=noise_var)
+            return full["gp"].refit(Xt, yt, wt, s)
         if name == "forest":
             return _fit_forest(Xt, yt, wt, s, n_estimators)
+        if name == "average":
+            return _average([fit(m, Xt, yt, wt, s) for m in AVERAGED])
         return _FITTERS[name](Xt, yt, wt, s)
 
     oof = {name: np.zeros((repeats, n)) for name in candidates}
@@ -357,8 +405,12 @@ def curve_model_select(
         for train, test in splitter.split(X):
             baseline[r, test] = np.average(y[train], weights=w[train])
             for name in candidates:
+                if name == "average" and all(m in candidates for m in AVERAGED):
+                    continue  # the mean of its members' out-of-fold predictions, below
                 model = fit(name, X[train], y[train], w[train], seed)
                 oof[name][r, test] = model.predict(X[test])
+    if "average" in candidates and all(m in candidates for m in AVERAGED):
+        oof["average"] = np.mean([oof[m] for m in AVERAGED], axis=0)
 
     def product_rmse(pred: np.ndarray) -> float:
         sse = float(np.mean([(w * (y - p) ** 2).sum() for p in pred]))
@@ -387,19 +439,33 @@ def curve_model_select(
         rows=n_rows,
     )
 
-    fitted = fit(chosen, X, y, w, seed)
+    fitted = full.get(chosen) or fit(chosen, X, y, w, seed)
     rng = np.random.default_rng(seed)
     refits = []
     for b in range(boot):
         pick = rng.integers(0, n, n)
         refits.append(fitted.refit(X[pick], y[pick], w[pick], seed + 1 + b))
+    # Calibration: out-of-fold, how the lots' mean ratings follow the predictions. A slope
+    # below 1 means the model spreads its predictions too far (the best-predicted curves are
+    # over-rated, the worst under-rated): stated ratings are a + b × prediction.
+    pooled_oof, pooled_y = oof[chosen].ravel(), np.tile(y, repeats)
+    pooled_w = np.tile(w, repeats)
+    mx = np.average(pooled_oof, weights=pooled_w)
+    my = np.average(pooled_y, weights=pooled_w)
+    sxx = float(np.average((pooled_oof - mx) ** 2, weights=pooled_w))
+    sxy = float(np.average((pooled_oof - mx) * (pooled_y - my), weights=pooled_w))
+    slope = float(np.clip(sxy / sxx, 0.3, 1.1)) if sxx > 1e-12 else 1.0
+    intercept = float(my - slope * mx)
     at_lots = np.stack([r.predict(X) for r in refits]).var(axis=0).mean() if refits else 0.0
-    residual = float(np.mean([np.average((p - y) ** 2, weights=w) for p in oof[chosen]]))
+    calibrated = intercept + slope * oof[chosen]
+    residual = float(np.mean([np.average((p - y) ** 2, weights=w) for p in calibrated]))
     lot_noise = float(np.average(noise_var / np.maximum(w, 1), weights=w))
-    bias_var = max(0.0, residual - lot_noise - float(at_lots))
+    bias_var = max(0.0, residual - lot_noise - slope**2 * float(at_lots))
     return CurveModel(
         name=chosen,
         fitted=fitted,
+        slope=slope,
+        intercept=intercept,
         boot=refits,
         bias_var=bias_var,
         noise_var=noise_var,
