@@ -21,13 +21,17 @@ What the curve search asks. Chosen by evidence, every run:
    Intervals: the winner is refitted on `boot` bootstrap samples of lots (hyper-parameters
    kept). A curve's uncertainty is the spread of those refits plus the model error the
    cross-validation saw beyond it (out-of-fold squared error, minus the rating noise of the
-   lot means, minus the bootstrap variance at the lots). The bench measures the coverage.
+   lot means, minus the bootstrap variance at the lots); towards the edge of the support
+   and beyond, plus a growing part of the spread of true ratings between the data's
+   curves. The bench measures the coverage.
 4. Support: a curve is inside the data when its standardised compact features lie within
    the lots' range (5 % slack) and its nearest lot is no farther than 1.25 × the 95th
    percentile of the lots' nearest-neighbour distances. Outside, a prediction is a guess.
 5. The winner's curse: the search picks the curve the model rates highest, so the model's
    own figure for it is biased upwards. `optimism` estimates that bias by replaying the
-   choice under each bootstrap refit (its own best candidate, judged by the full fit).
+   choice under each bootstrap refit (its own best candidate, judged by the full fit), and
+   is never less than how much the model over-rated, out of fold, the tenth of the lots it
+   rated best.
 
 Imported only by the optimizer's commands and services (numpy, scikit-learn).
 """
@@ -271,6 +275,8 @@ class CurveModel:
     boot: list[_Fitted]
     bias_var: float
     noise_var: float
+    signal_var: float
+    top_bias: float
     support: Support
     cv: CvScore
     candidates: dict[str, dict] = field(default_factory=dict)
@@ -301,8 +307,12 @@ class CurveModel:
         F = self.features(doses, durations)
         mean = self.stated(self.fitted.predict(F)) - shift
         boot = np.stack([b.predict(F) for b in self.boot])
-        sd = np.sqrt(self.slope**2 * boot.var(axis=0) + self.bias_var)
         ratio = self.support.distance_ratio(F)
+        # Towards the edge of the data and beyond, the refits agree for want of evidence
+        # (they all fall back on the same trend): add the spread of true ratings between
+        # curves, a quarter of it at the support's distance, in full from twice that.
+        edge = np.clip(np.nan_to_num(ratio, posinf=2.0), 0.0, 2.0) / 2.0
+        sd = np.sqrt(self.slope**2 * boot.var(axis=0) + self.bias_var + edge**2 * self.signal_var)
         return [
             Prediction(float(m), float(m - Z80 * s), float(m + Z80 * s), float(s), float(r))
             for m, s, r in zip(mean, sd, ratio, strict=True)
@@ -326,7 +336,7 @@ class CurveModel:
     def optimism(self, doses: np.ndarray, durations: np.ndarray) -> float:
         """Winner's-curse bias of the best candidate's prediction (module doc, step 5)."""
         if not len(doses) or not self.boot:
-            return 0.0
+            return self.top_bias
         F = self.features(doses, durations)
         full = self.fitted.predict(F)
         gaps = []
@@ -334,7 +344,7 @@ class CurveModel:
             own = b.predict(F)
             best = int(np.argmax(own))
             gaps.append(own[best] - full[best])
-        return max(0.0, self.slope * float(np.mean(gaps)))
+        return max(self.top_bias, self.slope * float(np.mean(gaps)))
 
     def as_dict(self) -> dict:
         return {
@@ -343,6 +353,7 @@ class CurveModel:
             "bootstrap_refits": len(self.boot),
             "calibration": {"intercept": round(self.intercept, 4), "slope": round(self.slope, 4)},
             "model_error_sd": round(float(np.sqrt(self.bias_var)), 4),
+            "top_bias": round(self.top_bias, 4),
             "rating_noise_sd": round(float(np.sqrt(self.noise_var)), 4),
             "support_threshold": round(self.support.threshold, 4),
         }
@@ -461,6 +472,13 @@ def curve_model_select(
     residual = float(np.mean([np.average((p - y) ** 2, weights=w) for p in calibrated]))
     lot_noise = float(np.average(noise_var / np.maximum(w, 1), weights=w))
     bias_var = max(0.0, residual - lot_noise - slope**2 * float(at_lots))
+    # The lots the model rates best, out of fold: how much it over-rates them (after
+    # calibration). A searched curve is at least as extreme: this is the least optimism.
+    top = calibrated.mean(axis=0) >= np.quantile(calibrated.mean(axis=0), 0.9)
+    top_bias = max(0.0, float(np.average((calibrated.mean(axis=0) - y)[top], weights=w[top])))
+    # How far the true mean ratings of the data's curves spread (lot means minus their noise).
+    spread = float(np.average((y - np.average(y, weights=w)) ** 2, weights=w))
+    signal_var = max(spread - lot_noise, 0.05**2)
     return CurveModel(
         name=chosen,
         fitted=fitted,
@@ -469,6 +487,8 @@ def curve_model_select(
         boot=refits,
         bias_var=bias_var,
         noise_var=noise_var,
+        signal_var=signal_var,
+        top_bias=top_bias,
         support=Support.build(X),
         cv=cv,
         candidates=scores,

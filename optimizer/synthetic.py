@@ -59,6 +59,21 @@ class SyntheticTaste:
         )
         return float(np.clip(score, 1.0, 5.0))
 
+    def expected_rating(self, curve: list[tuple[float, float]] | np.ndarray) -> float:
+        """The mean of the whole-number ratings consumers give: E[clip(round(expected +
+        noise), 1, 5)], what a model of mean ratings can learn (near 5 it is below
+        `expected`, as ratings cannot exceed 5)."""
+        from scipy.special import ndtr
+
+        mu = self.expected(curve)
+        return float(1.0 + sum(ndtr((mu - k - 0.5) / self.noise) for k in range(1, 5)))
+
+    def expected_ratings(self, doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
+        """`expected_rating` of padded curves (n, days, 2): an objective for curve_search."""
+        return np.array(
+            [self.expected_rating(d[: int(n)]) for d, n in zip(doses, durations, strict=True)]
+        )
+
     def ratings(self, curve, count: int, rng: np.random.Generator) -> np.ndarray:
         expected = self.expected(curve)
         return np.clip(np.rint(expected + rng.normal(0, self.noise, count)), 1, 5).astype(int)
