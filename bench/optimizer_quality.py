@@ -17,7 +17,7 @@ For each of `--tastes` random tastes (drawn from `--seed`):
 4. Scores, with the taste's true rating T (the expected integer rating, averaged over sites):
    - fraction of the achievable gain = (T(recommended) - T(reference)) / (T(best feasible)
      - T(reference)); "best feasible" is the best of a thorough search of T itself (three
-     seeds, 3× the population and generations) under the optimiser's constraints (same data
+     seeds, 2× the population and generations) under the optimiser's constraints (same data
      envelope, distance to observed curves and shape support), the history's feasible curves
      and the recommendation;
    - the recommendation against the best historical curve (by T);
@@ -402,8 +402,8 @@ def best_feasible(taste: Taste, extra: list, seed: int, effort: float) -> tuple[
             objective=taste.truth,
             space=space,
             seeds=extra,
-            population=int(settings.OPTIMIZER_SEARCH_POPULATION * 3 * effort),
-            generations=int(settings.OPTIMIZER_SEARCH_GENERATIONS * 3 * effort),
+            population=int(settings.OPTIMIZER_SEARCH_POPULATION * 2 * effort),
+            generations=int(settings.OPTIMIZER_SEARCH_GENERATIONS * 2 * effort),
             seed=seed * 100 + s,
         )
         if found.curve is not None and found.value > best:
@@ -500,7 +500,7 @@ def evaluate_taste(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tastes", type=int, default=24)
-    parser.add_argument("--stability-tastes", type=int, default=4)
+    parser.add_argument("--stability-tastes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="6 smaller tastes, fewer runs")
     args = parser.parse_args()

@@ -69,10 +69,25 @@ class SyntheticTaste:
         return float(1.0 + sum(ndtr((mu - k - 0.5) / self.noise) for k in range(1, 5)))
 
     def expected_ratings(self, doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
-        """`expected_rating` of padded curves (n, days, 2): an objective for curve_search."""
-        return np.array(
-            [self.expected_rating(d[: int(n)]) for d, n in zip(doses, durations, strict=True)]
+        """`expected_rating` of padded curves (n, days, 2), vectorised: an objective for
+        curve_search (zeros after each duration)."""
+        from scipy.special import ndtr
+
+        daily = doses.sum(axis=2)
+        total = daily.sum(axis=1)
+        safe = np.maximum(total, 1e-9)
+        index = np.arange(doses.shape[1])[None, :]
+        late_mask = (index >= np.ceil(durations[:, None] * 2 / 3)) & (index < durations[:, None])
+        late = (daily * late_mask).sum(axis=1) / safe
+        morning_share = doses[:, :, 0].sum(axis=1) / safe
+        score = (
+            2.6
+            + 1.5 * np.exp(-(((total - self.target_total_g) / self.total_width_g) ** 2))
+            + 0.6 * np.exp(-(((late - self.target_late_share) / 0.06) ** 2))
+            - 0.25 * np.abs(morning_share - 0.5) / 0.05
         )
+        mu = np.clip(score, 1.0, 5.0)
+        return 1.0 + sum(ndtr((mu - k - 0.5) / self.noise) for k in range(1, 5))
 
     def ratings(self, curve, count: int, rng: np.random.Generator) -> np.ndarray:
         expected = self.expected(curve)
