@@ -27,6 +27,22 @@ def _number(value: float, places: int = 2) -> str:
     return formats.number_format(round(float(value), places), places)
 
 
+def mean_line(values, ratings) -> tuple[list[float], list[float]]:
+    """The mean rating along a column: by value when it takes few values (duration in days),
+    else by eight bins of equal counts."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": values, "y": ratings}).dropna()
+    if frame.empty:
+        return [], []
+    if frame["x"].nunique() <= 12:
+        means = frame.groupby("x")["y"].mean().sort_index()
+        return [float(x) for x in means.index], [float(m) for m in means]
+    bins = pd.qcut(frame["x"], q=8, duplicates="drop")
+    means = frame.groupby(bins, observed=True)["y"].mean()
+    return [float(i.mid) for i in means.index], [float(m) for m in means]
+
+
 def _plots(
     directory: Path,
     dataset: Dataset,
@@ -59,7 +75,6 @@ def _plots(
         if len(rows) > 5000:
             rows = rows.sample(n=5000, random_state=0)
         import numpy as np
-        import pandas as pd
 
         jitter = np.random.default_rng(0)
         for ax, column in zip(axes[0], top, strict=True):
@@ -71,17 +86,9 @@ def _plots(
                 s=4,
                 alpha=0.25,
             )
-            # The mean line: by value when the column takes few values (duration in days),
-            # else by bins of equal counts.
-            if binned[column].nunique() <= 12:
-                means = binned.groupby(column)["overall_rating"].mean().sort_index()
-                centers = means.index.to_numpy(dtype=float)
-            else:
-                bins = pd.qcut(binned[column], q=8, duplicates="drop")
-                means = binned.groupby(bins, observed=True)["overall_rating"].mean()
-                centers = [interval.mid for interval in means.index]
+            centers, means = mean_line(binned[column], binned["overall_rating"])
             if len(means):
-                ax.plot(centers, means.to_numpy(), color="#c0392b", marker="o")
+                ax.plot(centers, means, color="#c0392b", marker="o")
             ax.set_xlabel(column)
             ax.set_ylabel("overall rating")
             ax.xaxis.set_major_formatter(
