@@ -29,6 +29,7 @@ from optimizer.surrogate import CurveModel, Prediction
 TRIAL_REACH = 1.5
 TRIAL_KAPPA = 1.0
 RECOMMEND_KAPPA = 1.0
+SEARCH_REFITS = 12  # the searches' objectives estimate the spread from the first refits
 
 
 @dataclass
@@ -78,7 +79,7 @@ def recommend(
     def cautious(doses: np.ndarray, days: np.ndarray) -> np.ndarray:
         # A lower confidence bound: of two curves predicted alike, the one the data vouches
         # for more wins (the model's optimum is where its errors are likeliest to be upward).
-        boot = model.predict_boot(doses, days)
+        boot = model.predict_boot(doses, days, limit=SEARCH_REFITS)
         return model.predict(doses, days) - RECOMMEND_KAPPA * np.sqrt(boot.var(axis=0))
 
     search = curve_search(
@@ -92,10 +93,14 @@ def recommend(
     result = Recommendation(search=search, curve=search.curve)
     if search.curve is None:
         return result
-    pool = np.concatenate([search.pool, observed[space.feasible_mask(observed, durations)]])
-    pool_days = np.concatenate(
-        [search.pool_days, durations[space.feasible_mask(observed, durations)]]
-    )
+    # Candidates the choice could have fallen on: the search's last population and the
+    # observed feasible curves (at most the 500 the model rates best).
+    feasible = np.nonzero(space.feasible_mask(observed, durations))[0]
+    if len(feasible) > 500:
+        rated = model.predict(observed[feasible], durations[feasible])
+        feasible = np.sort(feasible[np.argsort(-rated, kind="stable")[:500]])
+    pool = np.concatenate([search.pool, observed[feasible]])
+    pool_days = np.concatenate([search.pool_days, durations[feasible]])
     result.optimism = model.optimism(pool, pool_days)
     doses, days = _padded([search.curve], feature_days)
     (result.predicted,) = model.predict_interval(doses, days, shift=result.optimism)
@@ -140,7 +145,7 @@ def _trials(
     )
 
     def ucb(doses: np.ndarray, days: np.ndarray) -> np.ndarray:
-        boot = model.predict_boot(doses, days)
+        boot = model.predict_boot(doses, days, limit=SEARCH_REFITS)
         return model.predict(doses, days) + TRIAL_KAPPA * np.sqrt(boot.var(axis=0))
 
     search = curve_search(

@@ -9,7 +9,9 @@ What the curve search asks. Chosen by evidence, every run:
      the same features;
    - `boosting`: gradient boosting on every shape feature (SHAPE_COLUMNS);
    - `forest`: the seed's random forest on the per-day doses and the shape;
-   - `average`: the mean of quadratic, gp and boosting.
+   - `average`: the mean of quadratic, gp and boosting;
+   - `gp_five`: the Gaussian process fitted on the lots' mean of all five ratings (on the
+     overall rating's scale), judged like the others against the overall rating.
 2. Each is cross-validated on the same lot folds (a lot never sits on both sides), repeated
    on `repeats` shufflings. The score is where the choice matters: the error over all lots
    plus the error among the best-rated curves (the top quarter by the candidates' mean
@@ -48,10 +50,14 @@ import numpy as np
 from optimizer.dataset import COMPACT_COLUMNS, SHAPE_COLUMNS, Dataset, curve_features
 from optimizer.learning import CvScore, make_forest
 
-CANDIDATES = ("quadratic", "gp", "boosting", "forest", "average")
+CANDIDATES = ("quadratic", "gp", "boosting", "forest", "average", "gp_five")
 AVERAGED = ("quadratic", "gp", "boosting")
 Z80 = 1.2815515655446004  # two-sided 80 % normal quantile
-GP_MAX_LOTS = 500  # a GP's cost grows as n³: larger data is subsampled (deterministically)
+# A GP's cost grows as n³: larger data is subsampled (deterministically), more so for the
+# search of its kernel's hyper-parameters (hundreds of factorisations) than for a refit.
+GP_MAX_LOTS = 400
+GP_KERNEL_LOTS = 200
+SELECT_MAX_LOTS = 1500  # beyond, candidates are compared on a sample of the lots
 _COMPACT = [SHAPE_COLUMNS.index(c) for c in COMPACT_COLUMNS]
 _GP_COLUMNS = _COMPACT
 
@@ -114,8 +120,9 @@ def _fit_gp(
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
-    if len(y) > GP_MAX_LOTS:
-        keep = np.sort(np.random.default_rng(seed).choice(len(y), GP_MAX_LOTS, replace=False))
+    limit = GP_KERNEL_LOTS if kernel is None else GP_MAX_LOTS
+    if len(y) > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(len(y), limit, replace=False))
         X, y, w = X[keep], y[keep], w[keep]
     Z = _shape_part(X)[:, _GP_COLUMNS]
     scale = _Standard(Z)
@@ -292,10 +299,12 @@ class CurveModel:
     def predict(self, doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
         return self.fitted.predict(self.features(doses, durations))
 
-    def predict_boot(self, doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
-        """(len(boot), n) predictions of the bootstrap refits."""
+    def predict_boot(
+        self, doses: np.ndarray, durations: np.ndarray, limit: int | None = None
+    ) -> np.ndarray:
+        """(len(boot), n) predictions of the bootstrap refits (the first `limit` ones)."""
         F = self.features(doses, durations)
-        return np.stack([b.predict(F) for b in self.boot])
+        return np.stack([b.predict(F) for b in self.boot[:limit]])
 
     def sd(self, doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
         return np.sqrt(self.predict_boot(doses, durations).var(axis=0) + self.bias_var)
@@ -365,7 +374,7 @@ class CurveModel:
             return 0.0
         rng = np.random.default_rng(self.seed + 104729)
         gaps = []
-        for _ in range(rounds):
+        for _ in range(rounds if n <= SELECT_MAX_LOTS else 1):
             order = rng.permutation(n)
             halves = (order[: n // 2], order[n // 2 :])
             for chooser, judge in (halves, halves[::-1]):
@@ -389,15 +398,38 @@ class CurveModel:
         }
 
 
-def _noise_var(dataset: Dataset) -> tuple[float, float]:
-    """(within-lot sum of squares, pooled within-lot variance of the overall rating)."""
+def _noise_var(dataset: Dataset) -> tuple[np.ndarray, float]:
+    """(each lot's within-lot sum of squares, pooled within-lot variance) of the overall
+    rating; lots in the order of dataset.lots."""
     rows = dataset.rows
     ratings = rows["overall_rating"].astype(float)
     lot_means = rows.groupby("lot_id")["overall_rating"].transform("mean")
-    within = float(((ratings - lot_means) ** 2).sum())
+    squares = ((ratings - lot_means) ** 2).groupby(rows["lot_id"]).sum()
+    per_lot = squares.reindex(dataset.lots["lot_id"]).fillna(0.0).to_numpy()
+    within = float(per_lot.sum())
     dof = len(rows) - rows["lot_id"].nunique()
     pooled = within / dof if dof > 0 else float(ratings.var() or 0.5)
-    return within, max(pooled, 1e-3)
+    return per_lot, max(pooled, 1e-3)
+
+
+def _five_ratings(dataset: Dataset) -> tuple[np.ndarray, float]:
+    """Lots' mean of the five ratings, on the overall rating's scale, and its pooled noise."""
+    from optimizer.dataset import RATING_COLUMNS
+
+    rows = dataset.rows
+    five = rows[RATING_COLUMNS].astype(float).mean(axis=1)
+    by_lot = five.groupby(rows["lot_id"])
+    lot_mean = by_lot.mean().reindex(dataset.lots["lot_id"]).to_numpy()
+    within = float(((five - by_lot.transform("mean")) ** 2).sum())
+    dof = len(rows) - rows["lot_id"].nunique()
+    noise = within / dof if dof > 0 else float(five.var() or 0.5)
+    y = dataset.lots["mean_rating"].to_numpy(dtype=float)
+    w = dataset.lots["reviews"].to_numpy(dtype=float)
+    mx, my = np.average(lot_mean, weights=w), np.average(y, weights=w)
+    sxx = float(np.average((lot_mean - mx) ** 2, weights=w))
+    slope = float(np.average((lot_mean - mx) * (y - my), weights=w)) / sxx if sxx > 0 else 1.0
+    slope = float(np.clip(slope, 0.2, 3.0))
+    return my + slope * (lot_mean - mx), max(noise * slope**2, 1e-3)
 
 
 def curve_model_select(
@@ -417,22 +449,35 @@ def curve_model_select(
     X = dataset.lot_curve_features()
     y = lots["mean_rating"].to_numpy(dtype=float)
     w = lots["reviews"].to_numpy(dtype=float)
-    within, noise_var = _noise_var(dataset)
-    n_rows = int(w.sum())
+    lot_within, noise_var = _noise_var(dataset)
     n = len(y)
     k = max(2, min(folds, n))
-    if n > 3000:
-        repeats = 1  # plenty of lots: one split is already a stable estimate
+    # Plenty of lots: candidates are compared on a (deterministic) sample of them, one split;
+    # the winner is fitted on all of them, with fewer bootstrap refits.
+    selection = np.arange(n)
+    if n > SELECT_MAX_LOTS:
+        repeats = 1
+        selection = np.sort(np.random.default_rng(seed).choice(n, SELECT_MAX_LOTS, replace=False))
+        boot = max(8, min(boot, int(boot * SELECT_MAX_LOTS / n) + 1))
 
+    # What each candidate learns from: the lots' mean overall rating, or, for `gp_five`, the
+    # lots' mean of all five ratings put on the overall rating's scale (when the other four
+    # ratings move with the overall one, they are more measurements of the same liking and
+    # their mean is less noisy; cross-validation against the overall rating says whether).
+    y5, noise5 = _five_ratings(dataset)
+    target = {name: y for name in candidates}
+    noise = {name: noise_var for name in candidates}
+    if "gp_five" in candidates:
+        target["gp_five"], noise["gp_five"] = y5, noise5
     full: dict[str, _Fitted] = {}
 
     def fit(name: str, Xt, yt, wt, s: int) -> _Fitted:
-        if name == "gp":
+        if name in ("gp", "gp_five"):
             # The kernel's hyper-parameters are fitted once on all lots (the costly part);
             # folds and bootstrap refits keep them.
-            if "gp" not in full:
-                full["gp"] = _fit_gp(X, y, w, seed, noise=noise_var)
-            return full["gp"].refit(Xt, yt, wt, s)
+            if name not in full:
+                full[name] = _fit_gp(X, target[name], w, seed, noise=noise[name])
+            return full[name].refit(Xt, yt, wt, s)
         if name == "forest":
             return _fit_forest(Xt, yt, wt, s, n_estimators)
         if name == "average":
@@ -443,15 +488,23 @@ def curve_model_select(
     baseline = np.zeros((repeats, n))
     for r in range(repeats):
         splitter = KFold(n_splits=k, shuffle=True, random_state=seed + r)
-        for train, test in splitter.split(X):
+        for train, test in splitter.split(selection):
+            train, test = selection[train], selection[test]
             baseline[r, test] = np.average(y[train], weights=w[train])
             for name in candidates:
                 if name == "average" and all(m in candidates for m in AVERAGED):
                     continue  # the mean of its members' out-of-fold predictions, below
-                model = fit(name, X[train], y[train], w[train], seed)
+                model = fit(name, X[train], target[name][train], w[train], seed)
                 oof[name][r, test] = model.predict(X[test])
     if "average" in candidates and all(m in candidates for m in AVERAGED):
         oof["average"] = np.mean([oof[m] for m in AVERAGED], axis=0)
+    # From here on, scores are over the lots the candidates were compared on.
+    oof = {name: values[:, selection] for name, values in oof.items()}
+    baseline = baseline[:, selection]
+    w_all = w
+    y, w = y[selection], w[selection]
+    within = float(lot_within[selection].sum())
+    n_rows = int(w.sum())
 
     def product_rmse(pred: np.ndarray) -> float:
         sse = float(np.mean([(w * (y - p) ** 2).sum() for p in pred]))
@@ -480,12 +533,12 @@ def curve_model_select(
         rows=n_rows,
     )
 
-    fitted = full.get(chosen) or fit(chosen, X, y, w, seed)
+    fitted = full.get(chosen) or fit(chosen, X, target[chosen], w_all, seed)
     rng = np.random.default_rng(seed)
     refits = []
     for b in range(boot):
         pick = rng.integers(0, n, n)
-        refits.append(fitted.refit(X[pick], y[pick], w[pick], seed + 1 + b))
+        refits.append(fitted.refit(X[pick], target[chosen][pick], w_all[pick], seed + 1 + b))
     # Calibration: out-of-fold, how the lots' mean ratings follow the predictions. A slope
     # below 1 means the model spreads its predictions too far (the best-predicted curves are
     # over-rated, the worst under-rated): stated ratings are a + b × prediction.
@@ -497,7 +550,8 @@ def curve_model_select(
     sxy = float(np.average((pooled_oof - mx) * (pooled_y - my), weights=pooled_w))
     slope = float(np.clip(sxy / sxx, 0.3, 1.1)) if sxx > 1e-12 else 1.0
     intercept = float(my - slope * mx)
-    at_lots = np.stack([r.predict(X) for r in refits]).var(axis=0).mean() if refits else 0.0
+    at = X[selection]
+    at_lots = np.stack([r.predict(at) for r in refits]).var(axis=0).mean() if refits else 0.0
     calibrated = intercept + slope * oof[chosen]
     residual = float(np.mean([np.average((p - y) ** 2, weights=w) for p in calibrated]))
     lot_noise = float(np.average(noise_var / np.maximum(w, 1), weights=w))
@@ -523,6 +577,6 @@ def curve_model_select(
         cv=cv,
         candidates=scores,
         feature_days=dataset.feature_days,
-        data=(X, y, w),
+        data=(X, target[chosen], w_all),
         seed=seed,
     )
