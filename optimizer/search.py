@@ -149,7 +149,10 @@ class CurveSpace:
         from sklearn.neighbors import NearestNeighbors
 
         if self._nn is None:
-            self._nn = NearestNeighbors(n_neighbors=1).fit(np.unique(self._flat, axis=0))
+            # Brute force: in 2 × days dimensions trees do not prune, a matrix product is fast.
+            self._nn = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(
+                np.unique(self._flat, axis=0)
+            )
         flat = doses.reshape(len(doses), -1)
         dist, _ = self._nn.kneighbors(flat)
         norms = np.linalg.norm(flat, axis=1)

@@ -170,6 +170,8 @@ def optimization_run(
        predicted rating and interval, the current curve's, the gain between them (only when
        both lie within the data), trial curves, and the data and model metrics.
     """
+    from threadpoolctl import threadpool_limits
+
     from optimizer.dataset import dataset_build
     from optimizer.learning import insights_compute
     from optimizer.recommend import recommend
@@ -217,7 +219,7 @@ def optimization_run(
         )
     else:
         lines.append("No current curve to compare with (no reference curve, no lot curve).")
-    insights = found = None
+    insights = found = blas = None
     curve = None
 
     if dataset.counts["rows_used"] < max(min_reviews, 1) or len(dataset.lots) < 2:
@@ -227,6 +229,9 @@ def optimization_run(
             f"{min_reviews} needed. No curve is recommended."
         )
     else:
+        # One BLAS / OpenMP thread: the factorisations and boosted trees are small, and on
+        # a busy machine several threads per process only wait for each other.
+        blas = threadpool_limits(limits=1)
         model = curve_model_select(
             dataset,
             folds=folds,
@@ -304,6 +309,8 @@ def optimization_run(
                 run.message = _proposal_message(found, current)
                 if found.trials:
                     lines.append(_trials_message(found.trials))
+    if blas is not None:
+        blas.restore_original_limits()
     run.model_metrics["timings_s"] = timings
     with transaction.atomic():
         run.save()
