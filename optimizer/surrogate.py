@@ -441,6 +441,32 @@ def curve_model_select(
     n_estimators: int = 60,
 ) -> CurveModel:
     """Cross-validate the candidates, keep the best, refit it with bootstrap (module doc)."""
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS / OpenMP thread: the factorisations and boosted trees are small, and on a
+    # busy machine several threads per process only wait for each other.
+    with threadpool_limits(limits=1):
+        return _select(
+            dataset,
+            folds=folds,
+            seed=seed,
+            candidates=candidates,
+            repeats=repeats,
+            boot=boot,
+            n_estimators=n_estimators,
+        )
+
+
+def _select(
+    dataset: Dataset,
+    *,
+    folds: int,
+    seed: int,
+    candidates: tuple[str, ...],
+    repeats: int,
+    boot: int,
+    n_estimators: int,
+) -> CurveModel:
     from sklearn.model_selection import KFold
 
     lots = dataset.lots

@@ -57,7 +57,7 @@ def test_the_curve_model_is_chosen_by_grouped_cross_validation_among_the_candida
     history_generate(HistorySpec(lots=150, products_per_lot=3, seed=3))
     data = dataset_build(feature_days=16)
 
-    model = curve_model_select(data, folds=4, seed=0, boot=8, n_estimators=20)
+    model = curve_model_select(data, folds=4, seed=0, boot=8, n_estimators=20, repeats=1)
 
     assert set(model.candidates) == set(CANDIDATES)
     scores = {name: c["score"] for name, c in model.candidates.items()}
