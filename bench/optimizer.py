@@ -116,6 +116,7 @@ def main() -> None:
             # other work on the machine skews absolute times; the ratio is the robust figure
             "load_average_1min": round(os.getloadavg()[0], 2),
             "curve_model_cv": outcome.run.model_metrics.get("curve_model_cv"),
+            "curve_model": (outcome.run.model_metrics.get("curve_model") or {}).get("selected"),
         }
         results.append(result)
         print(

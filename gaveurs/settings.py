@@ -421,6 +421,11 @@ OPTIMIZER_MAX_CURVE_DISTANCE = envfloat("OPTIMIZER_MAX_CURVE_DISTANCE", "0.12")
 OPTIMIZER_SEARCH_GENERATIONS = envint("OPTIMIZER_SEARCH_GENERATIONS", "40")
 OPTIMIZER_SEARCH_POPULATION = envint("OPTIMIZER_SEARCH_POPULATION", "160")
 OPTIMIZER_REPORT_DIR = Path(os.environ.get("OPTIMIZER_REPORT_DIR", MEDIA_ROOT / "optimizer"))
+# Curve model: bootstrap refits behind each interval; trial curves proposed for the next lots
+# and the share of those lots they get (0 trials: none).
+OPTIMIZER_BOOTSTRAP = envint("OPTIMIZER_BOOTSTRAP", "30")
+OPTIMIZER_TRIALS = envint("OPTIMIZER_TRIALS", "2")
+OPTIMIZER_TRIAL_SHARE = envfloat("OPTIMIZER_TRIAL_SHARE", "0.2")
 
 # Content Security Policy (django-csp) on every page but the staff ones listed below: scripts and
 # styles only from our own static files (no inline script, style or handler, no eval: the

@@ -8,6 +8,7 @@ from pathlib import Path
 from django.contrib import admin, messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils.formats import number_format
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
@@ -15,6 +16,18 @@ from optimizer.models import OptimizationRun, OptimizedCurve
 from optimizer.services import OptimizerError, optimized_curve_approve, optimized_curve_retire
 
 REPORT_FILE = re.compile(r"^(index\.html|[a-z0-9_]+\.png)$")
+
+
+def _interval(mean: float, low: float | None, high: float | None, *, signed: bool = False) -> str:
+    """ "3,84 (3,51–4,17)" in the active language; the interval only when known."""
+
+    def fmt(value: float) -> str:
+        text = number_format(value, 2)
+        return f"+{text}" if signed and value > 0 else text
+
+    if low is None or high is None:
+        return fmt(mean)
+    return f"{fmt(mean)} ({fmt(low)} – {fmt(high)})"
 
 
 def _report_link(run: OptimizationRun | None):
@@ -47,9 +60,8 @@ class OptimizedCurveAdmin(admin.ModelAdmin):
         "scope",
         "status",
         "duration_days",
-        "predicted_rating",
-        "predicted_rating_std",
-        "gain",
+        "predicted_with_interval",
+        "gain_with_interval",
         "current_curve_name",
         "created_at",
         "approved_at",
@@ -64,11 +76,16 @@ class OptimizedCurveAdmin(admin.ModelAdmin):
         "status",
         "duration_days",
         "doses_table",
-        "predicted_rating",
+        "predicted_with_interval",
         "predicted_rating_std",
+        "in_support",
         "current_curve_name",
-        "current_predicted_rating",
-        "gain",
+        "current_curve_source",
+        "current_with_interval",
+        "current_in_support",
+        "gain_with_interval",
+        "trials_table",
+        "trial_share",
         "data_metrics",
         "model_metrics",
         "run",
@@ -93,6 +110,66 @@ class OptimizedCurveAdmin(admin.ModelAdmin):
     @admin.display(description=_("report"))
     def report(self, obj: OptimizedCurve):
         return _report_link(obj.run)
+
+    @admin.display(description=_("predicted rating (80 % interval)"))
+    def predicted_with_interval(self, obj: OptimizedCurve):
+        text = _interval(obj.predicted_rating, obj.predicted_low, obj.predicted_high)
+        if not obj.in_support:
+            return format_html("{} — <strong>{}</strong>", text, _("outside the data"))
+        return text
+
+    @admin.display(description=_("current curve: predicted rating (80 % interval)"))
+    def current_with_interval(self, obj: OptimizedCurve):
+        if obj.current_predicted_rating is None:
+            return "—"
+        text = _interval(
+            obj.current_predicted_rating, obj.current_predicted_low, obj.current_predicted_high
+        )
+        if obj.current_in_support is False:
+            return format_html(
+                "{} — <strong>{}</strong>", text, _("outside the data: extrapolated")
+            )
+        return text
+
+    @admin.display(description=_("predicted gain (80 % interval)"))
+    def gain_with_interval(self, obj: OptimizedCurve):
+        if obj.gain is None:
+            if obj.current_in_support is False or not obj.in_support:
+                return _("not stated (a curve lies outside the data)")
+            return "—"
+        return _interval(obj.gain, obj.gain_low, obj.gain_high, signed=True)
+
+    @admin.display(description=_("trial curves"))
+    def trials_table(self, obj: OptimizedCurve):
+        if not obj.trials:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    i,
+                    t["duration_days"],
+                    number_format(t["total_g"], 0),
+                    _interval(
+                        t["predicted"]["mean"], t["predicted"]["low"], t["predicted"]["high"]
+                    ),
+                    number_format(t["expected_improvement"], 3),
+                )
+                for i, t in enumerate(obj.trials, start=1)
+            ),
+        )
+        return format_html(
+            "<p>{}</p><table><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>"
+            "{}</table>",
+            _("For %(share)s of the next lots.")
+            % {"share": number_format(obj.trial_share * 100, 0) + " %"},
+            _("days"),
+            _("total (g)"),
+            _("predicted rating (80 % interval)"),
+            _("expected improvement"),
+            rows,
+        )
 
     @admin.display(description=_("doses (g per duck)"))
     def doses_table(self, obj: OptimizedCurve):

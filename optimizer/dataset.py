@@ -49,9 +49,25 @@ RATING_COLUMNS = [
 SHAPE_COLUMNS = [
     "duration_days",
     "total_planned_g",
+    "start_daily_g",
+    "phase1_daily_g",
+    "phase2_daily_g",
+    "phase3_daily_g",
     "peak_daily_g",
+    "late_share",
+    "finish_share",
+    "roughness_g",
+    "max_step_g",
+    "morning_share",
+]
+# The few decisions that describe a curve to a producer: what the smooth models see.
+COMPACT_COLUMNS = [
+    "duration_days",
+    "total_planned_g",
     "start_daily_g",
     "late_share",
+    "finish_share",
+    "roughness_g",
     "morning_share",
 ]
 
@@ -64,9 +80,14 @@ def curve_feature_names(feature_days: int) -> list[str]:
     )
 
 
-def curve_features(doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
-    """Feature matrix of curves: per-day doses (0 after the end) and shape summaries.
+def curve_shape(doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
+    """Shape of each curve as a producer describes it (columns: SHAPE_COLUMNS).
 
+    Total maize, duration, the daily dose at the start, the mean daily dose of each third of
+    the feeding (phases), the peak, the share given in the last third and in the last four
+    days (late loading), the
+    ramp's roughness (root mean square of the day-to-day change of the daily increase, 0 for
+    a straight ramp), its largest daily rise, and the morning meal's share.
     `doses` is (n, feature_days, 2) with zeros after each curve's duration.
     """
     n, feature_days, _ = doses.shape
@@ -74,14 +95,53 @@ def curve_features(doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
     total = daily.sum(axis=1)
     safe_total = np.where(total > 0, total, 1.0)
     durations = durations.astype(float)
+    safe_days = np.maximum(durations, 1.0)
     day_index = np.arange(feature_days)[None, :]
+    active = day_index < durations[:, None]
+    # Third of the feeding each day belongs to (0, 1, 2), by its position in the curve.
+    phase = np.floor(3 * day_index / safe_days[:, None]).clip(0, 2)
+    phases = []
+    for k in range(3):
+        in_phase = active & (phase == k)
+        count = np.maximum(in_phase.sum(axis=1), 1)
+        phases.append((daily * in_phase).sum(axis=1) / count)
     late = day_index >= np.ceil(durations[:, None] * 2 / 3)
-    late_share = (daily * late).sum(axis=1) / safe_total
+    late_share = (daily * late * active).sum(axis=1) / safe_total
+    finish = (day_index >= durations[:, None] - 4) & active
+    finish_share = (daily * finish).sum(axis=1) / safe_total
     morning_share = doses[:, :, 0].sum(axis=1) / safe_total
-    shape = np.column_stack(
-        [durations, total, daily.max(axis=1), daily[:, 0], late_share, morning_share]
+    rise = np.diff(daily, axis=1)
+    rise_active = (day_index[:, 1:] < durations[:, None]) & active[:, 1:]
+    max_step = np.where(rise_active, rise, -np.inf).max(axis=1, initial=-np.inf)
+    max_step = np.where(np.isfinite(max_step), max_step, 0.0)
+    bend = np.diff(daily, n=2, axis=1)
+    bend_active = day_index[:, 2:] < durations[:, None]
+    bend_count = np.maximum(bend_active.sum(axis=1), 1)
+    roughness = np.sqrt((bend**2 * bend_active).sum(axis=1) / bend_count)
+    return np.column_stack(
+        [
+            durations,
+            total,
+            daily[:, 0],
+            phases[0],
+            phases[1],
+            phases[2],
+            daily.max(axis=1),
+            late_share,
+            finish_share,
+            roughness,
+            max_step,
+            morning_share,
+        ]
     )
-    return np.hstack([doses[:, :, 0], doses[:, :, 1], shape])
+
+
+def curve_features(doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
+    """Feature matrix of curves: per-day doses (0 after the end) and the shape (SHAPE_COLUMNS).
+
+    `doses` is (n, feature_days, 2) with zeros after each curve's duration.
+    """
+    return np.hstack([doses[:, :, 0], doses[:, :, 1], curve_shape(doses, durations)])
 
 
 @dataclass
@@ -140,6 +200,7 @@ def dataset_build(
         products = products.filter(lot__gaveur_id=gaveur_id)
     product_columns = [
         "id",
+        "sqal_sample_id",
         "lot_id",
         "lot__site__code",
         "lot__gaveur_id",
@@ -147,7 +208,7 @@ def dataset_build(
     ]
     frame = pd.DataFrame.from_records(
         list(products.values_list(*product_columns).iterator(chunk_size=20000)),
-        columns=["product_pk", "lot_id", "site_code", "gaveur_id", *SQAL_COLUMNS],
+        columns=["product_pk", "sample_key", "lot_id", "site_code", "gaveur_id", *SQAL_COLUMNS],
     )
     products_total = len(frame)
     feedback = pd.DataFrame.from_records(
@@ -163,8 +224,11 @@ def dataset_build(
     lot_ids = sorted(rows["lot_id"].unique().tolist())
     lot_frame = pd.DataFrame.from_records(
         list(
-            Lot.objects.filter(id__in=lot_ids).values_list(
+            Lot.objects.filter(id__in=lot_ids)
+            .order_by("code")
+            .values_list(
                 "id",
+                "code",
                 "duration_days",
                 "itm",
                 "mean_final_weight_g",
@@ -175,6 +239,7 @@ def dataset_build(
         ),
         columns=[
             "lot_id",
+            "lot_code",
             "lot_duration_days",
             "itm",
             "mean_final_weight_g",
@@ -208,7 +273,7 @@ def dataset_build(
         lot_frame["lot_duration_days"].fillna(lot_frame["curve_days"]).astype(float)
     )
     lot_frame["total_maize_g"] = actual_total
-    shape = curve_features(curves, curve_days)[:, -len(SHAPE_COLUMNS) :]
+    shape = curve_shape(curves, curve_days)
     for j, name in enumerate(SHAPE_COLUMNS):
         if name != "duration_days":
             lot_frame[name] = shape[:, j]
@@ -231,6 +296,9 @@ def dataset_build(
         "rows_used": len(rows),
         "lots_used": len(lot_frame),
     }
+    # Same data, same order, whatever order the database returns rows in (and whatever ids
+    # a re-import gave them): lots by code, products by lot and sample id.
+    rows = rows.sort_values(["lot_code", "sample_key"], kind="stable")
     return Dataset(
         rows=rows.reset_index(drop=True),
         lots=lot_frame.reset_index(drop=True),

@@ -1,17 +1,16 @@
-"""Random forests on the dataset: is there a signal, and what goes with good ratings.
+"""Random forests on the dataset: what goes with good ratings, and the shared CV score.
 
-Two forests, both predicting the overall rating:
-- the *curve model* sees only what a producer decides before feeding (the planned doses per
-  day and meal, and their shape). It is the one the curve search asks, so it is the one that
-  must beat the mean-rating baseline in cross-validation (grouped by lot: a lot's products
-  never sit on both sides of a split) before anything is recommended;
-- the *insight model* also sees the lot's outcomes and the SQAL scores. It gives the
-  permutation importances shown in the report; it is scored the same way.
+The *insight model* is a random forest that sees the curve's shape, the lot's outcomes and
+the SQAL scores. It gives the permutation importances shown in the report, and is scored by
+cross-validation grouped by lot (a lot's products never sit on both sides of a split).
+
+The *curve model* the search asks is chosen among several (the forest is one candidate) in
+`optimizer.surrogate`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -71,66 +70,8 @@ class CvScore:
         }
 
 
-@dataclass
-class CurveModel:
-    forest: object
-    feature_names: list[str]
-    cv: CvScore
-    impurity_importances: dict[str, float] = field(default_factory=dict)
-
-    def predict_with_spread(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation across the trees, per row."""
-        per_tree = np.stack([tree.predict(features) for tree in self.forest.estimators_])
-        return per_tree.mean(axis=0), per_tree.std(axis=0)
-
-
 def _folds(n_groups: int, folds: int) -> int:
     return max(2, min(folds, n_groups))
-
-
-def curve_model_fit(dataset: Dataset, *, folds: int, n_estimators: int, seed: int) -> CurveModel:
-    """Fit on lots (mean rating weighted by reviews); score on products, grouped by lot.
-
-    A product's error under a lot-level prediction p is (rating - p); summing over the
-    products of a lot gives the within-lot spread plus reviews × (lot mean - p)², so the
-    product-level RMSE is computed exactly without expanding lots into rows.
-    """
-    from sklearn.model_selection import KFold
-
-    lots = dataset.lots
-    X = dataset.lot_curve_features()
-    y = lots["mean_rating"].to_numpy(dtype=float)
-    w = lots["reviews"].to_numpy(dtype=float)
-    within = float(
-        (
-            (
-                dataset.rows["overall_rating"]
-                - dataset.rows.groupby("lot_id")["overall_rating"].transform("mean")
-            )
-            ** 2
-        ).sum()
-    )
-    n_rows = int(w.sum())
-    k = _folds(len(lots), folds)
-    sse_model = sse_base = 0.0
-    for train, test in KFold(n_splits=k, shuffle=True, random_state=seed).split(X):
-        forest = make_forest(n_estimators=_cv_trees(n_estimators), seed=seed, n_rows=len(train))
-        forest.fit(X[train], y[train], sample_weight=w[train])
-        predicted = forest.predict(X[test])
-        baseline = np.average(y[train], weights=w[train])
-        sse_model += float((w[test] * (y[test] - predicted) ** 2).sum())
-        sse_base += float((w[test] * (y[test] - baseline) ** 2).sum())
-    cv = CvScore(
-        rmse_model=float(np.sqrt((sse_model + within) / n_rows)),
-        rmse_baseline=float(np.sqrt((sse_base + within) / n_rows)),
-        folds=k,
-        rows=n_rows,
-    )
-    forest = make_forest(n_estimators=n_estimators, seed=seed, n_rows=len(lots))
-    forest.fit(X, y, sample_weight=w)
-    names = dataset.curve_feature_names
-    impurity = dict(zip(names, forest.feature_importances_.round(4).tolist(), strict=True))
-    return CurveModel(forest=forest, feature_names=names, cv=cv, impurity_importances=impurity)
 
 
 @dataclass

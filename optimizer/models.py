@@ -45,6 +45,15 @@ class OptimizationRun(models.Model):
         return f"#{self.pk} {self.created_at:%Y-%m-%d %H:%M} {self.outcome}"
 
 
+class CurrentSource(models.TextChoices):
+    """Which curve a proposal is compared with."""
+
+    APPROVED = "approved", _("approved curve of the scope")
+    REFERENCE = "reference", _("reference curve")
+    MOST_FOLLOWED = "most_followed", _("curve most lots followed")
+    TYPICAL = "typical", _("most typical curve of the data")
+
+
 class OptimizedCurve(models.Model):
     """A recommended feeding curve for one scope (everyone, a site or a producer)."""
 
@@ -73,10 +82,35 @@ class OptimizedCurve(models.Model):
     # [{"day": 1, "morning_g": 180.0, "evening_g": 200.0}, ...]
     doses = models.JSONField()
     predicted_rating = models.FloatField()
-    predicted_rating_std = models.FloatField(help_text=_("Spread across the forest's trees."))
+    predicted_rating_std = models.FloatField(
+        help_text=_("Standard deviation of the prediction (bootstrap refits and model error).")
+    )
+    predicted_low = models.FloatField(null=True, blank=True)
+    predicted_high = models.FloatField(null=True, blank=True)
+    in_support = models.BooleanField(
+        default=True, help_text=_("The curve lies within the data the model learnt from.")
+    )
     current_curve_name = models.CharField(max_length=120, blank=True)
+    current_curve_source = models.CharField(
+        max_length=20,
+        blank=True,
+        choices=CurrentSource.choices,
+        help_text=_("Where the curve compared against comes from."),
+    )
     current_predicted_rating = models.FloatField(null=True, blank=True)
+    current_predicted_low = models.FloatField(null=True, blank=True)
+    current_predicted_high = models.FloatField(null=True, blank=True)
+    current_in_support = models.BooleanField(null=True, blank=True)
+    # Stated only when both curves lie within the data (else None: it would be a guess).
     gain = models.FloatField(null=True, blank=True)
+    gain_low = models.FloatField(null=True, blank=True)
+    gain_high = models.FloatField(null=True, blank=True)
+    # Trial curves for a share of the next lots: [{"doses": [...], "predicted": {...},
+    # "expected_improvement": 0.12, ...}, ...]
+    trials = models.JSONField(default=list, blank=True)
+    trial_share = models.FloatField(
+        default=0.0, help_text=_("Share of the next lots proposed for the trial curves.")
+    )
     data_metrics = models.JSONField(default=dict)
     model_metrics = models.JSONField(default=dict)
     run = models.ForeignKey(

@@ -1,35 +1,45 @@
-"""Search for the feasible feeding curve with the best predicted rating.
+"""Search for the feasible feeding curve with the best value of an objective.
 
-A candidate is a planned dose per day and meal. It is feasible when it keeps the rules of
-`optimizer.curves.curve_violations` (settings) and stays where the data is:
+The objective is the curve model's prediction (or, for trials, prediction plus what a curve
+would teach; for the quality bench, a known taste). A candidate is a planned dose per day
+and meal. It is feasible when it keeps the rules of `optimizer.curves.curve_violations`
+(settings) and stays where the data is:
 - each day's morning and evening dose lies within the doses real lots got on that day;
 - the whole curve lies within OPTIMIZER_MAX_CURVE_DISTANCE (relative L2 distance) of a curve
-  a real lot followed, so the forest is never asked about a curve far from what it saw.
+  a real lot followed;
+- its shape (total, duration, late share, roughness...) lies in the support of the data
+  (`optimizer.surrogate.Support`), so the model is never asked about a shape it never saw.
+`reach` > 1 widens all three by that factor: trial curves explore just beyond the data.
 
-The search is evolutionary: start from the best observed curves (and the current one),
-mutate them with smooth day-to-day changes, change durations, cross them over, repair each
-child onto the rules, drop the infeasible ones, keep the best predicted. Vectorised numpy.
+The search is evolutionary: start from the best observed curves (and the caller's seeds),
+mutate them (smooth changes of level, slope and bend of the ramp, of the meal split, small
+day-to-day walks), change durations, cross them over, repair each child onto the rules,
+drop the infeasible ones, keep the best. Vectorised numpy; every draw comes from one
+Generator seeded by the caller, so the same data and seed give the same curve.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from optimizer.curves import CurveBounds, curve_violations
-from optimizer.dataset import curve_features
-from optimizer.learning import CurveModel
+
+Objective = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass
 class SearchResult:
     curve: list[tuple[float, float]] | None
-    predicted: float | None
-    spread: float | None
+    value: float | None
     evaluated: int
     feasible: int
     envelope: dict
+    # The final population (feasible, best first): a pool of good candidates.
+    pool: np.ndarray | None = None
+    pool_days: np.ndarray | None = None
 
 
 class CurveSpace:
@@ -40,24 +50,51 @@ class CurveSpace:
         observed: np.ndarray,
         durations: np.ndarray,
         bounds: CurveBounds,
-        max_distance: float,
+        max_distance: float | None,
+        *,
+        support=None,
+        reach: float = 1.0,
+        envelope: bool = True,
     ) -> None:
         self.observed = observed
         self.durations = durations.astype(int)
         self.bounds = bounds
-        self.max_distance = max_distance
+        self.max_distance = None if max_distance is None else max_distance * reach
+        self.support = support
+        self.reach = reach
         self.feature_days = observed.shape[1]
         self.lo = np.full((self.feature_days, 2), np.nan)
         self.hi = np.full((self.feature_days, 2), np.nan)
-        for day in range(self.feature_days):
-            present = self.durations > day
-            if present.any():
-                self.lo[day] = observed[present, day].min(axis=0)
-                self.hi[day] = observed[present, day].max(axis=0)
-        self.min_days = max(bounds.min_days, int(self.durations.min()))
-        self.max_days = min(bounds.max_days, int(self.durations.max()), self.feature_days)
+        if envelope:
+            for day in range(self.feature_days):
+                present = self.durations > day
+                if present.any():
+                    lo = observed[present, day].min(axis=0)
+                    hi = observed[present, day].max(axis=0)
+                    widen = (reach - 1.0) * 0.5 * (hi - lo) + (reach - 1.0) * 0.1 * hi
+                    self.lo[day] = np.maximum(lo - widen, 0.0)
+                    self.hi[day] = hi + widen
+            self.min_days = max(bounds.min_days, int(self.durations.min()))
+            self.max_days = min(bounds.max_days, int(self.durations.max()), self.feature_days)
+            if reach > 1.0:
+                self.min_days = max(bounds.min_days, self.min_days - 1)
+                self.max_days = min(bounds.max_days, self.max_days + 1, self.feature_days)
+                self._fill_days()
+        else:
+            # Only the settings' rules: any dose from 0 to the daily maximum.
+            self.lo[:] = 0.0
+            self.hi[:] = bounds.max_daily_dose_g
+            self.min_days = bounds.min_days
+            self.max_days = min(bounds.max_days, self.feature_days)
         self._flat = observed.reshape(len(observed), -1)
         self._nn = None
+
+    def _fill_days(self) -> None:
+        """Days no lot reached (an extra day at reach > 1) take the last known day's range."""
+        for day in range(1, self.feature_days):
+            if np.isnan(self.lo[day]).any():
+                self.lo[day] = self.lo[day - 1]
+                self.hi[day] = self.hi[day - 1]
 
     @property
     def is_empty(self) -> bool:
@@ -98,59 +135,70 @@ class CurveSpace:
         )
         ok = inside.all(axis=(1, 2))
         ok &= (durations >= self.min_days) & (durations <= self.max_days)
-        return ok & (self.distance(doses) <= self.max_distance)
+        if self.max_distance is not None and ok.any():
+            ok[ok] &= self.distance(doses[ok]) <= self.max_distance
+        if self.support is not None and ok.any():
+            from optimizer.dataset import curve_features
+
+            features = curve_features(doses[ok], durations[ok])
+            ok[ok] &= self.support.distance_ratio(features, self.reach) <= self.reach
+        return ok
 
     def distance(self, doses: np.ndarray) -> np.ndarray:
         """Relative L2 distance of each candidate to the nearest observed curve."""
         from sklearn.neighbors import NearestNeighbors
 
         if self._nn is None:
-            self._nn = NearestNeighbors(n_neighbors=1).fit(np.unique(self._flat, axis=0))
+            # Brute force: in 2 × days dimensions trees do not prune, a matrix product is fast.
+            self._nn = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(
+                np.unique(self._flat, axis=0)
+            )
         flat = doses.reshape(len(doses), -1)
         dist, _ = self._nn.kneighbors(flat)
         norms = np.linalg.norm(flat, axis=1)
         return dist[:, 0] / np.maximum(norms, 1e-9)
 
 
-def _pad(curve: list[tuple[float, float]], feature_days: int) -> np.ndarray | None:
-    if len(curve) > feature_days or not curve:
+def pad_curve(curve, feature_days: int) -> np.ndarray | None:
+    """(feature_days, 2) doses with zeros after the end; None when longer or empty."""
+    if len(curve) > feature_days or not len(curve):
         return None
     padded = np.zeros((feature_days, 2))
     padded[: len(curve)] = curve
     return padded
 
 
-def curves_predict(
-    model: CurveModel, curves: list[list[tuple[float, float]]], feature_days: int
-) -> list[tuple[float, float] | None]:
-    """(mean, spread across trees) for each curve, None for a curve longer than the data."""
-    out: list[tuple[float, float] | None] = []
-    for curve in curves:
-        padded = _pad(curve, feature_days)
-        if padded is None:
-            out.append(None)
-            continue
-        features = curve_features(padded[None], np.array([len(curve)]))
-        mean, spread = model.predict_with_spread(features)
-        out.append((float(mean[0]), float(spread[0])))
-    return out
+def _mutate(children: np.ndarray, child_days: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Half smooth reshaping of the ramp (level, slope, bend, meal split), half small walks."""
+    n, feature_days, _ = children.shape
+    t = np.arange(feature_days)[None, :] / np.maximum(child_days[:, None] - 1, 1)
+    level = rng.normal(0, 0.04, (n, 1))
+    slope = rng.normal(0, 0.06, (n, 1))
+    bend = rng.normal(0, 0.06, (n, 1))
+    factor = 1 + level + slope * (t - 0.5) + bend * (t**2 - t + 1 / 6)
+    split = rng.normal(0, 0.015, (n, 1))
+    daily = children.sum(axis=2) * factor
+    share = np.clip(children[:, :, 0] / np.maximum(children.sum(axis=2), 1e-9) + split, 0, 1)
+    smooth = np.stack([daily * share, daily * (1 - share)], axis=2)
+    scale = rng.choice([0.01, 0.03, 0.06], size=(n, 1, 1))
+    walk = np.cumsum(rng.normal(0, 1, size=(n, feature_days, 2)), axis=1)
+    walk /= np.sqrt(np.arange(1, feature_days + 1))[None, :, None]
+    walked = children * (1 + scale * walk * 0.5) + rng.normal(0, 3, size=children.shape)
+    use_smooth = rng.random(n) < 0.5
+    return np.where(use_smooth[:, None, None], smooth, walked)
 
 
 def curve_search(
     *,
-    model: CurveModel,
-    observed: np.ndarray,
-    durations: np.ndarray,
-    bounds: CurveBounds,
-    max_distance: float,
-    seeds: list[list[tuple[float, float]]] | None = None,
+    objective: Objective,
+    space: CurveSpace,
+    seeds: list | None = None,
     population: int = 160,
     generations: int = 40,
     seed: int = 0,
 ) -> SearchResult:
-    """Best feasible curve by predicted rating (see the module doc)."""
+    """Best feasible curve by `objective(doses, durations)` (see the module doc)."""
     rng = np.random.default_rng(seed)
-    space = CurveSpace(observed, durations, bounds, max_distance)
     envelope = {
         "min_days": space.min_days,
         "max_days": space.max_days,
@@ -158,19 +206,17 @@ def curve_search(
         "high_g": np.nan_to_num(space.hi).round(1).tolist(),
     }
     if space.is_empty:
-        return SearchResult(None, None, None, 0, 0, envelope)
+        return SearchResult(None, None, 0, 0, envelope)
     feature_days = space.feature_days
+    observed, durations = space.observed, space.durations
 
-    def score(doses: np.ndarray, durs: np.ndarray) -> np.ndarray:
-        return model.forest.predict(curve_features(doses, durs))
-
-    # Start: the observed curves the model likes best, and the caller's seeds (current curve).
-    observed_scores = score(observed, durations)
-    top = np.argsort(-observed_scores)[: population * 2]
+    # Start: the observed curves the objective likes best, and the caller's seeds.
+    observed_scores = objective(observed, durations)
+    top = np.argsort(-observed_scores, kind="stable")[: population * 2]
     pop = observed[top].copy()
     pop_days = durations[top].astype(int).clip(space.min_days, space.max_days)
     for extra in seeds or []:
-        padded = _pad(extra, feature_days)
+        padded = pad_curve(extra, feature_days)
         if padded is not None:
             pop = np.concatenate([pop, padded[None]])
             pop_days = np.append(pop_days, np.clip(len(extra), space.min_days, space.max_days))
@@ -180,19 +226,17 @@ def curve_search(
     evaluated = int(mask.size)
     feasible = int(mask.sum())
     if not len(pop):
-        return SearchResult(None, None, None, evaluated, feasible, envelope)
-    fitness = score(pop, pop_days)
+        return SearchResult(None, None, evaluated, feasible, envelope)
+    fitness = objective(pop, pop_days)
 
     for _generation in range(generations):
         n = population
-        parents = rng.integers(0, len(pop), size=n)
+        # Tournament of two: better parents breed more, the population keeps its variety.
+        a, b = rng.integers(0, len(pop), size=(2, n))
+        parents = np.where(fitness[a] >= fitness[b], a, b)
         children = pop[parents].copy()
         child_days = pop_days[parents].copy()
-        # Smooth mutation: a random walk over days, so neighbouring days move together.
-        scale = rng.choice([0.01, 0.03, 0.06], size=(n, 1, 1))
-        walk = np.cumsum(rng.normal(0, 1, size=(n, feature_days, 2)), axis=1)
-        walk /= np.sqrt(np.arange(1, feature_days + 1))[None, :, None]
-        children = children * (1 + scale * walk * 0.5) + rng.normal(0, 3, size=children.shape)
+        children = _mutate(children, child_days, rng)
         # Duration changes: extend with the last day's doses or cut the last day.
         change = rng.choice([-1, 0, 0, 0, 1], size=n)
         for i in np.nonzero(change)[0]:
@@ -214,19 +258,19 @@ def curve_search(
         if not mask.any():
             continue
         children, child_days = children[mask], child_days[mask]
-        child_fitness = score(children, child_days)
+        child_fitness = objective(children, child_days)
         pop = np.concatenate([pop, children])
         pop_days = np.concatenate([pop_days, child_days])
         fitness = np.concatenate([fitness, child_fitness])
-        keep = np.argsort(-fitness)[:population]
+        keep = np.argsort(-fitness, kind="stable")[:population]
         pop, pop_days, fitness = pop[keep], pop_days[keep], fitness[keep]
 
-    for index in np.argsort(-fitness):
+    for index in np.argsort(-fitness, kind="stable"):
         days = int(pop_days[index])
         curve = [(float(m), float(e)) for m, e in pop[index, :days].round(1)]
-        if curve_violations(curve, bounds):
+        if curve_violations(curve, space.bounds):
             continue  # rounding can break a rule at the edge: take the next best
-        padded = _pad(curve, feature_days)
-        mean, spread = model.predict_with_spread(curve_features(padded[None], np.array([days])))
-        return SearchResult(curve, float(mean[0]), float(spread[0]), evaluated, feasible, envelope)
-    return SearchResult(None, None, None, evaluated, feasible, envelope)
+        padded = pad_curve(curve, feature_days)
+        value = float(objective(padded[None], np.array([days]))[0])
+        return SearchResult(curve, value, evaluated, feasible, envelope, pop, pop_days)
+    return SearchResult(None, None, evaluated, feasible, envelope, pop, pop_days)

@@ -15,10 +15,10 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from gaveurs.models import Gaveur, Site
+from gaveurs.models import FeedingCurve, Gaveur, Site
 from gaveurs.services import feeding_curve_approve, feeding_curve_for_new_lot, feeding_curve_retire
 from optimizer.curves import CurveBounds, curve_from_json, curve_to_json, curve_total_g
-from optimizer.models import OptimizationRun, OptimizedCurve
+from optimizer.models import CurrentSource, OptimizationRun, OptimizedCurve
 
 
 class OptimizerError(Exception):
@@ -53,9 +53,20 @@ class RunOutcome:
                 "doses": c.doses,
                 "predicted_rating": c.predicted_rating,
                 "predicted_rating_std": c.predicted_rating_std,
+                "predicted_interval_80": [c.predicted_low, c.predicted_high],
+                "in_support": c.in_support,
                 "current_curve": c.current_curve_name or None,
+                "current_curve_source": c.current_curve_source or None,
                 "current_predicted_rating": c.current_predicted_rating,
+                "current_predicted_interval_80": [
+                    c.current_predicted_low,
+                    c.current_predicted_high,
+                ],
+                "current_in_support": c.current_in_support,
                 "gain": c.gain,
+                "gain_interval_80": [c.gain_low, c.gain_high],
+                "trials": c.trials,
+                "trial_share": c.trial_share,
             }
         return data
 
@@ -77,6 +88,68 @@ def _resolve_scope(
     return site, gaveur
 
 
+@dataclass
+class CurrentCurve:
+    name: str
+    source: str  # CurrentSource
+    doses: list[tuple[float, float]]
+
+
+def _curve_days(curve: FeedingCurve) -> list[tuple[float, float]]:
+    return [(d.morning_dose_g, d.evening_dose_g) for d in curve.days.order_by("day")]
+
+
+def current_curve_resolve(
+    *, site: Site | None, gaveur: Gaveur | None, dataset=None
+) -> CurrentCurve | None:
+    """The curve a proposal is compared with, and where it comes from.
+
+    1. What new lots of the scope follow now: its approved curve, else the reference curve.
+    2. Without either, the FeedingCurve most of the data's lots followed.
+    3. Else the planned curve most lots shared (at least two lots), else the most typical
+       one (the lot curve nearest to all the others).
+    """
+    current = feeding_curve_for_new_lot(
+        site_id=site.pk if site else None, gaveur_id=gaveur.pk if gaveur else None
+    )
+    if current is not None and current.days.exists():
+        source = (
+            CurrentSource.APPROVED
+            if OptimizedCurve.objects.filter(feeding_curve=current).exists()
+            else CurrentSource.REFERENCE
+        )
+        return CurrentCurve(current.name, source, _curve_days(current))
+    if dataset is None or not len(dataset.lots):
+        return None
+    import numpy as np
+
+    followed = dataset.lots["feeding_curve_id"].dropna()
+    if len(followed):
+        counts = followed.astype(int).value_counts()
+        top = counts[counts == counts.max()].index.min()  # ties: the oldest curve
+        curve = FeedingCurve.objects.filter(pk=int(top)).first()
+        if curve is not None and curve.days.exists():
+            return CurrentCurve(
+                f"{curve.name} ({int(counts.max())} lots)",
+                CurrentSource.MOST_FOLLOWED,
+                _curve_days(curve),
+            )
+    days = dataset.lots["curve_days"].to_numpy()
+    flat = dataset.curves.reshape(len(days), -1).round(1)
+    unique, inverse, counts = np.unique(flat, axis=0, return_inverse=True, return_counts=True)
+    if counts.max() >= 2:
+        index = int(np.nonzero(inverse.ravel() == int(np.argmax(counts)))[0][0])
+        source, label = CurrentSource.MOST_FOLLOWED, f"{int(counts.max())} lots"
+    else:
+        sample = np.arange(len(flat))[:: max(1, len(flat) // 2000)]
+        spread = np.linalg.norm(flat[sample][:, None] - flat[sample][None], axis=2).sum(axis=1)
+        index = int(sample[int(np.argmin(spread))])
+        source, label = CurrentSource.TYPICAL, "medoid"
+    code = dataset.lots["lot_code"].iloc[index]
+    doses = [(float(m), float(e)) for m, e in dataset.curves[index, : int(days[index])]]
+    return CurrentCurve(f"curve of lot {code} ({label})", source, doses)
+
+
 def optimization_run(
     *,
     site_code: str | None = None,
@@ -85,23 +158,29 @@ def optimization_run(
     report_dir: Path | None = None,
     write_report: bool = True,
     seed: int | None = None,
+    trials: int | None = None,
 ) -> RunOutcome:
     """Build the dataset, learn, and propose a curve when the data supports one.
 
     1. Refuse when fewer reviewed products than `min_reviews` (OPTIMIZER_MIN_REVIEWS).
-    2. Fit the curve model; refuse when its grouped CV error does not beat the mean-rating
-       baseline by OPTIMIZER_MIN_IMPROVEMENT.
-    3. Insights (importances, correlations, good ranges) are computed in every case with data.
-    4. Search the feasible curves; store the best as a *proposed* OptimizedCurve with the
-       data and model metrics, and its predicted gain over the curve the scope follows now.
+    2. Choose the curve model by grouped cross-validation (optimizer.surrogate); refuse when
+       its error does not beat the mean-rating baseline by OPTIMIZER_MIN_IMPROVEMENT.
+    3. Insights (forest importances, correlations, good ranges) in every case with data.
+    4. Search the feasible curves; store the best as a *proposed* OptimizedCurve with its
+       predicted rating and interval, the current curve's, the gain between them (only when
+       both lie within the data), trial curves, and the data and model metrics.
     """
+    from threadpoolctl import threadpool_limits
+
     from optimizer.dataset import dataset_build
-    from optimizer.learning import curve_model_fit, insights_compute
-    from optimizer.search import curve_search, curves_predict
+    from optimizer.learning import insights_compute
+    from optimizer.recommend import recommend
+    from optimizer.surrogate import curve_model_select
 
     site, gaveur = _resolve_scope(site_code, gaveur_id)
     min_reviews = settings.OPTIMIZER_MIN_REVIEWS if min_reviews is None else min_reviews
     seed = settings.OPTIMIZER_RANDOM_SEED if seed is None else seed
+    trials = settings.OPTIMIZER_TRIALS if trials is None else trials
     bounds = CurveBounds.from_settings()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -132,16 +211,15 @@ def optimization_run(
     ]
     folds = settings.OPTIMIZER_CV_FOLDS
     n_estimators = settings.OPTIMIZER_N_ESTIMATORS
-
-    current = feeding_curve_for_new_lot(
-        site_id=site.pk if site else None, gaveur_id=gaveur.pk if gaveur else None
-    )
-    current_doses = (
-        [(d.morning_dose_g, d.evening_dose_g) for d in current.days.order_by("day")]
-        if current
-        else []
-    )
-    model = insights = search = None
+    current = current_curve_resolve(site=site, gaveur=gaveur, dataset=dataset)
+    if current is not None:
+        lines.append(
+            f"Compared with: {current.name} ({CurrentSource(current.source).label}, "
+            f"{len(current.doses)} days)."
+        )
+    else:
+        lines.append("No current curve to compare with (no reference curve, no lot curve).")
+    insights = found = blas = None
     curve = None
 
     if dataset.counts["rows_used"] < max(min_reviews, 1) or len(dataset.lots) < 2:
@@ -151,7 +229,16 @@ def optimization_run(
             f"{min_reviews} needed. No curve is recommended."
         )
     else:
-        model = curve_model_fit(dataset, folds=folds, n_estimators=n_estimators, seed=seed)
+        # One BLAS / OpenMP thread: the factorisations and boosted trees are small, and on
+        # a busy machine several threads per process only wait for each other.
+        blas = threadpool_limits(limits=1)
+        model = curve_model_select(
+            dataset,
+            folds=folds,
+            seed=seed,
+            boot=settings.OPTIMIZER_BOOTSTRAP,
+            n_estimators=max(30, n_estimators // 3),
+        )
         lap("curve_model")
         insights = insights_compute(
             dataset,
@@ -163,6 +250,7 @@ def optimization_run(
         lap("insights")
         run.model_metrics = {
             "curve_model_cv": model.cv.as_dict(),
+            "curve_model": model.as_dict(),
             "insight_model_cv": insights.cv.as_dict() if insights.cv else None,
             "min_improvement": settings.OPTIMIZER_MIN_IMPROVEMENT,
             "n_estimators": n_estimators,
@@ -170,13 +258,14 @@ def optimization_run(
         }
         run.insights = insights.as_dict()
         lines.append(
-            f"Curve model CV RMSE {model.cv.rmse_model:.3f} vs mean-rating baseline "
-            f"{model.cv.rmse_baseline:.3f} ({model.cv.improvement:+.1%})."
+            f"Curve model: {model.name} (chosen by grouped CV among "
+            f"{', '.join(model.candidates)}); CV RMSE {model.cv.rmse_model:.3f} vs mean-rating "
+            f"baseline {model.cv.rmse_baseline:.3f} ({model.cv.improvement:+.1%})."
         )
         if insights.cv:
             lines.append(
-                f"Insight model (with SQAL) CV RMSE {insights.cv.rmse_model:.3f} vs baseline "
-                f"{insights.cv.rmse_baseline:.3f} ({insights.cv.improvement:+.1%})."
+                f"Insight model (forest, with SQAL) CV RMSE {insights.cv.rmse_model:.3f} vs "
+                f"baseline {insights.cv.rmse_baseline:.3f} ({insights.cv.improvement:+.1%})."
             )
         if model.cv.improvement < settings.OPTIMIZER_MIN_IMPROVEMENT:
             run.outcome = OptimizationRun.Outcome.NO_SIGNAL
@@ -187,26 +276,29 @@ def optimization_run(
                 "usable link to the feeding curve. No curve is recommended."
             )
         else:
-            search = curve_search(
+            found = recommend(
                 model=model,
                 observed=dataset.curves,
                 durations=dataset.lots["curve_days"].to_numpy(),
                 bounds=bounds,
                 max_distance=settings.OPTIMIZER_MAX_CURVE_DISTANCE,
-                seeds=[current_doses] if current_doses else None,
+                current=current.doses if current else None,
                 population=settings.OPTIMIZER_SEARCH_POPULATION,
                 generations=settings.OPTIMIZER_SEARCH_GENERATIONS,
                 seed=seed,
+                trials=trials,
             )
             lap("search")
+            search = found.search
             run.model_metrics["search"] = {
                 "evaluated": search.evaluated,
                 "feasible": search.feasible,
                 "bounds": bounds.as_dict(),
                 "max_curve_distance": settings.OPTIMIZER_MAX_CURVE_DISTANCE,
                 "durations_searched": [search.envelope["min_days"], search.envelope["max_days"]],
+                "optimism": round(found.optimism, 4),
             }
-            if search.curve is None:
+            if found.curve is None:
                 run.outcome = OptimizationRun.Outcome.NO_FEASIBLE_CURVE
                 run.message = (
                     "No curve keeps the settings' bounds within the range of observed curves. "
@@ -214,21 +306,11 @@ def optimization_run(
                 )
             else:
                 run.outcome = OptimizationRun.Outcome.PROPOSED
-                (current_pred,) = curves_predict(
-                    model, [current_doses] if current_doses else [[]], dataset.feature_days
-                )
-                current_rating = current_pred[0] if current_pred else None
-                gain = search.predicted - current_rating if current_rating is not None else None
-                run.message = (
-                    f"Recommended curve: {len(search.curve)} days, predicted rating "
-                    f"{search.predicted:.2f} ± {search.spread:.2f}"
-                    + (
-                        f", {gain:+.2f} over the current curve {current.name!r} "
-                        f"({current_rating:.2f})."
-                        if gain is not None
-                        else " (no current curve to compare with)."
-                    )
-                )
+                run.message = _proposal_message(found, current)
+                if found.trials:
+                    lines.append(_trials_message(found.trials))
+    if blas is not None:
+        blas.restore_original_limits()
     run.model_metrics["timings_s"] = timings
     with transaction.atomic():
         run.save()
@@ -238,18 +320,10 @@ def optimization_run(
                 version=version,
                 site=site,
                 gaveur=gaveur,
-                duration_days=len(search.curve),
-                doses=curve_to_json(search.curve),
-                predicted_rating=round(search.predicted, 4),
-                predicted_rating_std=round(search.spread, 4),
-                current_curve_name=current.name if current else "",
-                current_predicted_rating=None
-                if current_rating is None
-                else round(current_rating, 4),
-                gain=None if gain is None else round(gain, 4),
+                run=run,
                 data_metrics=run.data_metrics,
                 model_metrics=run.model_metrics,
-                run=run,
+                **_curve_fields(found, current),
             )
     lines.append(run.message)
     if write_report:
@@ -265,13 +339,81 @@ def optimization_run(
             dataset=dataset,
             insights=insights,
             current_name=current.name if current else None,
-            current_doses=current_doses,
+            current_doses=current.doses if current else [],
         )
         lap("report")
         run.report_dir = str(Path(report_dir).resolve())
         run.save(update_fields=["report_dir", "model_metrics"])
         lines.append(f"Report: {Path(report_dir).resolve() / 'index.html'}")
     return RunOutcome(run=run, curve=curve, lines=lines)
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def _curve_fields(found, current: CurrentCurve | None) -> dict:
+    p, c = found.predicted, found.current
+    known = found.gain_known
+    gain = found.gain if known else (None, None, None)
+    return {
+        "duration_days": len(found.curve),
+        "doses": curve_to_json(found.curve),
+        "predicted_rating": round(p.mean, 4),
+        "predicted_rating_std": round(p.sd, 4),
+        "predicted_low": _r(p.low),
+        "predicted_high": _r(p.high),
+        "in_support": p.in_support,
+        "current_curve_name": current.name[:120] if current else "",
+        "current_curve_source": current.source if current else "",
+        "current_predicted_rating": _r(c.mean) if c else None,
+        "current_predicted_low": _r(c.low) if c else None,
+        "current_predicted_high": _r(c.high) if c else None,
+        "current_in_support": c.in_support if c else None,
+        "gain": _r(gain[0]),
+        "gain_low": _r(gain[1]),
+        "gain_high": _r(gain[2]),
+        "trials": found.trials,
+        "trial_share": settings.OPTIMIZER_TRIAL_SHARE if found.trials else 0.0,
+    }
+
+
+def _proposal_message(found, current: CurrentCurve | None) -> str:
+    p, c = found.predicted, found.current
+    text = (
+        f"Recommended curve: {len(found.curve)} days, "
+        f"{curve_total_g(found.curve):.0f} g, predicted rating {p.mean:.2f} "
+        f"(80 % interval {p.low:.2f}–{p.high:.2f})."
+    )
+    if not p.in_support:
+        text += " It lies outside the data the model learnt from: its rating is a guess."
+    if current is None or c is None:
+        return text + " No current curve to compare with."
+    text += f" Current curve {current.name!r}: predicted {c.mean:.2f} ({c.low:.2f}–{c.high:.2f})"
+    if not c.in_support:
+        return (
+            text + "; it lies outside the data the model learnt from, so its rating is "
+            "extrapolated and no gain is stated."
+        )
+    if not found.gain_known:
+        return text + "; no gain is stated (the recommended curve lies outside the data)."
+    gain, low, high = found.gain
+    return text + f"; gain {gain:+.2f} (80 % interval {low:+.2f} to {high:+.2f})."
+
+
+def _trials_message(trials: list[dict]) -> str:
+    share = settings.OPTIMIZER_TRIAL_SHARE
+    parts = [
+        f"{t['duration_days']} days, {t['total_g']:.0f} g, predicted "
+        f"{t['predicted']['mean']:.2f} ({t['predicted']['low']:.2f}–{t['predicted']['high']:.2f}),"
+        f" expected improvement {t['expected_improvement']:+.2f}"
+        for t in trials
+    ]
+    return (
+        f"Trial curves for {share:.0%} of the next lots (what they would teach the model): "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 @transaction.atomic

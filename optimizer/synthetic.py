@@ -53,6 +53,36 @@ class SyntheticTaste:
         )
         return float(np.clip(score, 1.0, 5.0))
 
+    def expected_rating(self, curve: list[tuple[float, float]] | np.ndarray) -> float:
+        """The mean of the whole-number ratings consumers give: E[clip(round(expected +
+        noise), 1, 5)], what a model of mean ratings can learn (near 5 it is below
+        `expected`, as ratings cannot exceed 5)."""
+        from scipy.special import ndtr
+
+        mu = self.expected(curve)
+        return float(1.0 + sum(ndtr((mu - k - 0.5) / self.noise) for k in range(1, 5)))
+
+    def expected_ratings(self, doses: np.ndarray, durations: np.ndarray) -> np.ndarray:
+        """`expected_rating` of padded curves (n, days, 2), vectorised: an objective for
+        curve_search (zeros after each duration)."""
+        from scipy.special import ndtr
+
+        daily = doses.sum(axis=2)
+        total = daily.sum(axis=1)
+        safe = np.maximum(total, 1e-9)
+        index = np.arange(doses.shape[1])[None, :]
+        late_mask = (index >= np.ceil(durations[:, None] * 2 / 3)) & (index < durations[:, None])
+        late = (daily * late_mask).sum(axis=1) / safe
+        morning_share = doses[:, :, 0].sum(axis=1) / safe
+        score = (
+            2.6
+            + 1.5 * np.exp(-(((total - self.target_total_g) / self.total_width_g) ** 2))
+            + 0.6 * np.exp(-(((late - self.target_late_share) / 0.06) ** 2))
+            - 0.25 * np.abs(morning_share - 0.5) / 0.05
+        )
+        mu = np.clip(score, 1.0, 5.0)
+        return 1.0 + sum(ndtr((mu - k - 0.5) / self.noise) for k in range(1, 5))
+
     def ratings(self, curve, count: int, rng: np.random.Generator) -> np.ndarray:
         expected = self.expected(curve)
         return np.clip(np.rint(expected + rng.normal(0, self.noise, count)), 1, 5).astype(int)

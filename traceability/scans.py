@@ -23,6 +23,7 @@ import re
 import secrets
 import weakref
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -50,11 +51,6 @@ class ClientOrigin:
     client_hash: str = ""
 
 
-# The day's salt, as this process last read it: one query per process and day.
-_salts: dict[str, bytes] = {}
-
-# Today's salt, made at random by the first process that needs it (secrets.token_bytes), shared
-# through the database by every process and host; earlier days' salts are deleted as it is made.
 DAILY_SALT_SQL = """
 WITH purge AS (
     DELETE FROM traceability_daily_salts WHERE day < %(day)s
@@ -71,8 +67,13 @@ LIMIT 1
 
 
 def daily_salt(day: str) -> bytes:
-    """The random salt of ``day`` (ISO date), the same in every process of the deployment."""
-    salt = _salts.get(day)
+    """The random salt of ``day`` (ISO date), the same in every process of the deployment.
+
+    Kept in the cache (shared by every server when CACHE_URL is set, as several servers need
+    for rate limits anyway) until the day is over; the database row is where it is made once
+    and read by a process that finds no cached copy."""
+    key = f"client-hash-salt:{day}"
+    salt = cache.get(key)
     if salt is None:
         with connection.cursor() as cursor:
             # Two processes making the day's salt at once: the second one's INSERT waits for the
@@ -85,10 +86,16 @@ def daily_salt(day: str) -> bytes:
                     break
             else:
                 raise RuntimeError(f"no client-hash salt could be read or made for {day}")
-        salt = bytes(row[0])
-        _salts.clear()  # only today's is ever needed again
-        _salts[day] = salt
+        made = bytes(row[0])
+        # add(): a copy another process cached first wins, so every process agrees.
+        cache.add(key, made, timeout=_seconds_left_in(day) + 3600)
+        salt = cache.get(key, made)
     return salt
+
+
+def _seconds_left_in(day: str) -> int:
+    end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
+    return max(60, int((end - timezone.now()).total_seconds()))
 
 
 def client_hash(*, address: str, day: str | None = None) -> str:

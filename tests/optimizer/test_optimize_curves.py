@@ -12,9 +12,9 @@ from django.core.management import call_command
 from gaveurs.models import FeedingCurve, FeedingCurveDay
 from optimizer.curves import CurveBounds, curve_from_json, curve_violations
 from optimizer.dataset import dataset_build
-from optimizer.learning import curve_model_fit
 from optimizer.models import OptimizationRun, OptimizedCurve
-from optimizer.search import curve_search
+from optimizer.search import CurveSpace, curve_search
+from optimizer.surrogate import curve_model_select
 from optimizer.synthetic import REFERENCE_CURVE, HistorySpec, SyntheticTaste, history_generate
 
 pytestmark = pytest.mark.django_db
@@ -96,10 +96,17 @@ def test_under_a_known_taste_the_recommended_curve_is_truly_better(capsys, tmp_p
     assert curve_violations(doses, CurveBounds.from_settings()) == []
     assert len({round(m + e) for m, e in doses}) > 3  # a real per-day curve, not flat
     assert curve.current_curve_name == reference.name
+    assert curve.current_curve_source == "reference"
+    assert curve.in_support and curve.current_in_support
+    # the same model judges both curves; the winner's-curse correction comes off the gain
+    optimism = curve.model_metrics["search"]["optimism"]
     assert curve.gain == pytest.approx(
         curve.predicted_rating - curve.current_predicted_rating, abs=1e-3
     )
+    assert optimism >= 0
     assert curve.gain > 0
+    assert curve.gain_low < curve.gain < curve.gain_high
+    assert curve.predicted_low < curve.predicted_rating < curve.predicted_high
     assert 0 < curve.predicted_rating_std < 1
     assert (
         curve.data_metrics["rows_used"] == OptimizationRun.objects.get().data_metrics["rows_used"]
@@ -130,23 +137,18 @@ def test_under_a_known_taste_the_recommended_curve_is_truly_better(capsys, tmp_p
 def test_every_recommended_curve_keeps_the_bounds_and_the_data_range(bounds):
     history_generate(HistorySpec(lots=150, products_per_lot=2, seed=2))
     data = dataset_build(feature_days=16)
-    model = curve_model_fit(data, folds=3, n_estimators=30, seed=0)
+    model = curve_model_select(data, folds=3, seed=0, boot=5, n_estimators=20)
+    durations = data.lots["curve_days"].to_numpy()
+    space = CurveSpace(data.curves, durations, bounds, 0.12, support=model.support)
     for seed in range(3):
         result = curve_search(
-            model=model,
-            observed=data.curves,
-            durations=data.lots["curve_days"].to_numpy(),
-            bounds=bounds,
-            max_distance=0.12,
-            population=60,
-            generations=10,
-            seed=seed,
+            objective=model.predict, space=space, population=60, generations=10, seed=seed
         )
         assert result.curve is not None
         assert curve_violations(result.curve, bounds) == []
         doses = np.asarray(result.curve)
         for day, (morning, evening) in enumerate(doses):
-            on_that_day = data.curves[data.lots["curve_days"].to_numpy() > day, day]
+            on_that_day = data.curves[durations > day, day]
             assert on_that_day[:, 0].min() - 0.1 <= morning <= on_that_day[:, 0].max() + 0.1
             assert on_that_day[:, 1].min() - 0.1 <= evening <= on_that_day[:, 1].max() + 0.1
 

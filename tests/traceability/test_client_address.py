@@ -9,12 +9,12 @@ from datetime import date
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connections
 from django.test import Client, RequestFactory, override_settings
 
 from feedback.models import ConsumerFeedback
 from tests.factories import RATINGS, make_product
-from traceability import scans
 from traceability.http import client_address, client_origin
 from traceability.models import DailySalt, ScanEvent
 from traceability.scans import client_hash
@@ -96,7 +96,7 @@ def test_scans_behind_a_proxy_are_told_apart_by_the_forwarded_address():
 
 @pytest.mark.django_db
 def test_the_client_hash_cannot_be_reversed_with_the_secret_key_and_its_salt_dies_with_its_day():
-    scans._salts.clear()
+    cache.clear()
     stored = client_hash(address="198.51.100.9", day="2026-03-01")
     # What an attacker holding SECRET_KEY would try, for every address: it never matches.
     for key in [settings.SECRET_KEY.encode(), b""]:
@@ -106,7 +106,7 @@ def test_the_client_hash_cannot_be_reversed_with_the_secret_key_and_its_salt_die
     salt = DailySalt.objects.get(day="2026-03-01").salt
     assert len(bytes(salt)) == 32
     # Every process of the deployment uses the same salt that day (read from the database).
-    scans._salts.clear()
+    cache.clear()
     assert client_hash(address="198.51.100.9", day="2026-03-01") == stored
     # The next day's first hash deletes the salt: that day's hashes can no longer be linked.
     client_hash(address="198.51.100.9", day="2026-03-02")
@@ -119,7 +119,7 @@ def test_the_client_hash_cannot_be_reversed_with_the_secret_key_and_its_salt_die
 def test_concurrent_first_hashes_of_a_day_share_one_salt():
     def first_hash(n: int) -> str:
         try:
-            scans._salts.clear()
+            cache.clear()
             return client_hash(address="198.51.100.9", day="2026-04-01")
         finally:
             connections.close_all()

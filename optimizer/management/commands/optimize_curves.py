@@ -12,7 +12,8 @@ from optimizer.services import OptimizerError, optimization_run
 
 class Command(BaseCommand):
     help = (
-        "Build the dataset (products, lots, curves, SQAL, ratings), fit the random forest, "
+        "Build the dataset (products, lots, curves, SQAL, ratings), choose the curve model by "
+        "grouped cross-validation, "
         "and propose the feasible feeding curve with the best predicted rating. "
         "Recommends nothing when there are too few reviews or no signal."
     )
