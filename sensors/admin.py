@@ -14,9 +14,11 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
+from pydantic_core import PydanticCustomError
 
 from sensors import alerts, live, services
 from sensors.models import Device, QualityAlert, QualityThreshold, SensorSample
+from sensors.schemas import device_id_check
 
 
 class DeviceForm(forms.ModelForm):
@@ -39,6 +41,13 @@ class DeviceForm(forms.ModelForm):
             "firmware_version",
             "mac_address",
         ]
+
+    def clean_device_id(self) -> str:
+        # The rule the station protocol applies to the ids stations send (sensors.schemas).
+        try:
+            return device_id_check(self.cleaned_data["device_id"])
+        except PydanticCustomError as exc:
+            raise forms.ValidationError(exc.message(), code=exc.type) from None
 
 
 @admin.register(Device)

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -38,6 +39,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from pydantic_core import PydanticCustomError
 
 GradeName = Literal["A+", "A", "B", "C", "REJECT"]
 
@@ -55,7 +57,35 @@ SPECTRAL_CHANNELS = [
 ]
 
 SampleId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")]
-DeviceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+DEVICE_ID_MAX = 64
+
+
+def device_id_check(value: str) -> str:
+    """A station id as the ESP32 client may set it: any printable text of 1 to 64 characters
+    (spaces and non-ASCII letters included, e.g. ``ESP32 Ligne B`` or ``Poste Étoile``), kept
+    verbatim. Leading and trailing whitespace is not part of the id: it is dropped (the admin
+    form drops it too, so ``"ESP32 "`` is station ``ESP32``, never a second station that looks
+    the same in every list; the message as received keeps it). Refused: ids that are empty or
+    only whitespace, and control characters, NUL and other invisible characters
+    (``str.isprintable``: a plain space is the only separator allowed)."""
+    value = value.strip()
+    if not value:
+        raise PydanticCustomError("device_id_blank", "the station id is empty or only whitespace")
+    if len(value) > DEVICE_ID_MAX:
+        raise PydanticCustomError(
+            "string_too_long",
+            "String should have at most {max_length} characters",
+            {"max_length": DEVICE_ID_MAX},
+        )
+    if not value.isprintable():
+        raise PydanticCustomError(
+            "printable", "the station id holds a control or invisible character"
+        )
+    return value
+
+
+DeviceId = Annotated[str, AfterValidator(device_id_check)]
+
 Score = Annotated[float, Field(ge=0, le=1)]
 NonNegative = Annotated[float, Field(ge=0)]
 

@@ -230,3 +230,42 @@ def test_live_updates_format_numbers_like_the_page_they_update(accept, number):
 
     assert f"<span>{number}</span>" in page
     assert f"<span>{number}</span>" in update["stations"][0]["html"]
+
+
+@pytest.mark.django_db
+def test_station_ids_with_spaces_accents_and_markup_are_shown_escaped_in_admin_and_dashboard():
+    device_id = 'Ligne B "Étoile" <b>'
+    device = make_device(device_id=device_id)
+    sample = make_sample(device=device, sample_id="LB-1", distance_matrix=MATRIX)
+    QualityAlert.objects.create(
+        sample=sample, device_id=device_id, rule="no_lot", metric="lot", message="m"
+    )
+    client, _ = staff_client()
+
+    page = client.get("/sqal/live/").content.decode()
+    assert 'data-device="Ligne B &quot;Étoile&quot; &lt;b&gt;"' in page
+    assert '<b>"' not in page and "Ligne B &quot;Étoile&quot; &lt;b&gt; · LB-1" in page
+    changelist = client.get("/admin/sensors/device/").content.decode()
+    assert "Ligne B &quot;Étoile&quot; &lt;b&gt;" in changelist
+    assert client.get(f"/admin/sensors/device/{device.pk}/change/").status_code == 200
+    samples = client.get("/admin/sensors/sensorsample/", {"q": "Étoile"}).content.decode()
+    assert "LB-1" in samples
+    assert client.get(f"/admin/sensors/sensorsample/{sample.pk}/change/").status_code == 200
+    alerts = client.get("/admin/sensors/qualityalert/").content.decode()
+    assert "Ligne B &quot;Étoile&quot; &lt;b&gt;" in alerts
+
+
+@pytest.mark.django_db
+def test_the_station_admin_form_applies_the_protocols_station_id_rule():
+    client, _ = staff_client()
+    ok = client.post(
+        "/admin/sensors/device/add/",
+        {"device_id": "  Poste Étoile 2 ", "is_active": "on"},
+        follow=True,
+    )
+    assert ok.status_code == 200 and Device.objects.filter(device_id="Poste Étoile 2").exists()
+    refused = client.post(
+        "/admin/sensors/device/add/", {"device_id": "A\u200bB", "is_active": "on"}
+    )
+    assert refused.status_code == 200 and "invisible character" in refused.content.decode()
+    assert not Device.objects.filter(device_id="A\u200bB").exists()

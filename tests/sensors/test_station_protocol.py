@@ -438,3 +438,41 @@ def test_a_slaughter_lot_code_of_another_site_is_not_used(daphne, station):
 
 def test_copy_is_not_shared_between_cases():
     assert copy.deepcopy(BAD_INPUTS["7 rows"][0]) is not BAD_INPUTS["7 rows"][0]
+
+
+def test_a_station_id_with_a_space_and_accents_is_acked_and_stored_verbatim(daphne, db):
+    from sensors.services import device_issue_token
+
+    device_id = "ESP32 Ligne B — Périgueux"
+    token = device_issue_token(device=make_device(device_id=device_id))
+
+    async def scenario():
+        ws = await open_station(daphne.url, token)
+        hello = await exchange(ws, {"type": "esp32_hello", "device_id": device_id})
+        ack = await exchange(ws, flat(device_id=device_id, sample_id="LB-0001"))
+        resent = await exchange(ws, flat(device_id=device_id, sample_id="LB-0001"))
+        await ws.close()
+        return hello, ack, resent
+
+    hello, ack, resent = run(scenario())
+
+    assert hello["type"] == "hello_ack" and hello["device_id"] == device_id
+    assert (ack["type"], ack["status"]) == ("ack", "saved")
+    assert resent["status"] == "duplicate"  # still one row per (station, sample id)
+    sample = SensorSample.objects.get()
+    assert (sample.device_id, sample.sample_id) == (device_id, "LB-0001")
+
+
+@pytest.mark.parametrize(
+    ("device_id", "rule"),
+    [("   ", "device_id_blank"), ("ESP32\tB", "printable"), ("x" * 65, "string_too_long")],
+)
+def test_a_station_id_that_is_blank_invisible_or_too_long_is_refused_naming_the_rule(
+    daphne, db, device_id, rule
+):
+    from sensors.services import device_issue_token
+
+    token = device_issue_token(device=make_device(device_id="ESP32_LL_07"))
+    error = _send(daphne, token, flat(device_id=device_id))
+    assert (error["code"], error["field"], error["rule"]) == ("validation_error", "device_id", rule)
+    assert SensorSample.objects.count() == 0
