@@ -24,6 +24,7 @@ from django.utils import timezone
 from sensors import live, services
 from sensors.batching import batcher
 from sensors.schemas import (
+    FieldWarning,
     Heartbeat,
     Hello,
     Ping,
@@ -161,7 +162,12 @@ class SensorConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
-            message = parse_message(text_data, max_bytes=settings.SQAL_MAX_MESSAGE_BYTES)
+            warnings: list[FieldWarning] = []
+            message = parse_message(
+                text_data, max_bytes=settings.SQAL_MAX_MESSAGE_BYTES, warnings=warnings
+            )
+            for warning in warnings:  # accepted, but changed: say what and where
+                await self.send_json(warning.frame(sample_id=getattr(message, "sample_id", None)))
             if isinstance(message, SensorData):
                 await self._sample(message, text_data)
             elif isinstance(message, Hello):

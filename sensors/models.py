@@ -32,11 +32,11 @@ class Device(models.Model):
     """An SQAL station (ESP32). Authenticates with a per-device token stored hashed."""
 
     device_id = models.CharField(max_length=64, unique=True)
-    name = models.CharField(max_length=120, blank=True)
+    name = models.CharField(max_length=255, blank=True)
     site = models.ForeignKey(
         "gaveurs.Site", on_delete=models.PROTECT, null=True, blank=True, related_name="devices"
     )
-    location = models.CharField(max_length=120, blank=True)
+    location = models.CharField(max_length=255, blank=True)
     assigned_lot = models.ForeignKey(
         "gaveurs.Lot",
         on_delete=models.SET_NULL,
@@ -55,8 +55,9 @@ class Device(models.Model):
         ),
     )
     is_active = models.BooleanField(default=True)
-    firmware_version = models.CharField(max_length=40, blank=True)
-    mac_address = models.CharField(max_length=40, blank=True)
+    # Descriptive fields: as long as the protocol accepts (sensors.schemas.DESCRIPTIVE_MAX).
+    firmware_version = models.CharField(max_length=255, blank=True)
+    mac_address = models.CharField(max_length=255, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -124,10 +125,11 @@ class SensorSample(models.Model):
     fill_conformity = models.BooleanField(null=True, blank=True)
 
     # Provenance as the station reports it
-    lot_abattage = models.CharField(max_length=100, blank=True)
-    eleveur = models.CharField(max_length=120, blank=True)
-    provenance = models.CharField(max_length=120, blank=True)
-    firmware_version = models.CharField(max_length=40, blank=True)
+    # (descriptive fields: as long as the protocol accepts, sensors.schemas.DESCRIPTIVE_MAX)
+    lot_abattage = models.CharField(max_length=255, blank=True)
+    eleveur = models.CharField(max_length=255, blank=True)
+    provenance = models.CharField(max_length=255, blank=True)
+    firmware_version = models.CharField(max_length=255, blank=True)
     temperature_c = models.FloatField(null=True, blank=True)
     humidity_percent = models.FloatField(null=True, blank=True)
 
