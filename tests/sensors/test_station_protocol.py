@@ -537,3 +537,33 @@ def test_a_sample_is_never_refused_for_its_descriptive_fields(daphne, station):
         "F" * 255,
     )
     assert s.payload["provenance"] == "P" * 400  # the message as received is kept whole
+
+
+def test_a_station_without_a_lot_raises_one_alert_whose_count_grows(daphne, station):
+    from sensors.models import QualityAlert
+    from tests.support.servers import wait_until
+
+    _, token = station
+
+    async def send(first: int, count: int):
+        ws = await open_station(daphne.url, token)
+        for n in range(first, first + count):
+            await ws.send(json.dumps(flat(sample_id=f"NOLOT-{n:03d}")))
+        acks = [json.loads(await asyncio.wait_for(ws.recv(), 20)) for _ in range(count)]
+        await ws.close()
+        return acks
+
+    acks = run(send(0, 12))
+    assert {a["status"] for a in acks} == {"saved"}
+    alert = QualityAlert.objects.get(rule="no_lot")
+    assert (alert.device_id, alert.occurrences, alert.status) == ("ESP32_LL_01", 12, "open")
+    seen = alert.last_seen_at
+
+    run(send(12, 3))
+    alert = wait_until(
+        lambda: QualityAlert.objects.filter(rule="no_lot", occurrences=15).first(),
+        what="the count to grow",
+    )
+    assert QualityAlert.objects.filter(rule="no_lot").count() == 1
+    assert alert.last_seen_at > seen
+    assert SensorSample.objects.filter(lot__isnull=True).count() == 15
