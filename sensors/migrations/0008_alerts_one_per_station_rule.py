@@ -28,6 +28,9 @@ DELETE FROM sensors_qualityalert qa
 USING grouped g
 WHERE qa.device_id = g.device_id AND qa.rule = g.rule AND qa.id <> g.keep
   AND qa.status IN ('open', 'acknowledged');
+-- The deletions queued deferred foreign-key checks; PostgreSQL creates no index on a table with
+-- pending trigger events, so run them now.
+SET CONSTRAINTS ALL IMMEDIATE;
 """
 
 
