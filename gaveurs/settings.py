@@ -286,6 +286,15 @@ SQAL_MAX_MESSAGE_BYTES = envint("SQAL_MAX_MESSAGE_BYTES", str(512 * 1024))
 # Per-connection throttle (token bucket): sustained messages per second and burst size.
 SQAL_THROTTLE_RATE = envfloat("SQAL_THROTTLE_RATE", "50")
 SQAL_THROTTLE_BURST = envint("SQAL_THROTTLE_BURST", "100")
+# Heartbeats have a bucket of their own (a station sends one every 30 s): answered within it,
+# refused with an error frame (rule heartbeat_throttle) beyond it.
+SQAL_HEARTBEAT_RATE = envfloat("SQAL_HEARTBEAT_RATE", "1")
+SQAL_HEARTBEAT_BURST = envint("SQAL_HEARTBEAT_BURST", "5")
+# Open websocket connections per station token, counted per server process (with N Daphne
+# processes a station may hold N times this). The newest connection beyond it is refused: an
+# error frame (rule max_connections_per_station), then close code 4429. Connections a station
+# lost without closing are reaped by Daphne's ping timeout. 0: no bound.
+SQAL_MAX_CONNECTIONS_PER_STATION = envint("SQAL_MAX_CONNECTIONS_PER_STATION", "4")
 # Samples of one connection waiting for their commit; beyond it the server stops reading.
 SQAL_MAX_IN_FLIGHT = envint("SQAL_MAX_IN_FLIGHT", "64")
 # Group commit: at most this many samples (and bytes) per transaction.

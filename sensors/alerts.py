@@ -1,7 +1,9 @@
 """Quality alerts of ingestion: the thresholds staff edit in admin, applied to a reading.
 
 ``alerts_for`` lists the alerts a new sample raises (as plain ``Alert`` data, written with the
-sample by ``sensors.storage.samples_insert``); ``alert_resolve`` is staff's answer.
+sample by ``sensors.storage.samples_insert``, which keeps one unresolved alert per station and
+rule and counts the samples in it); ``alert_acknowledge`` and ``alert_resolve`` are staff's
+answers. A resolved alert is closed: the next sample that breaks the rule opens a new one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from django.utils import timezone
 from sensors.models import QualityAlert, QualityThreshold
 from sensors.schemas import Reading
 
+NO_LOT_RULE = "no_lot"
 GRADE_RANK = {"REJECT": 0, "C": 1, "B": 2, "A": 3, "A+": 4}
 
 
@@ -104,7 +107,7 @@ def alerts_for(
     if result.lot_id is None:
         alert(
             threshold=None,
-            rule="no_lot",
+            rule=NO_LOT_RULE,
             metric="lot",
             value=reading.lot_abattage[:40],
             severity=QualityThreshold.Severity.CRITICAL,
@@ -113,6 +116,17 @@ def alerts_for(
             f"no product can be registered",
         )
     return alerts
+
+
+def alert_acknowledge(*, alert: QualityAlert, user) -> QualityAlert:
+    """Staff saw an open alert: it stays the station's alert for the rule (later samples still
+    count in it) until resolved."""
+    if alert.status == QualityAlert.Status.OPEN:
+        alert.status = QualityAlert.Status.ACKNOWLEDGED
+        alert.handled_at = timezone.now()
+        alert.handled_by = user
+        alert.save(update_fields=["status", "handled_at", "handled_by"])
+    return alert
 
 
 def alert_resolve(*, alert: QualityAlert, user) -> QualityAlert:

@@ -1,6 +1,8 @@
 """Websocket consumers: stations at /ws/sensors/, the staff dashboard at /ws/sensors/live/.
 
-The station consumer is thin: it authenticates the connection, throttles it, validates each frame
+The station consumer is thin: it authenticates the connection, bounds the connections per station
+(SQAL_MAX_CONNECTIONS_PER_STATION, per process), throttles samples, pings and heartbeats (two
+token buckets per connection), validates each frame
 (``schemas.parse_message``) and hands samples to the batcher; the ack is sent when the sample's
 own transaction has committed. A station may send the next samples before the previous acks.
 """
@@ -25,6 +27,7 @@ from gaveurs.logs import frame_request_id
 from sensors import live, services
 from sensors.batching import batcher
 from sensors.schemas import (
+    FieldWarning,
     Heartbeat,
     Hello,
     Ping,
@@ -81,6 +84,10 @@ def _token_from_scope(scope: dict[str, Any]) -> str | None:
     return token or None
 
 
+# Open station connections of this server process, by station id (SensorConsumer).
+_open_connections: dict[str, int] = {}
+
+
 class SensorConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.device = None
@@ -88,6 +95,8 @@ class SensorConsumer(AsyncWebsocketConsumer):
         self.pending: set[asyncio.Task] = set()
         self.in_flight = asyncio.Semaphore(max(1, settings.SQAL_MAX_IN_FLIGHT))
         self.bucket = TokenBucket(settings.SQAL_THROTTLE_RATE, settings.SQAL_THROTTLE_BURST)
+        self.heartbeats = TokenBucket(settings.SQAL_HEARTBEAT_RATE, settings.SQAL_HEARTBEAT_BURST)
+        self.counted: str | None = None
         try:
             self.device = await database_sync_to_async(services.device_authenticate)(
                 token=_token_from_scope(self.scope),
@@ -98,6 +107,20 @@ class SensorConsumer(AsyncWebsocketConsumer):
             await self.close(code=4401)  # before accept: the handshake gets HTTP 403
             return
         await self.accept()
+        if self.device is not None and not self._count_connection(self.device.device_id):
+            limit = settings.SQAL_MAX_CONNECTIONS_PER_STATION
+            logger.warning("station %s refused: %d connections open", self.device.device_id, limit)
+            # Accepted only to say why (a handshake refusal is a bare HTTP 403), then closed.
+            await self.send_json(
+                ProtocolError(
+                    "too_many_connections",
+                    f"station {self.device.device_id} already has {limit} open connections "
+                    f"(max_connections_per_station); close one before opening another",
+                    rule="max_connections_per_station",
+                ).frame()
+            )
+            await self.close(code=4429)
+            return
         await self.send_json(
             {
                 "type": "connection_established",
@@ -113,6 +136,26 @@ class SensorConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closed = True
+        if self.counted is not None:
+            left = _open_connections.get(self.counted, 1) - 1
+            if left > 0:
+                _open_connections[self.counted] = left
+            else:
+                _open_connections.pop(self.counted, None)
+            self.counted = None
+
+    def _count_connection(self, device_id: str) -> bool:
+        """Count this connection for its station, unless the station has reached
+        SQAL_MAX_CONNECTIONS_PER_STATION (then False: the newest connection is the one refused).
+        Per server process: the event loop runs one consumer at a time between awaits, so the
+        check and the count cannot interleave."""
+        limit = settings.SQAL_MAX_CONNECTIONS_PER_STATION
+        open_now = _open_connections.get(device_id, 0)
+        if limit and open_now >= limit:
+            return False
+        _open_connections[device_id] = open_now + 1
+        self.counted = device_id
+        return True
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every message, a hop to the sync
@@ -142,11 +185,9 @@ class SensorConsumer(AsyncWebsocketConsumer):
                 )
                 return
         if len(text_data) < 1024 and _HEARTBEAT.search(text_data):
-            # Liveness frames are never throttled nor refused: a station must not be cut off for
-            # saying it is alive (and they cost nothing to answer).
-            await self.send_json(
-                {"type": "heartbeat_ack", "server_time": timezone.now().isoformat()}
-            )
+            # Liveness frames have a bucket of their own: a station's samples never use up its
+            # heartbeats (one every 30 s), and a flood of heartbeats is refused like any other.
+            await self._heartbeat(text_data)
             return
         wait = self.bucket.take()
         if wait:
@@ -164,15 +205,18 @@ class SensorConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
-            message = parse_message(text_data, max_bytes=settings.SQAL_MAX_MESSAGE_BYTES)
+            warnings: list[FieldWarning] = []
+            message = parse_message(
+                text_data, max_bytes=settings.SQAL_MAX_MESSAGE_BYTES, warnings=warnings
+            )
+            for warning in warnings:  # accepted, but changed: say what and where
+                await self.send_json(warning.frame(sample_id=getattr(message, "sample_id", None)))
             if isinstance(message, SensorData):
                 await self._sample(message, text_data)
             elif isinstance(message, Hello):
                 await self._hello(message)
             elif isinstance(message, Heartbeat):
-                await self.send_json(
-                    {"type": "heartbeat_ack", "server_time": timezone.now().isoformat()}
-                )
+                await self._heartbeat(text_data)
             elif isinstance(message, Ping):
                 await self.send_json({"type": "pong", "server_time": timezone.now().isoformat()})
         except ProtocolError as exc:
@@ -186,6 +230,23 @@ class SensorConsumer(AsyncWebsocketConsumer):
                     sample_id=sample_id_of(text_data[:4096]),
                 ).frame()
             )
+
+    async def _heartbeat(self, text: str) -> None:
+        wait = self.heartbeats.take()
+        if wait:
+            await self.send_json(
+                {
+                    **ProtocolError(
+                        "rate_limited",
+                        f"too many heartbeats on this connection (more than "
+                        f"{settings.SQAL_HEARTBEAT_RATE:g}/s); one every 30 s is enough",
+                        rule="heartbeat_throttle",
+                    ).frame(),
+                    "retry_after": math.ceil(wait * 1000) / 1000,
+                }
+            )
+            return
+        await self.send_json({"type": "heartbeat_ack", "server_time": timezone.now().isoformat()})
 
     def _check_identity(self, device_id: str, sample_id: str | None) -> None:
         if self.device is not None and device_id != self.device.device_id:

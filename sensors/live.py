@@ -36,6 +36,9 @@ GROUP = "sqal_live"
 # without that permission is refused.
 LIVE_PERMISSION = "sensors.view_sensorsample"
 RECENT = 5  # earlier samples listed under a station's latest one
+# Staff who may acknowledge and resolve alerts from the dashboard.
+ALERT_PERMISSION = "sensors.change_qualityalert"
+UNRESOLVED = [QualityAlert.Status.OPEN, QualityAlert.Status.ACKNOWLEDGED]
 FLUSH_SECONDS = 0.5
 SPECTRAL_COLOURS = [
     "#7b2fbe",
@@ -147,7 +150,8 @@ def render_alert(alert: dict[str, Any]) -> str:
 
 
 def dashboard_state(*, since: datetime | None = None) -> dict[str, Any]:
-    """Latest sample per station, today's grade counts, open alerts: the page's first state."""
+    """The page's first state: unresolved alerts grouped by station (what needs staff now),
+    latest sample per station, today's grade counts, the latest open alerts."""
     since = since or timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     cards = []
     for device in Device.objects.filter(is_active=True).order_by("device_id"):
@@ -175,12 +179,46 @@ def dashboard_state(*, since: datetime | None = None) -> dict[str, Any]:
             "sample", "lot"
         )[:50]
     ]
+    groups = alert_groups()
     return {
         "cards": cards,
         "grade_counts": [(g, counts.get(g, 0)) for g in GRADES],
         "alerts": alerts,
         "open_alert_count": QualityAlert.objects.filter(status=QualityAlert.Status.OPEN).count(),
+        "alert_groups": groups,
+        "stations_needing_staff": sum(1 for g in groups if g["open"]),
     }
+
+
+def alert_groups(*, limit: int = 500) -> list[dict[str, Any]]:
+    """What needs staff now: unresolved alerts (one per station and rule, with its count) grouped
+    by station. Stations with an alert nobody acknowledged come first, then the newest."""
+    unresolved = (
+        QualityAlert.objects.filter(status__in=UNRESOLVED)
+        .select_related("lot")
+        .order_by("-last_seen_at", "-id")[:limit]
+    )
+    groups: dict[str, dict[str, Any]] = {}
+    for alert in unresolved:
+        group = groups.setdefault(
+            alert.device_id,
+            {
+                "device_id": alert.device_id,
+                "last_seen_at": alert.last_seen_at,
+                "alerts": [],
+                "occurrences": 0,
+                "open": 0,
+                "critical": False,
+            },
+        )
+        group["alerts"].append(alert)
+        group["occurrences"] += alert.occurrences
+        group["open"] += alert.status == QualityAlert.Status.OPEN
+        group["critical"] |= alert.severity == "critical"
+    return sorted(
+        groups.values(),
+        key=lambda g: (g["open"] == 0, -g["last_seen_at"].timestamp()),
+    )
 
 
 def alert_item(alert: Any) -> dict[str, Any]:

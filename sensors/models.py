@@ -6,6 +6,8 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from sensors.payload import CompressedJSONField
@@ -32,11 +34,11 @@ class Device(models.Model):
     """An SQAL station (ESP32). Authenticates with a per-device token stored hashed."""
 
     device_id = models.CharField(max_length=64, unique=True)
-    name = models.CharField(max_length=120, blank=True)
+    name = models.CharField(max_length=255, blank=True)
     site = models.ForeignKey(
         "gaveurs.Site", on_delete=models.PROTECT, null=True, blank=True, related_name="devices"
     )
-    location = models.CharField(max_length=120, blank=True)
+    location = models.CharField(max_length=255, blank=True)
     assigned_lot = models.ForeignKey(
         "gaveurs.Lot",
         on_delete=models.SET_NULL,
@@ -55,8 +57,9 @@ class Device(models.Model):
         ),
     )
     is_active = models.BooleanField(default=True)
-    firmware_version = models.CharField(max_length=40, blank=True)
-    mac_address = models.CharField(max_length=40, blank=True)
+    # Descriptive fields: as long as the protocol accepts (sensors.schemas.DESCRIPTIVE_MAX).
+    firmware_version = models.CharField(max_length=255, blank=True)
+    mac_address = models.CharField(max_length=255, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -124,10 +127,11 @@ class SensorSample(models.Model):
     fill_conformity = models.BooleanField(null=True, blank=True)
 
     # Provenance as the station reports it
-    lot_abattage = models.CharField(max_length=100, blank=True)
-    eleveur = models.CharField(max_length=120, blank=True)
-    provenance = models.CharField(max_length=120, blank=True)
-    firmware_version = models.CharField(max_length=40, blank=True)
+    # (descriptive fields: as long as the protocol accepts, sensors.schemas.DESCRIPTIVE_MAX)
+    lot_abattage = models.CharField(max_length=255, blank=True)
+    eleveur = models.CharField(max_length=255, blank=True)
+    provenance = models.CharField(max_length=255, blank=True)
+    firmware_version = models.CharField(max_length=255, blank=True)
     temperature_c = models.FloatField(null=True, blank=True)
     humidity_percent = models.FloatField(null=True, blank=True)
 
@@ -237,14 +241,22 @@ class QualityThreshold(models.Model):
 
 
 class QualityAlert(models.Model):
-    """A sample that crossed a threshold (or could not be tied to a lot)."""
+    """A station's samples crossing a threshold (or not tied to a lot): one alert per station and
+    rule until staff resolve it. ``sample`` is the first sample that raised it; each later one
+    adds to ``occurrences`` and moves ``last_seen_at`` (the batch writer's upsert,
+    ``sensors.storage``), so staff are told once per station and problem."""
 
     class Status(models.TextChoices):
         OPEN = "open", _("Open")
         ACKNOWLEDGED = "acknowledged", _("Acknowledged")
         RESOLVED = "resolved", _("Resolved")
 
-    sample = models.ForeignKey(SensorSample, on_delete=models.CASCADE, related_name="alerts")
+    sample = models.ForeignKey(
+        SensorSample,
+        on_delete=models.CASCADE,
+        related_name="alerts",
+        help_text=_("The first sample that raised this alert."),
+    )
     lot = models.ForeignKey(
         "gaveurs.Lot", on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts"
     )
@@ -266,16 +278,34 @@ class QualityAlert(models.Model):
         _("status"), max_length=12, choices=Status.choices, default=Status.OPEN
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    occurrences = models.PositiveIntegerField(
+        _("occurrences"),
+        default=1,
+        db_default=1,
+        help_text=_("Samples that raised it while it was not resolved."),
+    )
+    last_seen_at = models.DateTimeField(_("last seen"), default=timezone.now, db_default=Now())
     handled_at = models.DateTimeField(null=True, blank=True)
     handled_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-last_seen_at"]
         verbose_name = _("quality alert")
         verbose_name_plural = _("quality alerts")
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["status", "last_seen_at"]),
+        ]
+        constraints = [
+            # The batch writer's ON CONFLICT target (sensors.storage): keep it in step.
+            models.UniqueConstraint(
+                fields=["device_id", "rule"],
+                condition=Q(status__in=["open", "acknowledged"]),
+                name="sqal_alert_one_unresolved_per_station_rule",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.rule} — {self.sample}"

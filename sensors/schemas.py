@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -37,7 +38,9 @@ from pydantic import (
     Tag,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
 )
+from pydantic_core import PydanticCustomError
 
 GradeName = Literal["A+", "A", "B", "C", "REJECT"]
 
@@ -55,7 +58,78 @@ SPECTRAL_CHANNELS = [
 ]
 
 SampleId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")]
-DeviceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+DEVICE_ID_MAX = 64
+
+
+def device_id_check(value: str) -> str:
+    """A station id as the ESP32 client may set it: any printable text of 1 to 64 characters
+    (spaces and non-ASCII letters included, e.g. ``ESP32 Ligne B`` or ``Poste Étoile``), kept
+    verbatim. Leading and trailing whitespace is not part of the id: it is dropped (the admin
+    form drops it too, so ``"ESP32 "`` is station ``ESP32``, never a second station that looks
+    the same in every list; the message as received keeps it). Refused: ids that are empty or
+    only whitespace, and control characters, NUL and other invisible characters
+    (``str.isprintable``: a plain space is the only separator allowed)."""
+    value = value.strip()
+    if not value:
+        raise PydanticCustomError("device_id_blank", "the station id is empty or only whitespace")
+    if len(value) > DEVICE_ID_MAX:
+        raise PydanticCustomError(
+            "string_too_long",
+            "String should have at most {max_length} characters",
+            {"max_length": DEVICE_ID_MAX},
+        )
+    if not value.isprintable():
+        raise PydanticCustomError(
+            "printable", "the station id holds a control or invisible character"
+        )
+    return value
+
+
+DeviceId = Annotated[str, AfterValidator(device_id_check)]
+
+# Descriptive fields (location, firmware, farm, origin, slaughter lot...) are never a reason to
+# refuse a message: up to DESCRIPTIVE_MAX characters are stored as sent, a longer value is
+# truncated and the station is told so in a ``warning`` frame (``parse_message``'s ``warnings``).
+DESCRIPTIVE_MAX = 255
+
+
+@dataclass(frozen=True)
+class FieldWarning:
+    """Something we changed in an accepted message; becomes a ``warning`` frame."""
+
+    field: str
+    rule: str
+    detail: str
+
+    def frame(self, *, sample_id: str | None = None) -> dict[str, Any]:
+        return {
+            "type": "warning",
+            "code": "truncated" if self.rule == "max_length" else self.rule,
+            "field": self.field,
+            "rule": self.rule,
+            "detail": self.detail,
+            "sample_id": sample_id,
+        }
+
+
+def _descriptive(path: str) -> Any:
+    def truncate(value: str, info: ValidationInfo) -> str:
+        if len(value) <= DESCRIPTIVE_MAX:
+            return value
+        if isinstance(info.context, dict) and "warnings" in info.context:
+            info.context["warnings"].append(
+                FieldWarning(
+                    field=path,
+                    rule="max_length",
+                    detail=f"{path}: {len(value)} characters, truncated to the first "
+                    f"{DESCRIPTIVE_MAX} (max_length)",
+                )
+            )
+        return value[:DESCRIPTIVE_MAX]
+
+    return Annotated[str, AfterValidator(truncate)]
+
+
 Score = Annotated[float, Field(ge=0, le=1)]
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -149,7 +223,7 @@ class Fusion(Strict):
 
 
 class Meta(Strict):
-    firmware_version: Annotated[str, Field(max_length=40)] = ""
+    firmware_version: _descriptive("meta.firmware_version") = ""
     temperature_c: Annotated[float, Field(ge=-40, le=125)] | None = None
     humidity_percent: Annotated[float, Field(ge=0, le=100)] | None = None
 
@@ -169,7 +243,6 @@ SpectralSection = Annotated[
     Annotated[SpectralFlat, Tag("flat-form")] | Annotated[SpectralNested, Tag("nested-form")],
     Discriminator(_form),
 ]
-Text = Annotated[str, Field(max_length=120)]
 
 
 class SensorData(Strict):
@@ -183,17 +256,17 @@ class SensorData(Strict):
     as7341: SpectralSection
     fusion: Fusion
     meta: Meta | None = None
-    lot_abattage: Annotated[str, Field(max_length=100)] = ""
-    eleveur: Text = ""
-    provenance: Text = ""
+    lot_abattage: _descriptive("lot_abattage") = ""
+    eleveur: _descriptive("eleveur") = ""
+    provenance: _descriptive("provenance") = ""
 
 
 class Hello(Strict):
     type: Literal["esp32_hello"]
     device_id: DeviceId
-    mac_address: Annotated[str, Field(max_length=40)] = ""
-    location: Text = ""
-    firmware_version: Annotated[str, Field(max_length=40)] = ""
+    mac_address: _descriptive("mac_address") = ""
+    location: _descriptive("location") = ""
+    firmware_version: _descriptive("firmware_version") = ""
 
 
 class Ping(Strict):
@@ -410,8 +483,13 @@ def _nul_path(value: Any, path: str = "") -> str | None:
     return None
 
 
-def parse_message(text: str, *, max_bytes: int) -> SensorData | Hello | Ping | Heartbeat:
-    """Validate one frame of text. Raises ``ProtocolError`` naming the field and the rule."""
+def parse_message(
+    text: str, *, max_bytes: int, warnings: list[FieldWarning] | None = None
+) -> SensorData | Hello | Ping | Heartbeat:
+    """Validate one frame of text. Raises ``ProtocolError`` naming the field and the rule.
+
+    What was accepted but changed (a descriptive field truncated) is appended to ``warnings``.
+    """
     size = len(text) if text.isascii() else len(text.encode())
     if size > max_bytes:
         raise ProtocolError(
@@ -421,7 +499,9 @@ def parse_message(text: str, *, max_bytes: int) -> SensorData | Hello | Ping | H
             rule="max_bytes",
         )
     try:
-        message = station_message.validate_json(text)
+        message = station_message.validate_json(
+            text, context={"warnings": warnings if warnings is not None else []}
+        )
     except ValidationError as exc:
         raise _protocol_error(exc, text) from None
     if isinstance(message, SensorData):

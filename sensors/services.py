@@ -39,10 +39,10 @@ from django.db import DatabaseError, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
-from gaveurs.models import Site
+from gaveurs.models import Lot, Site
 from sensors import storage
-from sensors.alerts import Alert, alerts_for
-from sensors.models import Device, QualityThreshold, SensorSample
+from sensors.alerts import NO_LOT_RULE, Alert, alerts_for
+from sensors.models import Device, QualityAlert, QualityThreshold, SensorSample
 from sensors.rules import product_eligible
 from sensors.schemas import Hello, Reading
 from sensors.signals import product_registration_request
@@ -492,3 +492,98 @@ def _stations_seen(results: Sequence[IngestResult], *, now: datetime) -> None:
     if seen:
         Device.objects.filter(device_id__in=seen).update(last_seen_at=now)
         transaction.on_commit(lambda: _last_seen_written.update(dict.fromkeys(seen, clock)))
+
+
+# --- stations that sent without a lot -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LotAttachResult:
+    attached: int  # samples given the lot
+    products_requested: int  # of which eligible: their products are asked for on commit
+    alert_resolved: bool
+
+
+def station_samples_attach_lot(
+    *,
+    device: Device,
+    lot: Lot,
+    since: datetime | None,
+    until: datetime | None,
+    assign: bool,
+    user,
+) -> LotAttachResult:
+    """Give ``lot`` to the samples ``device`` sent without one, measured in [since, until]
+    (either bound may be open); each eligible one asks for its product through the same
+    registration path as ingestion (``product_registration_request``, on commit). Nothing the
+    station sent is changed but the sample's lot (and its site when it had none).
+
+    ``assign``: the lot also becomes the station's assigned lot, and its open ``no_lot`` alert
+    is resolved. The station's site rule applies (``_lot_refusal``): a lot of another site is
+    refused (``DeviceRefused``, code ``lot_site``) unless staff let the station write into any
+    site's lots.
+    """
+    with transaction.atomic():
+        device = (
+            Device.objects.select_for_update(of=("self",)).select_related("site").get(pk=device.pk)
+        )
+        station = StationRef(
+            device_id=device.device_id,
+            is_active=device.is_active,
+            has_token=device.has_token,
+            site_code=device.site.code if device.site is not None else None,
+            assigned_lot=None,  # staff choose the lot: only the site rule applies
+            lots_of_any_site=device.lots_of_any_site,
+        )
+        lot_ref = LotRef(lot.pk, lot.code, lot.site.code)
+        refusal = _lot_refusal(station, lot_ref)
+        if refusal:
+            raise DeviceRefused(refusal[1], refusal[0])
+        samples = SensorSample.objects.select_for_update().filter(
+            device_id=device.device_id, lot__isnull=True
+        )
+        if since is not None:
+            samples = samples.filter(time__gte=since)
+        if until is not None:
+            samples = samples.filter(time__lte=until)
+        rows = list(
+            samples.order_by("time", "id").values_list(
+                "id", "sample_id", "site_code", "is_compliant", "fusion_grade"
+            )
+        )
+        site = _site_code(station.site_code, device.device_id, None) or lot_ref.site_code
+        SensorSample.objects.filter(id__in=[r[0] for r in rows]).update(lot=lot)
+        SensorSample.objects.filter(id__in=[r[0] for r in rows], site_code="").update(
+            site_code=site
+        )
+        requested = 0
+        for _, sample_id, site_code, is_compliant, grade in rows:
+            if product_eligible(is_compliant=is_compliant, fusion_grade=grade, lot_id=lot.pk):
+                product_registration_request(
+                    lot_id=lot.pk, sample_id=sample_id, site_code=site_code or site
+                )
+                requested += 1
+        resolved = False
+        if assign:
+            device.assigned_lot = lot
+            device.save(update_fields=["assigned_lot"])
+            open_alerts = QualityAlert.objects.filter(
+                device_id=device.device_id,
+                rule=NO_LOT_RULE,
+                status__in=[QualityAlert.Status.OPEN, QualityAlert.Status.ACKNOWLEDGED],
+            )
+            resolved = bool(
+                open_alerts.update(
+                    status=QualityAlert.Status.RESOLVED, handled_at=timezone.now(), handled_by=user
+                )
+            )
+    logger.info(
+        "station %s: %d samples attached to lot %s (%d products requested)",
+        device.device_id,
+        len(rows),
+        lot.code,
+        requested,
+    )
+    return LotAttachResult(
+        attached=len(rows), products_requested=requested, alert_resolved=resolved
+    )

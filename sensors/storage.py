@@ -6,7 +6,8 @@ What ``sensors.services`` (the ingestion rules) calls, and nothing else:
 - ``sample_row`` turns a reading into the column values of ``sqal_sensor_samples`` (payload
   zstd-compressed, matrices as binary ``float8[]``);
 - ``samples_insert`` writes a batch of rows and their alerts in one statement (SQL text built
-  once per shape, PostgreSQL placeholders, prepared on the writer connections).
+  once per shape, PostgreSQL placeholders, prepared on the writer connections); an alert already
+  open for the same station and rule is updated in place (occurrences, last seen).
 Plain SQL rather than the ORM: an ORM query costs ~20 times the CPU of the same query through
 the cursor, and these run once per batch on the hot path.
 """
@@ -117,7 +118,9 @@ def _placeholders(first: int, casts: Sequence[str]) -> str:
 @functools.lru_cache(maxsize=256)
 def _insert_sql(count: int, alert_count: int) -> str:
     """One statement: ``count`` samples, skipping (device, sample) pairs already stored, and
-    ``alert_count`` alerts, kept for the samples it inserted only.
+    ``alert_count`` alerts, kept for the samples it inserted only: one unresolved alert per
+    (station, rule), inserted or, when one is already open or acknowledged, counted in place
+    (ON CONFLICT on the partial unique index ``sqal_alert_one_unresolved_per_station_rule``).
 
     PostgreSQL's own placeholders ($1, $2…, for a ``RawCursor``): psycopg parses a statement
     written with %s on every call once it is longer than 4 KB, and this one is longer.
@@ -136,15 +139,43 @@ def _insert_sql(count: int, alert_count: int) -> str:
         _placeholders(offset + n * len(alert_casts), alert_casts) for n in range(alert_count)
     )
     names = [name for name, _ in _ALERT_ROW]
-    values = ["new.id" if c == "sample_id" else f"a.{c}" for c in _ALERT_COLUMNS]
     return (
         f"WITH new AS ({insert}), "
-        f"alerts AS (INSERT INTO {QualityAlert._meta.db_table} ({', '.join(_ALERT_COLUMNS)}) "
-        f"SELECT {', '.join(values)} "
+        f"alerts AS (INSERT INTO {QualityAlert._meta.db_table} AS qa "
+        f"({', '.join(_ALERT_COLUMNS)}, occurrences, last_seen_at) "
+        f"SELECT {', '.join(_ALERT_GROUPED[c] for c in _ALERT_COLUMNS)}, count(*), "
+        f"max(a.created_at) "
         f"FROM new JOIN (VALUES {alerts}) AS a ({', '.join(names)}) "
-        f"ON a.device_id = new.device_id AND a.sample_key = new.sample_id) "
+        f"ON a.device_id = new.device_id AND a.sample_key = new.sample_id "
+        f"GROUP BY a.device_id, a.rule ORDER BY a.device_id, a.rule "
+        f"ON CONFLICT (device_id, rule) WHERE status IN ('open', 'acknowledged') DO UPDATE SET "
+        f"occurrences = qa.occurrences + EXCLUDED.occurrences, "
+        f"last_seen_at = EXCLUDED.last_seen_at, value = EXCLUDED.value, "
+        f"message = EXCLUDED.message, severity = EXCLUDED.severity, lot_id = EXCLUDED.lot_id) "
         f"SELECT id, device_id, sample_id FROM new"
     )
+
+
+def _latest(column: str) -> str:
+    return f"(array_agg(a.{column} ORDER BY new.id DESC))[1]"
+
+
+# One alert row per (station, rule) of the batch: its first new sample, how many samples raised
+# it, and the latest sample's value and message. Rows are inserted in (station, rule) order, so
+# two writers that touch the same alerts lock them in the same order (no deadlock).
+_ALERT_GROUPED = {
+    "sample_id": "min(new.id)",
+    "lot_id": _latest("lot_id"),
+    "device_id": "a.device_id",
+    "threshold_id": _latest("threshold_id"),
+    "rule": "a.rule",
+    "metric": _latest("metric"),
+    "value": _latest("value"),
+    "severity": _latest("severity"),
+    "message": _latest("message"),
+    "status": "'open'",
+    "created_at": "min(a.created_at)",
+}
 
 
 _ARRAYS = {c for c, cast in _CASTS.items() if cast.endswith("[]")}

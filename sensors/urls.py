@@ -9,4 +9,10 @@ from sensors import views
 app_name = "sensors"
 urlpatterns: list = [
     path("sqal/live/", views.dashboard, name="dashboard"),
+    path(
+        "sqal/live/alerts/<int:pk>/acknowledge/",
+        views.alert_acknowledge,
+        name="alert_acknowledge",
+    ),
+    path("sqal/live/alerts/<int:pk>/resolve/", views.alert_resolve, name="alert_resolve"),
 ]

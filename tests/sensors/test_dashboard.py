@@ -230,3 +230,111 @@ def test_live_updates_format_numbers_like_the_page_they_update(accept, number):
 
     assert f"<span>{number}</span>" in page
     assert f"<span>{number}</span>" in update["stations"][0]["html"]
+
+
+@pytest.mark.django_db
+def test_station_ids_with_spaces_accents_and_markup_are_shown_escaped_in_admin_and_dashboard():
+    device_id = 'Ligne B "Étoile" <b>'
+    device = make_device(device_id=device_id)
+    sample = make_sample(device=device, sample_id="LB-1", distance_matrix=MATRIX)
+    QualityAlert.objects.create(
+        sample=sample, device_id=device_id, rule="no_lot", metric="lot", message="m"
+    )
+    client, _ = staff_client()
+
+    page = client.get("/sqal/live/").content.decode()
+    assert 'data-device="Ligne B &quot;Étoile&quot; &lt;b&gt;"' in page
+    assert '<b>"' not in page and "Ligne B &quot;Étoile&quot; &lt;b&gt; · LB-1" in page
+    changelist = client.get("/admin/sensors/device/").content.decode()
+    assert "Ligne B &quot;Étoile&quot; &lt;b&gt;" in changelist
+    assert client.get(f"/admin/sensors/device/{device.pk}/change/").status_code == 200
+    samples = client.get("/admin/sensors/sensorsample/", {"q": "Étoile"}).content.decode()
+    assert "LB-1" in samples
+    assert client.get(f"/admin/sensors/sensorsample/{sample.pk}/change/").status_code == 200
+    alerts = client.get("/admin/sensors/qualityalert/").content.decode()
+    assert "Ligne B &quot;Étoile&quot; &lt;b&gt;" in alerts
+
+
+@pytest.mark.django_db
+def test_the_station_admin_form_applies_the_protocols_station_id_rule():
+    client, _ = staff_client()
+    ok = client.post(
+        "/admin/sensors/device/add/",
+        {"device_id": "  Poste Étoile 2 ", "is_active": "on"},
+        follow=True,
+    )
+    assert ok.status_code == 200 and Device.objects.filter(device_id="Poste Étoile 2").exists()
+    refused = client.post(
+        "/admin/sensors/device/add/", {"device_id": "A\u200bB", "is_active": "on"}
+    )
+    assert refused.status_code == 200 and "invisible character" in refused.content.decode()
+    assert not Device.objects.filter(device_id="A\u200bB").exists()
+
+
+def _alert(device_id: str, rule: str, *, occurrences: int, minutes_ago: int, **kw):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    device = make_device(device_id=device_id)
+    return QualityAlert.objects.create(
+        sample=make_sample(device=device),
+        device_id=device_id,
+        rule=rule,
+        metric="x",
+        message="m",
+        occurrences=occurrences,
+        last_seen_at=timezone.now() - timedelta(minutes=minutes_ago),
+        **kw,
+    )
+
+
+@pytest.mark.django_db
+def test_the_dashboard_groups_open_alerts_by_station_newest_first_with_counts():
+    _alert("ESP32_LL_01", "no_lot", occurrences=87, minutes_ago=1, severity="critical")
+    _alert("ESP32_LL_01", "fusion_score<0.45", occurrences=3, minutes_ago=5)
+    _alert("ESP32_LL_02", "no_lot", occurrences=12, minutes_ago=30)
+    _alert("ESP32_LL_03", "no_lot", occurrences=5, minutes_ago=0, status="acknowledged")
+    _alert("ESP32_LL_04", "no_lot", occurrences=9, minutes_ago=0, status="resolved")
+    client, _ = staff_client()
+
+    html = client.get("/sqal/live/").content.decode()
+
+    needs = html[html.index('id="sqal-needs"') : html.index('id="sqal-counts"')]
+    order = re.findall(r'class="sqal-alert-group[^"]*" data-device="([^"]+)"', needs)
+    # Unacknowledged first, newest first; acknowledged after; resolved not at all.
+    assert order == ["ESP32_LL_01", "ESP32_LL_02", "ESP32_LL_03"]
+    assert '<span class="sqal-group-total">90 ' in needs
+    assert '<span id="sqal-needs-count">2</span>' in needs
+    assert needs.count('name="resolve"') == 4 and needs.count('name="acknowledge"') == 3
+
+
+@pytest.mark.django_db
+def test_staff_with_the_permission_acknowledge_and_resolve_from_the_dashboard_with_csrf():
+    alert = _alert("ESP32_LL_01", "no_lot", occurrences=4, minutes_ago=1)
+    viewer = make_staff("viewer", "sensors.view_sensorsample")
+    handler = make_staff("handler", "sensors.view_sensorsample", "sensors.change_qualityalert")
+
+    client = Client()  # CSRF checks off: the permission alone refuses
+    client.force_login(viewer)
+    page = client.get("/sqal/live/").content.decode()
+    assert 'name="resolve"' not in page
+    assert client.post(f"/sqal/live/alerts/{alert.pk}/resolve/").status_code == 403
+    alert.refresh_from_db()
+    assert alert.status == "open"
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(handler)
+    page = client.get("/sqal/live/").content.decode()
+    assert f'action="/sqal/live/alerts/{alert.pk}/acknowledge/"' in page
+    assert client.post(f"/sqal/live/alerts/{alert.pk}/acknowledge/").status_code == 403  # no CSRF
+    token = client.cookies["csrftoken"].value
+    done = client.post(f"/sqal/live/alerts/{alert.pk}/acknowledge/", {"csrfmiddlewaretoken": token})
+    assert done.status_code == 302 and done["Location"] == "/sqal/live/"
+    alert.refresh_from_db()
+    assert (alert.status, alert.handled_by) == ("acknowledged", handler)
+    client.post(f"/sqal/live/alerts/{alert.pk}/resolve/", {"csrfmiddlewaretoken": token})
+    alert.refresh_from_db()
+    assert alert.status == "resolved"
+    assert client.get(f"/sqal/live/alerts/{alert.pk}/resolve/").status_code == 405
+    assert "Nothing needs you" in client.get("/sqal/live/").content.decode()

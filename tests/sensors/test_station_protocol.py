@@ -9,7 +9,7 @@ import json
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from sensors.models import SensorSample
+from sensors.models import Device, SensorSample
 from tests.factories import make_device, make_lot, make_site
 from tests.support.stations import exchange, fixture_text, nested, open_station, run
 
@@ -438,3 +438,132 @@ def test_a_slaughter_lot_code_of_another_site_is_not_used(daphne, station):
 
 def test_copy_is_not_shared_between_cases():
     assert copy.deepcopy(BAD_INPUTS["7 rows"][0]) is not BAD_INPUTS["7 rows"][0]
+
+
+def test_a_station_id_with_a_space_and_accents_is_acked_and_stored_verbatim(daphne, db):
+    from sensors.services import device_issue_token
+
+    device_id = "ESP32 Ligne B — Périgueux"
+    token = device_issue_token(device=make_device(device_id=device_id))
+
+    async def scenario():
+        ws = await open_station(daphne.url, token)
+        hello = await exchange(ws, {"type": "esp32_hello", "device_id": device_id})
+        ack = await exchange(ws, flat(device_id=device_id, sample_id="LB-0001"))
+        resent = await exchange(ws, flat(device_id=device_id, sample_id="LB-0001"))
+        await ws.close()
+        return hello, ack, resent
+
+    hello, ack, resent = run(scenario())
+
+    assert hello["type"] == "hello_ack" and hello["device_id"] == device_id
+    assert (ack["type"], ack["status"]) == ("ack", "saved")
+    assert resent["status"] == "duplicate"  # still one row per (station, sample id)
+    sample = SensorSample.objects.get()
+    assert (sample.device_id, sample.sample_id) == (device_id, "LB-0001")
+
+
+@pytest.mark.parametrize(
+    ("device_id", "rule"),
+    [("   ", "device_id_blank"), ("ESP32\tB", "printable"), ("x" * 65, "string_too_long")],
+)
+def test_a_station_id_that_is_blank_invisible_or_too_long_is_refused_naming_the_rule(
+    daphne, db, device_id, rule
+):
+    from sensors.services import device_issue_token
+
+    token = device_issue_token(device=make_device(device_id="ESP32_LL_07"))
+    error = _send(daphne, token, flat(device_id=device_id))
+    assert (error["code"], error["field"], error["rule"]) == ("validation_error", "device_id", rule)
+    assert SensorSample.objects.count() == 0
+
+
+def test_a_long_location_is_acked_and_stored_and_a_longer_one_truncated_with_a_warning(
+    daphne, station
+):
+    device, token = station
+    hello = json.loads(HELLO)
+
+    async def scenario():
+        ws = await open_station(daphne.url, token)
+        first = await exchange(ws, {**hello, "location": "L" * 200})
+        stored_200 = await asyncio.to_thread(lambda: Device.objects.get(pk=device.pk).location)
+        warning = await exchange(ws, {**hello, "location": "M" * 300})
+        second = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        await ws.close()
+        return first, stored_200, warning, second
+
+    first, stored_200, warning, second = run(scenario())
+
+    assert first["type"] == "hello_ack" and stored_200 == "L" * 200
+    assert (warning["type"], warning["code"], warning["field"], warning["rule"]) == (
+        "warning",
+        "truncated",
+        "location",
+        "max_length",
+    )
+    assert "truncated" in warning["detail"] and warning["detail"].startswith("location:")
+    assert second["type"] == "hello_ack"
+    assert Device.objects.get(pk=device.pk).location == "M" * 255
+
+
+def test_a_sample_is_never_refused_for_its_descriptive_fields(daphne, station):
+    _, token = station
+    m = flat(eleveur="E" * 250, provenance="P" * 400, lot_abattage="A" * 256)
+    m["meta"]["firmware_version"] = "F" * 300
+
+    async def scenario():
+        ws = await open_station(daphne.url, token)
+        await ws.send(json.dumps(m))
+        frames = [json.loads(await asyncio.wait_for(ws.recv(), 20)) for _ in range(4)]
+        await ws.close()
+        return frames
+
+    frames = run(scenario())
+
+    warnings = [f for f in frames if f["type"] == "warning"]
+    assert sorted(w["field"] for w in warnings) == [
+        "lot_abattage",
+        "meta.firmware_version",
+        "provenance",
+    ]
+    assert {w["sample_id"] for w in warnings} == {"MG-261124-9595-018"}
+    assert frames[-1]["type"] == "ack" and frames[-1]["status"] == "saved"
+    s = SensorSample.objects.get()
+    assert (s.eleveur, s.provenance, s.lot_abattage, s.firmware_version) == (
+        "E" * 250,
+        "P" * 255,
+        "A" * 255,
+        "F" * 255,
+    )
+    assert s.payload["provenance"] == "P" * 400  # the message as received is kept whole
+
+
+def test_a_station_without_a_lot_raises_one_alert_whose_count_grows(daphne, station):
+    from sensors.models import QualityAlert
+    from tests.support.servers import wait_until
+
+    _, token = station
+
+    async def send(first: int, count: int):
+        ws = await open_station(daphne.url, token)
+        for n in range(first, first + count):
+            await ws.send(json.dumps(flat(sample_id=f"NOLOT-{n:03d}")))
+        acks = [json.loads(await asyncio.wait_for(ws.recv(), 20)) for _ in range(count)]
+        await ws.close()
+        return acks
+
+    acks = run(send(0, 12))
+    assert {a["status"] for a in acks} == {"saved"}
+    alert = QualityAlert.objects.get(rule="no_lot")
+    assert (alert.device_id, alert.occurrences, alert.status) == ("ESP32_LL_01", 12, "open")
+    seen = alert.last_seen_at
+
+    run(send(12, 3))
+    alert = wait_until(
+        lambda: QualityAlert.objects.filter(rule="no_lot", occurrences=15).first(),
+        what="the count to grow",
+    )
+    assert QualityAlert.objects.filter(rule="no_lot").count() == 1
+    assert alert.last_seen_at > seen
+    assert SensorSample.objects.filter(lot__isnull=True).count() == 15
