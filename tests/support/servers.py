@@ -27,6 +27,7 @@ from urllib.parse import unquote
 
 import psycopg
 from django.db import connection
+from kombu import pools as kombu_pools
 
 from gaveurs.celery import app as celery_app
 from gaveurs.embedded_pg import settings_database_url
@@ -375,6 +376,10 @@ def use_broker(url: str, options: dict) -> None:
         celery_app._pool.force_close_all()
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
+    # kombu keeps producer pools in a registry keyed by broker URL: one made for the same URL
+    # earlier (another test module's broker) would hand out its closed connection pool
+    # ("Acquire on closed pool"). Start from an empty registry.
+    kombu_pools.reset()
     celery_app.conf.broker_url = url
     celery_app.conf.broker_transport_options = options
 
