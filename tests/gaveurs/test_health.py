@@ -6,26 +6,26 @@ import httpx
 import pytest
 from django.db import connection
 
-from tests.support.asgi_server import AsgiServer, database_url, wait_for_sessions_to_close
-from tests.support.servers import free_port
+from gaveurs.embedded_pg import settings_database_url
+from tests.support.servers import DaphneServer, free_port, wait_for_sessions_to_close
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def serve(tmp_path):
-    started: list[AsgiServer] = []
+    started: list[DaphneServer] = []
 
-    def start(**env: str) -> AsgiServer:
-        env.setdefault("DATABASE_URL", database_url(connection.settings_dict))
-        server = AsgiServer({"LOG_LEVEL": "WARNING", **env}, tmp_path).start()
+    def start(**env: str) -> DaphneServer:
+        env.setdefault("DATABASE_URL", settings_database_url(connection.settings_dict))
+        server = DaphneServer({"LOG_LEVEL": "WARNING", **env}, log_dir=tmp_path).start()
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
-    wait_for_sessions_to_close(connection)
+    wait_for_sessions_to_close()
 
 
 def test_live_answers_200_without_a_database_query(client, django_assert_num_queries):

@@ -10,10 +10,10 @@ import pytest
 from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
+from gaveurs.embedded_pg import settings_database_url
 from sensors.services import device_issue_token
 from tests.factories import make_device, make_lot, make_sample
-from tests.support.asgi_server import AsgiServer, database_url, wait_for_sessions_to_close
-from tests.support.servers import ROOT
+from tests.support.servers import ROOT, DaphneServer, wait_for_sessions_to_close
 from traceability.services import product_register
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,13 +77,13 @@ def test_a_scrape_during_load_sees_the_samples_acks_batches_queue_and_scans_move
     token = device_issue_token(device=device)
     sample = make_sample(lot=lot, device=device)
     product = product_register(lot_id=lot.id, sample_id=sample.sample_id, site_code="LL")
-    server = AsgiServer(
+    server = DaphneServer(
         {
-            "DATABASE_URL": database_url(connection.settings_dict),
+            "DATABASE_URL": settings_database_url(connection.settings_dict),
             "LOG_LEVEL": "WARNING",
             "METRICS_HTTP": "true",
         },
-        tmp_path,
+        log_dir=tmp_path,
     ).start()
     try:
         before = scrape(server.http)
@@ -123,7 +123,7 @@ def test_a_scrape_during_load_sees_the_samples_acks_batches_queue_and_scans_move
         after = scrape(server.http)
     finally:
         server.stop()
-        wait_for_sessions_to_close(connection)
+        wait_for_sessions_to_close()
 
     assert delta(before, after, "gaveurs_sqal_samples_received_total") == SAMPLES
     assert delta(before, after, "gaveurs_sqal_samples_stored_total", status="saved") == SAMPLES

@@ -10,34 +10,34 @@ import pytest
 from django.db import connection
 from websockets.exceptions import InvalidStatus
 
-from tests.support.asgi_server import AsgiServer, database_url, wait_for_sessions_to_close
-from tests.support.servers import wait_until
+from gaveurs.embedded_pg import settings_database_url
+from tests.support.servers import DaphneServer, wait_for_sessions_to_close, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def serve(tmp_path):
-    started: list[AsgiServer] = []
+    started: list[DaphneServer] = []
 
-    def start(**env: str) -> AsgiServer:
+    def start(**env: str) -> DaphneServer:
         env = {
-            "DATABASE_URL": database_url(connection.settings_dict),
+            "DATABASE_URL": settings_database_url(connection.settings_dict),
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
             **env,
         }
-        server = AsgiServer(env, tmp_path).start()
+        server = DaphneServer(env, log_dir=tmp_path).start()
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
-    wait_for_sessions_to_close(connection)
+    wait_for_sessions_to_close()
 
 
-def json_lines(server: AsgiServer) -> list[dict]:
+def json_lines(server: DaphneServer) -> list[dict]:
     lines = []
     for line in server.log_text().splitlines():
         if line.startswith("{"):
@@ -45,7 +45,7 @@ def json_lines(server: AsgiServer) -> list[dict]:
     return lines
 
 
-def lines_of(server: AsgiServer, request_id: str, count: int) -> list[dict]:
+def lines_of(server: DaphneServer, request_id: str, count: int) -> list[dict]:
     return wait_until(
         lambda: (
             (found := [x for x in json_lines(server) if x.get("request_id") == request_id])

@@ -231,12 +231,26 @@ def django_database_url() -> str:
 class DaphneServer:
     """A Daphne process serving gaveurs.asgi on the test database."""
 
-    def __init__(self, env: dict[str, str], app: str = "gaveurs.asgi:application") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        app: str = "gaveurs.asgi:application",
+        log_dir: Path | None = None,
+    ) -> None:
         self.env = env
         self.app = app
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"daphne-{self.port}.log"
+        directory = log_dir or Path(os.environ.get("TMPDIR", "/tmp"))
+        self.log = directory / f"daphne-{self.port}.log"
+
+    @property
+    def ws(self) -> str:
+        return self.url
+
+    def log_text(self) -> str:
+        """What the server logged (tests that read its own lines)."""
+        return self.log.read_text(errors="replace")
 
     @property
     def url(self) -> str:
@@ -247,7 +261,7 @@ class DaphneServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> DaphneServer:
-        env = {**os.environ, **self.env}
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "gaveurs.settings", **self.env}
         env.pop("EMBEDDED_PG_CLEANUP", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app],
