@@ -12,6 +12,7 @@ from django.utils.formats import number_format
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from gaveurs.audit import AuditedAdmin
 from optimizer.models import OptimizationRun, OptimizedCurve
 from optimizer.services import OptimizerError, optimized_curve_approve, optimized_curve_retire
 
@@ -54,7 +55,7 @@ def _latest_report_context(extra_context: dict | None) -> dict:
 
 
 @admin.register(OptimizedCurve)
-class OptimizedCurveAdmin(admin.ModelAdmin):
+class OptimizedCurveAdmin(AuditedAdmin):
     list_display = [
         "version",
         "scope",

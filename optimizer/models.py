@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
 
 
 class OptimizationRun(models.Model):
@@ -134,6 +135,10 @@ class OptimizedCurve(models.Model):
         related_name="+",
     )
     retired_at = models.DateTimeField(null=True, blank=True)
+
+    # Approval and retirement, with who did it. The model's figures never change after
+    # optimize_curves writes them: the large ones are left out of each historical row.
+    history = HistoricalRecords(excluded_fields=["trials", "data_metrics", "model_metrics"])
 
     class Meta:
         ordering = ["-version"]

@@ -439,13 +439,19 @@ def optimized_curve_approve(*, curve_id: int, user_id: int | None) -> OptimizedC
         source=f"optimised curve v{curve.version}",
     )
     now = feeding_curve.approved_at
-    OptimizedCurve.objects.filter(
+    # One per scope: saved (not a bulk update) so the audit trail records its retirement.
+    for previous in OptimizedCurve.objects.select_for_update().filter(
         status=OptimizedCurve.Status.APPROVED, site_id=curve.site_id, gaveur_id=curve.gaveur_id
-    ).update(status=OptimizedCurve.Status.RETIRED, retired_at=now)
+    ):
+        previous.status = OptimizedCurve.Status.RETIRED
+        previous.retired_at = now
+        previous.save(update_fields=["status", "retired_at"])
     curve.feeding_curve = feeding_curve
     curve.status = OptimizedCurve.Status.APPROVED
     curve.approved_at = now
     curve.approved_by_id = user_id
+    if user_id is not None:
+        curve._history_user = curve.approved_by  # the audit trail's "who", also outside a request
     curve.save(update_fields=["feeding_curve", "status", "approved_at", "approved_by"])
     return curve
 

@@ -23,6 +23,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from pydantic_core import PydanticCustomError
 
+from gaveurs.audit import AuditedAdmin
 from gaveurs.models import Lot
 from sensors import alerts, live, services
 from sensors.alerts import NO_LOT_RULE
@@ -59,13 +60,8 @@ class DeviceForm(forms.ModelForm):
             raise forms.ValidationError(exc.message(), code=exc.type) from None
 
 
-UNRESOLVED = [QualityAlert.Status.OPEN, QualityAlert.Status.ACKNOWLEDGED]
-
-
 def _no_lot_alerts():
-    return QualityAlert.objects.filter(
-        device_id=OuterRef("device_id"), rule=NO_LOT_RULE, status__in=UNRESOLVED
-    )
+    return alerts.unresolved_no_lot_alerts().filter(device_id=OuterRef("device_id"))
 
 
 class SendingWithoutLotFilter(admin.SimpleListFilter):
@@ -106,7 +102,7 @@ class AttachLotForm(forms.Form):
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(AuditedAdmin):
     form = DeviceForm
     list_display = [
         "device_id",
@@ -333,7 +329,7 @@ class SensorSampleAdmin(admin.ModelAdmin):
 
 
 @admin.register(QualityThreshold)
-class QualityThresholdAdmin(admin.ModelAdmin):
+class QualityThresholdAdmin(AuditedAdmin):
     list_display = ["rule", "metric", "operator", "value", "grade", "severity", "is_active"]
     list_editable = ["value", "severity", "is_active"]
     list_display_links = ["rule"]
@@ -346,7 +342,7 @@ class QualityThresholdAdmin(admin.ModelAdmin):
 
 
 @admin.register(QualityAlert)
-class QualityAlertAdmin(admin.ModelAdmin):
+class QualityAlertAdmin(AuditedAdmin):
     list_display = [
         "last_seen_at",
         "rule",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from sensors.models import QualityAlert, QualityThreshold
@@ -118,6 +119,15 @@ def alerts_for(
     return alerts
 
 
+UNRESOLVED = [QualityAlert.Status.OPEN, QualityAlert.Status.ACKNOWLEDGED]
+
+
+def unresolved_no_lot_alerts() -> QuerySet[QualityAlert]:
+    """The alerts of stations sending without a lot (one per station until resolved): the
+    station admin's filter and the admin home count them."""
+    return QualityAlert.objects.filter(rule=NO_LOT_RULE, status__in=UNRESOLVED)
+
+
 def alert_acknowledge(*, alert: QualityAlert, user) -> QualityAlert:
     """Staff saw an open alert: it stays the station's alert for the rule (later samples still
     count in it) until resolved."""
@@ -125,6 +135,7 @@ def alert_acknowledge(*, alert: QualityAlert, user) -> QualityAlert:
         alert.status = QualityAlert.Status.ACKNOWLEDGED
         alert.handled_at = timezone.now()
         alert.handled_by = user
+        alert._history_user = user  # the audit trail's "who", also outside a request
         alert.save(update_fields=["status", "handled_at", "handled_by"])
     return alert
 
@@ -134,5 +145,6 @@ def alert_resolve(*, alert: QualityAlert, user) -> QualityAlert:
     alert.status = QualityAlert.Status.RESOLVED
     alert.handled_at = timezone.now()
     alert.handled_by = user
+    alert._history_user = user
     alert.save(update_fields=["status", "handled_at", "handled_by"])
     return alert

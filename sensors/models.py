@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
 
 from sensors.payload import CompressedJSONField
 from sensors.rules import GRADES as RULE_GRADES
@@ -62,6 +63,10 @@ class Device(models.Model):
     mac_address = models.CharField(max_length=255, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    # Staff changes, token regenerations included (``token_hash`` changes). What a station
+    # reports itself (greeting, last seen) is saved without a historical record.
+    history = HistoricalRecords(excluded_fields=["last_seen_at"])
 
     class Meta:
         ordering = ["device_id"]
@@ -216,6 +221,8 @@ class QualityThreshold(models.Model):
     description = models.CharField(_("description"), max_length=200, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["metric", "operator"]
         verbose_name = _("quality threshold")
@@ -289,6 +296,10 @@ class QualityAlert(models.Model):
     handled_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+
+    # Staff's acknowledge and resolve (sensors.alerts). The batch writer raises and counts
+    # alerts in SQL (sensors.storage): those are the stations' doing, not recorded here.
+    history = HistoricalRecords(excluded_fields=["occurrences", "last_seen_at"])
 
     class Meta:
         ordering = ["-last_seen_at"]

@@ -41,8 +41,8 @@ from django.utils import timezone
 
 from gaveurs.models import Lot, Site
 from sensors import storage
-from sensors.alerts import NO_LOT_RULE, Alert, alerts_for
-from sensors.models import Device, QualityAlert, QualityThreshold, SensorSample
+from sensors.alerts import Alert, alert_resolve, alerts_for, unresolved_no_lot_alerts
+from sensors.models import Device, QualityThreshold, SensorSample
 from sensors.rules import product_eligible
 from sensors.schemas import Hello, Reading
 from sensors.signals import product_registration_request
@@ -77,6 +77,8 @@ def device_issue_token(*, device: Device) -> str:
     """Give a station a new token (replacing the old one); returns it, to be shown once."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     device.token_hash = device_token_hash(token)
+    # The audit trail's diff leaves out non-editable fields (the hash): say what happened.
+    device._change_reason = "new token issued"
     device.save(update_fields=["token_hash"])
     return token
 
@@ -147,7 +149,10 @@ def device_hello(*, hello: Hello, authenticated: bool, allow_unregistered: bool)
     device.mac_address = hello.mac_address or device.mac_address
     device.location = hello.location or device.location
     device.last_seen_at = timezone.now()
-    device.save(update_fields=["firmware_version", "mac_address", "location", "last_seen_at"])
+    # What the station says of itself is not a staff change: no audit-trail row per greeting.
+    device.save_without_historical_record(
+        update_fields=["firmware_version", "mac_address", "location", "last_seen_at"]
+    )
     return device
 
 
@@ -566,17 +571,13 @@ def station_samples_attach_lot(
         resolved = False
         if assign:
             device.assigned_lot = lot
+            device._history_user = user  # the audit trail's "who", also outside a request
             device.save(update_fields=["assigned_lot"])
-            open_alerts = QualityAlert.objects.filter(
-                device_id=device.device_id,
-                rule=NO_LOT_RULE,
-                status__in=[QualityAlert.Status.OPEN, QualityAlert.Status.ACKNOWLEDGED],
-            )
-            resolved = bool(
-                open_alerts.update(
-                    status=QualityAlert.Status.RESOLVED, handled_at=timezone.now(), handled_by=user
-                )
-            )
+            # At most one (one unresolved alert per station and rule), resolved through the
+            # service so the audit trail records who resolved it.
+            for alert in unresolved_no_lot_alerts().filter(device_id=device.device_id):
+                alert_resolve(alert=alert, user=user)
+                resolved = True
     logger.info(
         "station %s: %d samples attached to lot %s (%d products requested)",
         device.device_id,
