@@ -329,6 +329,23 @@ SCAN_PAGE_CACHE_SECONDS = envint("SCAN_PAGE_CACHE_SECONDS", "60")
 # can send, and uses REMOTE_ADDR. Set it to the number of proxies you run, never more.
 TRUSTED_PROXY_HOPS = envint("TRUSTED_PROXY_HOPS", "0")
 
+# Retention (docs/privacy.md): rows older than this many days are removed by
+# `manage.py purge_expired` (run it daily from cron: README, "Privacy and retention").
+# Scan events (place, language, daily client hash) feed staff's scan statistics and recall reach.
+RETENTION_SCAN_EVENTS_DAYS = envint("RETENTION_SCAN_EVENTS_DAYS", "365")
+# Forged-code attempts (the code as scanned, place, daily client hash): fraud investigation.
+RETENTION_FORGED_ATTEMPTS_DAYS = envint("RETENTION_FORGED_ATTEMPTS_DAYS", "90")
+# Celery task results (django-celery-results): the task status API hands out signed QR codes.
+RETENTION_TASK_RESULTS_DAYS = envint("RETENTION_TASK_RESULTS_DAYS", "7")
+# Logs kept in the database: staff logins and failed logins (django-axes, with IP addresses).
+# Keep the process logs (stdout, collected by journald/docker) no longer than this either.
+RETENTION_LOGS_DAYS = envint("RETENTION_LOGS_DAYS", "180")
+for _name in [n for n in list(globals()) if n.startswith("RETENTION_")]:
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1 day, got {globals()[_name]}")
+# Celery's own cleanup of results (celery.backend_cleanup, if a beat is ever run) agrees.
+CELERY_RESULT_EXPIRES = timedelta(days=RETENTION_TASK_RESULTS_DAYS)
+
 # Tamper-evident ledger (traceability/ledger/). LEDGER_SIGNING_KEY: the Ed25519 private key
 # (32-byte seed, 64 hex digits or base64), required in production; in development it is derived
 # from SECRET_KEY. A head is signed at most every INTERVAL seconds, or every MAX_PENDING products.

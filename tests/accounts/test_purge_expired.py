@@ -1,0 +1,111 @@
+"""manage.py purge_expired: rows past their retention period go, fresh ones stay."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from axes.models import AccessFailureLog, AccessLog
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from tests.factories import make_product
+from traceability.models import DailySalt, ForgedScanAttempt, ScanEvent
+
+pytestmark = pytest.mark.django_db
+
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def retention(settings):
+    settings.RETENTION_SCAN_EVENTS_DAYS = 30
+    settings.RETENTION_FORGED_ATTEMPTS_DAYS = 10
+    settings.RETENTION_TASK_RESULTS_DAYS = 7
+    settings.RETENTION_LOGS_DAYS = 20
+    return settings
+
+
+def rows() -> dict[str, set]:
+    return {
+        "scans": set(ScanEvent.objects.values_list("client_hash", flat=True)),
+        "forged": set(ForgedScanAttempt.objects.values_list("code", flat=True)),
+        "tasks": set(TaskResult.objects.values_list("task_id", flat=True)),
+        "logins": set(AccessLog.objects.values_list("username", flat=True)),
+        "failures": set(AccessFailureLog.objects.values_list("username", flat=True)),
+        "salts": set(DailySalt.objects.values_list("day", flat=True)),
+    }
+
+
+def seed() -> None:
+    """For each kind, rows just past their period ("old") and just within it ("new")."""
+    now = timezone.now()
+    product = make_product()
+    for label, age in [("old1", 31), ("old2", 45), ("old3", 400), ("new", 29)]:
+        ScanEvent.objects.create(
+            product=product, scanned_at=now - age * DAY, channel="page", client_hash=label
+        )
+    for label, age in [("old", 11), ("new", 9)]:
+        ForgedScanAttempt.objects.create(code=label, attempted_at=now - age * DAY, channel="api")
+    for label, age in [("old", 8), ("new", 6)]:
+        TaskResult.objects.create(task_id=label, status="SUCCESS")
+        TaskResult.objects.filter(task_id=label).update(date_done=now - age * DAY)
+    for model in (AccessLog, AccessFailureLog):
+        for label, age in [("old", 21), ("new", 19)]:
+            entry = model.objects.create(username=label, ip_address="192.0.2.1", user_agent="x")
+            model.objects.filter(pk=entry.pk).update(attempt_time=now - age * DAY)
+    today = timezone.localdate()
+    for day in (today - 2 * DAY, today - DAY, today):
+        DailySalt.objects.create(day=day, salt=bytes(32))
+
+
+def test_it_removes_expired_rows_keeps_fresh_ones_and_says_what_it_removed(retention):
+    seed()
+    out = io.StringIO()
+    call_command("purge_expired", "--batch-size", "2", stdout=out)
+    assert rows() == {
+        "scans": {"new"},
+        "forged": {"new"},
+        "tasks": {"new"},
+        "logins": {"new"},
+        "failures": {"new"},
+        "salts": {timezone.localdate()},
+    }
+    report = out.getvalue()
+    assert "scan events (before " in report and ": 3 removed" in report  # 2 batches of 2
+    assert "forged-code attempts" in report and "client-hash salts of past days" in report
+    assert report.strip().endswith("total: 9 removed")
+
+
+def test_a_dry_run_counts_and_removes_nothing(retention):
+    seed()
+    before = rows()
+    out = io.StringIO()
+    call_command("purge_expired", "--dry-run", stdout=out)
+    assert rows() == before
+    assert "scan events" in out.getvalue() and "3 would be removed" in out.getvalue()
+    assert out.getvalue().strip().endswith("total: 9 would be removed (dry run)")
+
+
+def test_it_deletes_set_based_not_row_by_row(retention):
+    seed()
+    now = timezone.now()
+    product = ScanEvent.objects.first().product
+    ScanEvent.objects.bulk_create(
+        ScanEvent(product=product, scanned_at=now - 100 * DAY, channel="page") for _ in range(500)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        call_command("purge_expired", stdout=io.StringIO())
+    deletes = [q["sql"] for q in queries if q["sql"].startswith("DELETE")]
+    # one statement per kind (each batch under its limit), not one per row
+    assert len(deletes) == 7, deletes
+    assert ScanEvent.objects.count() == 1
+
+
+def test_a_batch_size_below_one_is_refused():
+    with pytest.raises(CommandError, match="--batch-size"):
+        call_command("purge_expired", "--batch-size", "0")
