@@ -1,14 +1,19 @@
 """Stored aggregates of feedback, recomputed from raw rows (``manage.py check_integrity``).
 
 - lot review statistics (``feedback_lot_review_stats``) against the lot's visible reviews;
-- per-product scan counters (``feedback_product_scan_stats``) against the scan events;
+- per-product scan counters (``feedback_product_scan_stats``) against the scan events (at
+  least those left, for a product first scanned before the events' retention cutoff);
 - review flags: a hidden review has a reason, a shown one has none.
 Each check returns one line per difference; an empty list means the stored figures are true.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from traceability.integrity import ledger_differences
 
@@ -41,6 +46,9 @@ ORDER BY 1
 LIMIT %s
 """
 
+# Counters are for the product's whole life; scan events older than RETENTION_SCAN_EVENTS_DAYS
+# are purged (manage.py purge_expired). A product first scanned before that cutoff may have lost
+# events, so its counters may only be larger than what remains (and its last scan the same).
 SCAN_COUNTERS_SQL = """
 WITH truth AS (
     SELECT product_id, count(*) AS n, min(scanned_at) AS first, max(scanned_at) AS last,
@@ -49,10 +57,16 @@ WITH truth AS (
 )
 SELECT coalesce(t.product_id, s.product_id), coalesce(s.scan_count, 0), coalesce(t.n, 0)
 FROM truth t FULL JOIN feedback_product_scan_stats s ON s.product_id = t.product_id
-WHERE coalesce(s.scan_count, 0) <> coalesce(t.n, 0)
-   OR coalesce(s.distinct_clients, 0) <> coalesce(t.clients, 0)
-   OR s.first_scanned_at IS DISTINCT FROM t.first
-   OR s.last_scanned_at IS DISTINCT FROM t.last
+WHERE CASE WHEN s.first_scanned_at < %s THEN
+    s.scan_count < coalesce(t.n, 0)
+    OR s.distinct_clients < coalesce(t.clients, 0)
+    OR (t.last IS NOT NULL AND s.last_scanned_at IS DISTINCT FROM t.last)
+ELSE
+    coalesce(s.scan_count, 0) <> coalesce(t.n, 0)
+    OR coalesce(s.distinct_clients, 0) <> coalesce(t.clients, 0)
+    OR s.first_scanned_at IS DISTINCT FROM t.first
+    OR s.last_scanned_at IS DISTINCT FROM t.last
+END
 ORDER BY 1
 LIMIT %s
 """
@@ -65,9 +79,9 @@ LIMIT %s
 """
 
 
-def _rows(sql: str) -> list[tuple]:
+def _rows(sql: str, *params: object) -> list[tuple]:
     with connection.cursor() as cursor:
-        cursor.execute(sql, [LIMIT])
+        cursor.execute(sql, [*params, LIMIT])
         return cursor.fetchall()
 
 
@@ -81,11 +95,15 @@ def lot_review_stats_differences() -> list[str]:
     ]
 
 
+def _scan_events_cutoff() -> datetime:
+    return timezone.now() - timedelta(days=settings.RETENTION_SCAN_EVENTS_DAYS)
+
+
 def scan_counter_differences() -> list[str]:
     return [
         f"scan counters: product #{pk} stores {stored} scans, its scan events give {true}"
         f" (or its distinct clients or first/last scan times differ)"
-        for pk, stored, true in _rows(SCAN_COUNTERS_SQL)
+        for pk, stored, true in _rows(SCAN_COUNTERS_SQL, _scan_events_cutoff())
     ]
 
 

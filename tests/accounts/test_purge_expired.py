@@ -13,8 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from feedback.integrity import scan_counter_differences
 from tests.factories import make_product
-from traceability.models import DailySalt, ForgedScanAttempt, ScanEvent
+from traceability.models import DailySalt, ForgedScanAttempt, ProductScanStats, ScanEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -109,3 +110,26 @@ def test_it_deletes_set_based_not_row_by_row(retention):
 def test_a_batch_size_below_one_is_refused():
     with pytest.raises(CommandError, match="--batch-size"):
         call_command("purge_expired", "--batch-size", "0")
+
+
+def test_scan_counters_still_check_against_the_events_left_after_a_purge(retention):
+    now = timezone.now()
+    product = make_product()
+    times = {"a": now - 40 * DAY, "b": now - 35 * DAY, "c": now - DAY}
+    for client, when in times.items():
+        ScanEvent.objects.create(
+            product=product, scanned_at=when, channel="page", client_hash=client
+        )
+    stats = ProductScanStats.objects.create(
+        product=product,
+        scan_count=3,
+        distinct_clients=3,
+        first_scanned_at=times["a"],
+        last_scanned_at=times["c"],
+    )
+    assert scan_counter_differences() == []
+    call_command("purge_expired", stdout=io.StringIO())
+    assert ScanEvent.objects.count() == 1
+    assert scan_counter_differences() == []  # the lifetime counters keep the purged scans
+    ProductScanStats.objects.filter(pk=stats.pk).update(scan_count=0)
+    assert len(scan_counter_differences()) == 1  # fewer than the events left: still found
