@@ -20,6 +20,7 @@ from sensors.models import QualityAlert, QualityThreshold
 from sensors.schemas import Reading
 
 NO_LOT_RULE = "no_lot"
+LOT_NOT_ALLOWED_RULE = "lot_not_allowed"
 GRADE_RANK = {"REJECT": 0, "C": 1, "B": 2, "A": 3, "A+": 4}
 
 
@@ -126,6 +127,38 @@ def unresolved_no_lot_alerts() -> QuerySet[QualityAlert]:
     """The alerts of stations sending without a lot (one per station until resolved): the
     station admin's filter and the admin home count them."""
     return QualityAlert.objects.filter(rule=NO_LOT_RULE, status__in=UNRESOLVED)
+
+
+def refusal_alert(
+    *,
+    device_id: str,
+    sample_key: str,
+    lot_id: int,
+    lot_code: str,
+    rule: str,
+    detail: str,
+    now: datetime,
+) -> Alert:
+    """The alert of a sample refused because its station may not write into the lot it named
+    (``rule`` is ``lot_site`` or ``assigned_lot``): the sample is not stored, so staff must hear
+    of it; one open alert per station counts the refusals
+    (``sensors.storage.refused_alerts_upsert``)."""
+    return Alert(
+        sample_id=None,
+        lot_id=lot_id,
+        device_id=device_id,
+        threshold_id=None,
+        rule=LOT_NOT_ALLOWED_RULE,
+        metric="lot_id",
+        value=lot_code[:40],
+        severity=QualityThreshold.Severity.CRITICAL,
+        message=(
+            f"{sample_key}: refusé, la station ne peut pas écrire dans le lot {lot_code} "
+            f"({rule}) / refused: {detail}"
+        )[:300],
+        sample_key=sample_key,
+        created_at=now,
+    )
 
 
 def alert_acknowledge(*, alert: QualityAlert, user) -> QualityAlert:

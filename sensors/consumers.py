@@ -322,6 +322,7 @@ class LiveDashboardConsumer(AsyncWebsocketConsumer):
             await self.close(code=4403)
             return
         self.language = live.language_from_scope(self.scope)
+        self.can_handle = await database_sync_to_async(user.has_perm)(live.ALERT_PERMISSION)
         await self.channel_layer.group_add(live.GROUP, self.channel_name)
         await self.accept()
 
@@ -329,4 +330,6 @@ class LiveDashboardConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(live.GROUP, self.channel_name)
 
     async def live_update(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=live.render_update(event, language=self.language))
+        await self.send(
+            text_data=live.render_update(event, language=self.language, can_handle=self.can_handle)
+        )

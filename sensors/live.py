@@ -39,6 +39,8 @@ RECENT = 5  # earlier samples listed under a station's latest one
 # Staff who may acknowledge and resolve alerts from the dashboard.
 ALERT_PERMISSION = "sensors.change_qualityalert"
 UNRESOLVED = [QualityAlert.Status.OPEN, QualityAlert.Status.ACKNOWLEDGED]
+# The CSRF token of live-rendered forms: the page puts its own in their place (dashboard.js).
+LIVE_CSRF_PLACEHOLDER = "live-csrf-placeholder"
 FLUSH_SECONDS = 0.5
 SPECTRAL_COLOURS = [
     "#7b2fbe",
@@ -211,6 +213,7 @@ def alert_groups(*, limit: int = 500) -> list[dict[str, Any]]:
                 "critical": False,
             },
         )
+        alert.lot_code = alert.lot.code if alert.lot else ""
         group["alerts"].append(alert)
         group["occurrences"] += alert.occurrences
         group["open"] += alert.status == QualityAlert.Status.OPEN
@@ -218,6 +221,60 @@ def alert_groups(*, limit: int = 500) -> list[dict[str, Any]]:
     return sorted(
         groups.values(),
         key=lambda g: (g["open"] == 0, -g["last_seen_at"].timestamp()),
+    )
+
+
+def needs_state() -> dict[str, Any]:
+    """The "what needs you now" section as plain data (for the channel layer): the groups of
+    ``alert_groups``, the number of stations needing staff and of open alerts."""
+    groups = alert_groups()
+    return {
+        "groups": [
+            dict(
+                group,
+                last_seen_at=group["last_seen_at"].isoformat(),
+                alerts=[
+                    {
+                        "pk": a.pk,
+                        "rule": a.rule,
+                        "severity": a.severity,
+                        "status": a.status,
+                        "occurrences": a.occurrences,
+                        "last_seen_at": a.last_seen_at.isoformat(),
+                        "lot_code": a.lot.code if a.lot_id and a.lot else "",
+                    }
+                    for a in group["alerts"]
+                ],
+            )
+            for group in groups
+        ],
+        "stations_needing_staff": sum(1 for g in groups if g["open"]),
+        "open_alert_count": QualityAlert.objects.filter(status=QualityAlert.Status.OPEN).count(),
+    }
+
+
+def render_needs(needs: dict[str, Any], *, can_handle: bool) -> str:
+    """The "what needs you now" section (``sensors/_alert_groups.html``) from ``needs_state``
+    data. Its forms carry a placeholder CSRF token that the page replaces with its own."""
+    groups = [
+        dict(
+            group,
+            last_seen_at=datetime.fromisoformat(group["last_seen_at"]),
+            alerts=[
+                dict(a, last_seen_at=datetime.fromisoformat(a["last_seen_at"]))
+                for a in group["alerts"]
+            ],
+        )
+        for group in needs["groups"]
+    ]
+    return render_to_string(
+        "sensors/_alert_groups.html",
+        {
+            "alert_groups": groups,
+            "stations_needing_staff": needs["stations_needing_staff"],
+            "can_handle": can_handle,
+            "csrf_token": LIVE_CSRF_PLACEHOLDER,
+        },
     )
 
 
@@ -243,10 +300,13 @@ class LiveFeed:
         self._latest: dict[str, Any] = {}
         self._counts: Counter[str] = Counter()
         self._alerts: list[dict[str, Any]] = []
+        self._alerts_changed = False
         self._scheduled = False
 
     def note(self, results: Sequence[Any]) -> None:
         for result in results:
+            if result.alerts:
+                self._alerts_changed = True  # raised or counted in place: regroup on flush
             if result.status != "saved" or result.reading is None:
                 continue
             self._latest.setdefault(result.device_id, deque(maxlen=RECENT + 1)).append(result)
@@ -267,7 +327,7 @@ class LiveFeed:
                     }
                 )
         self._alerts = self._alerts[-20:]
-        if self._latest and not self._scheduled:
+        if (self._latest or self._alerts_changed) and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush_soon)
 
@@ -275,14 +335,24 @@ class LiveFeed:
         asyncio.get_running_loop().create_task(self.flush())
 
     async def flush(self) -> None:
+        from channels.db import database_sync_to_async
         from channels.layers import get_channel_layer
 
         self._scheduled = False
         latest, counts, alerts = self._latest, self._counts, self._alerts
+        changed, self._alerts_changed = self._alerts_changed, False
         self._latest, self._counts, self._alerts = {}, Counter(), []
         layer = get_channel_layer()
         if layer is None:
             return
+        needs = None
+        if changed:
+            # "What needs you now" is read again (one query per flush, not per dashboard) so
+            # that counts updated in place and alerts of refused samples show live as well.
+            try:
+                needs = await database_sync_to_async(needs_state)()
+            except Exception:
+                logger.exception("live dashboard: alert groups could not be read")
         # Plain data: each dashboard connection renders it (render_update), so a server
         # nobody watches renders nothing.
         stations = []
@@ -314,6 +384,7 @@ class LiveFeed:
                     "stations": stations,
                     "grade_counts": dict(counts),
                     "alerts": alerts,
+                    "needs": needs,
                 },
             )
         except Exception:  # the dashboard is best effort; ingestion must not depend on it
@@ -355,9 +426,13 @@ def _station_html(language: str, device_id: str, sample_id: str, station_json: s
         return render_station(card)
 
 
-def render_update(event: dict[str, Any], *, language: str | None = None) -> str:
-    """The frame a dashboard receives: station cards and alert rows as HTML, grade counts,
-    rendered in ``language`` (the dashboard page's; default: the site's)."""
+def render_update(
+    event: dict[str, Any], *, language: str | None = None, can_handle: bool = False
+) -> str:
+    """The frame a dashboard receives: station cards and alert rows as HTML, grade counts, and
+    when alerts changed the "what needs you now" section and the open alert count, rendered in
+    ``language`` (the dashboard page's; default: the site's), with the alert buttons when the
+    viewer may handle alerts (``can_handle``)."""
     language = language or settings.LANGUAGE_CODE
     stations = [
         {
@@ -373,14 +448,17 @@ def render_update(event: dict[str, Any], *, language: str | None = None) -> str:
         for alert in event["alerts"]:
             alert = dict(alert, created_at=datetime.fromisoformat(alert["created_at"]))
             alerts.append(render_alert(alert))
-    return json.dumps(
-        {
+        needs = event.get("needs")
+        frame = {
             "type": "update",
             "stations": stations,
             "grade_counts": event["grade_counts"],
             "alerts": alerts,
         }
-    )
+        if needs is not None:
+            frame["needs_html"] = render_needs(needs, can_handle=can_handle)
+            frame["open_alert_count"] = needs["open_alert_count"]
+    return json.dumps(frame)
 
 
 _feeds: dict[int, LiveFeed] = {}

@@ -261,8 +261,13 @@ class QualityAlert(models.Model):
     sample = models.ForeignKey(
         SensorSample,
         on_delete=models.CASCADE,
+        null=True,
+        blank=True,
         related_name="alerts",
-        help_text=_("The first sample that raised this alert."),
+        help_text=_(
+            "The first sample that raised this alert; none for a refused message (a station "
+            "writing into a lot it may not use), which was not stored."
+        ),
     )
     lot = models.ForeignKey(
         "gaveurs.Lot", on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts"

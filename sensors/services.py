@@ -41,7 +41,13 @@ from django.utils import timezone
 
 from gaveurs.models import Lot, Site
 from sensors import storage
-from sensors.alerts import Alert, alert_resolve, alerts_for, unresolved_no_lot_alerts
+from sensors.alerts import (
+    Alert,
+    alert_resolve,
+    alerts_for,
+    refusal_alert,
+    unresolved_no_lot_alerts,
+)
 from sensors.models import Device, QualityThreshold, SensorSample
 from sensors.rules import product_eligible
 from sensors.schemas import Hello, Reading
@@ -267,6 +273,7 @@ class _Pending:
 
     rows: list[list] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    refused: list[Alert] = field(default_factory=list)  # of samples refused, not stored
     items: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
 
@@ -284,6 +291,7 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
     for index, item in enumerate(items):
         _sample_prepare(item, results[index], context, pending, index=index, now=now)
     inserted = storage.samples_insert(pending.rows, pending.alerts, now=now) if pending.rows else {}
+    storage.refused_alerts_upsert(pending.refused)
     stored = _samples_already_stored([key for key in pending.items if key not in inserted])
     for key, indexes in pending.items.items():
         _sample_settle([results[i] for i in indexes], inserted.get(key), stored.get(key))
@@ -386,6 +394,18 @@ def _sample_prepare(
             logger.warning("station %s refused: %s", reading.device_id, refusal[0])
             result.error_code, result.error_detail = "lot_not_allowed", refusal[0]
             result.error_field, result.error_rule = "lot_id", refusal[1]
+            result.alerts = [
+                refusal_alert(
+                    device_id=reading.device_id,
+                    sample_key=reading.sample_id,
+                    lot_id=lot.id,
+                    lot_code=lot.code,
+                    rule=refusal[1],
+                    detail=refusal[0],
+                    now=now,
+                )
+            ]
+            pending.refused.extend(result.alerts)
             return
     elif device.assigned_lot is not None:
         lot = device.assigned_lot

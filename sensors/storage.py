@@ -156,6 +156,48 @@ def _insert_sql(count: int, alert_count: int) -> str:
     )
 
 
+def refused_alerts_upsert(alerts: Sequence[Alert]) -> None:
+    """The alerts of refused samples (not stored, so no sample row): one unresolved alert per
+    (station, rule), inserted or counted in place, as ``samples_insert`` does for stored ones."""
+    if not alerts:
+        return
+    names = [name for name, _ in _ALERT_ROW]
+    values = ", ".join("(" + ", ".join(f"%s{cast}" for _, cast in _ALERT_ROW) + ")" for _ in alerts)
+    # As ``_ALERT_GROUPED``, with no sample: the latest values by time rather than by row id.
+    grouped = {c: v.replace("new.id", "a.created_at") for c, v in _ALERT_GROUPED.items()}
+    grouped["sample_id"] = "NULL::bigint"
+    sql = (
+        f"INSERT INTO {QualityAlert._meta.db_table} AS qa "
+        f"({', '.join(_ALERT_COLUMNS)}, occurrences, last_seen_at) "
+        f"SELECT {', '.join(grouped[c] for c in _ALERT_COLUMNS)}, count(*), max(a.created_at) "
+        f"FROM (VALUES {values}) AS a ({', '.join(names)}) "
+        f"GROUP BY a.device_id, a.rule ORDER BY a.device_id, a.rule "
+        f"ON CONFLICT (device_id, rule) WHERE status IN ('open', 'acknowledged') DO UPDATE SET "
+        f"occurrences = qa.occurrences + EXCLUDED.occurrences, "
+        f"last_seen_at = EXCLUDED.last_seen_at, value = EXCLUDED.value, "
+        f"message = EXCLUDED.message, severity = EXCLUDED.severity, lot_id = EXCLUDED.lot_id"
+    )
+    params = [
+        value
+        for a in alerts
+        for value in (
+            a.device_id,
+            a.sample_key,
+            a.lot_id,
+            a.threshold_id,
+            a.rule,
+            a.metric,
+            a.value,
+            a.severity,
+            a.message,
+            a.status,
+            a.created_at,
+        )
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
 def _latest(column: str) -> str:
     return f"(array_agg(a.{column} ORDER BY new.id DESC))[1]"
 

@@ -37,7 +37,18 @@
     msg.alerts.forEach(function (html) { list.insertBefore(fragment(html), list.firstChild); });
     while (list.children.length > 50) list.removeChild(list.lastChild);
     var count = document.getElementById("sqal-alert-count");
-    count.textContent = String(Number(count.textContent) + msg.alerts.length);
+    if (msg.needs_html !== undefined) {
+      // "What needs you now", read again by the server: counts updated in place, new groups,
+      // alerts of refused samples. Its forms get this page's CSRF token.
+      var needs = fragment(msg.needs_html);
+      needs.querySelectorAll('input[name="csrfmiddlewaretoken"]').forEach(function (input) {
+        input.value = document.body.dataset.csrf || "";
+      });
+      document.getElementById("sqal-needs").replaceWith(needs);
+      count.textContent = String(msg.open_alert_count);
+    } else {
+      count.textContent = String(Number(count.textContent) + msg.alerts.length);
+    }
   }
   function connect() {
     var proto = location.protocol === "https:" ? "wss://" : "ws://";

@@ -23,7 +23,9 @@ pytestmark = [
 ]
 
 
-def send_samples(url: str, token: str, sample_ids: list[str]) -> list[dict]:
+def send_samples(
+    url: str, token: str, sample_ids: list[str], *, lot_id: int | None = None
+) -> list[dict]:
     """Send samples from a station in another thread (Playwright owns this thread's loop)."""
     acks: list[dict] = []
 
@@ -32,6 +34,8 @@ def send_samples(url: str, token: str, sample_ids: list[str]) -> list[dict]:
         for sample_id in sample_ids:
             m = json.loads(fixture_text("sensor_data_flat.json"))
             m["sample_id"] = sample_id
+            if lot_id is not None:
+                m["lot_id"] = lot_id
             acks.append(await exchange(ws, m))
         await ws.close()
 
@@ -83,7 +87,12 @@ def test_staff_watch_samples_arrive_with_heatmap_spectrum_and_history(daphne, st
     )
     assert "LIVE_0001" in card.locator(".sqal-recent").inner_text()
     assert page.locator('#sqal-counts [data-grade="A"] b').inner_text() == "2"
-    assert int(page.locator("#sqal-alert-count").inner_text()) >= 2  # no lot, twice
+    # One open alert (no lot), which counts both samples.
+    page.wait_for_function(
+        '() => document.querySelector(\'.sqal-group-alert[data-rule="no_lot"] '
+        ".sqal-occurrences')?.textContent === '2'"
+    )
+    assert page.locator("#sqal-alert-count").inner_text() == "1"
     assert "no_lot" in page.locator("#sqal-alerts").inner_text()
 
 
@@ -108,5 +117,52 @@ def test_staff_see_what_needs_them_grouped_by_station_and_resolve_it(daphne, sta
     # the test database open.)
     try:
         assert QualityAlert.objects.get(rule="no_lot").status == "resolved"
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def foreign_lot_id():
+    from tests.factories import make_lot, make_site
+
+    return make_lot(site=make_site(code="MG")).id
+
+
+def test_what_needs_staff_updates_live_with_counts_and_refused_samples(
+    daphne, foreign_lot_id, staff_page
+):
+    from sensors.models import QualityAlert
+
+    page, token = staff_page
+    page.goto(daphne.http + "/sqal/live/")
+    page.wait_for_function(
+        "() => document.getElementById('sqal-status').textContent.trim() === 'live'"
+    )
+    assert page.locator("#sqal-all-clear").count() == 1
+
+    send_samples(daphne.url, token, ["NEEDS_0001", "NEEDS_0002"])  # no lot: counted in place
+    row = page.locator('.sqal-group-alert[data-rule="no_lot"] .sqal-occurrences')
+    page.wait_for_function(
+        '() => (document.querySelector(\'.sqal-group-alert[data-rule="no_lot"] '
+        ".sqal-occurrences') || {}).textContent === '2'"
+    )
+    assert row.inner_text() == "2"
+    assert page.locator("#sqal-needs-count").inner_text() == "1"
+
+    # A sample refused for a lot of another site is not stored, and still shows up, live.
+    (ack,) = send_samples(daphne.url, token, ["NEEDS_0003"], lot_id=foreign_lot_id)
+    assert (ack["type"], ack["code"], ack["rule"]) == ("error", "lot_not_allowed", "lot_site")
+    refused = page.locator('.sqal-group-alert[data-rule="lot_not_allowed"]')
+    refused.wait_for()
+    assert refused.get_attribute("data-status") == "open"
+    assert page.locator("#sqal-alert-count").inner_text() == "2"  # open alerts, not samples
+
+    # Its buttons, rendered over the websocket, carry this page's CSRF token and work.
+    with page.expect_navigation():
+        refused.get_by_role("button", name="Resolve").click()
+    page.locator("#sqal-needs").wait_for()
+    assert page.locator('.sqal-group-alert[data-rule="lot_not_allowed"]').count() == 0
+    try:
+        assert QualityAlert.objects.get(rule="lot_not_allowed").status == "resolved"
     finally:
         connection.close()

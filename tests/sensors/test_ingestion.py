@@ -46,6 +46,31 @@ def test_a_lot_id_other_than_the_assigned_lot_is_refused_unless_staff_allowed_it
     assert result.status == "saved" and result.lot_id == named.id
 
 
+def test_a_refused_lot_raises_one_critical_alert_for_staff_counted_in_place():
+    foreign = make_lot(site=make_site(code="MG"))
+    make_device()  # a station of site LL
+    for sample_id in ("ESP32_LL_01_0001", "ESP32_LL_01_0002"):
+        refused = ingest(message(sample_id=sample_id, lot_id=foreign.id))
+        assert (refused.error_code, refused.frame()["rule"]) == ("lot_not_allowed", "lot_site")
+    assert not SensorSample.objects.exists()  # refused, not stored ...
+    alert = QualityAlert.objects.get()  # ... but staff are told, once per station and rule
+    assert (alert.rule, alert.severity, alert.status) == ("lot_not_allowed", "critical", "open")
+    assert (alert.device_id, alert.lot, alert.sample, alert.occurrences) == (
+        "ESP32_LL_01",
+        foreign,
+        None,
+        2,
+    )
+    assert "ESP32_LL_01_0002" in alert.message and "lot_site" in alert.message
+    assert alert.last_seen_at >= alert.created_at
+
+    # A resolved alert is closed: the next refusal opens a new one.
+    alert.status = QualityAlert.Status.RESOLVED
+    alert.save()
+    ingest(message(sample_id="ESP32_LL_01_0003", lot_id=foreign.id))
+    assert QualityAlert.objects.filter(rule="lot_not_allowed", status="open").count() == 1
+
+
 def test_then_the_lot_staff_assigned_to_the_station():
     assigned, by_code = make_lot(), make_lot()
     make_device(assigned_lot=assigned)
@@ -204,3 +229,14 @@ def test_a_nul_character_is_refused_by_validation():
     with pytest.raises(ProtocolError) as refused:
         parse_message(text, max_bytes=10**6)
     assert refused.value.rule == "no_nul"
+
+
+def test_the_alert_of_a_refused_sample_is_listed_and_opened_in_admin(admin_client):
+    foreign = make_lot(site=make_site(code="MG"))
+    make_device()
+    ingest(message(lot_id=foreign.id))
+    alert = QualityAlert.objects.get(rule="lot_not_allowed")
+    listing = admin_client.get("/admin/sensors/qualityalert/?rule=lot_not_allowed")
+    assert listing.status_code == 200 and foreign.code in listing.content.decode()
+    page = admin_client.get(f"/admin/sensors/qualityalert/{alert.pk}/change/")
+    assert page.status_code == 200 and "lot_site" in page.content.decode()
