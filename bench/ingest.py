@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import percentile  # noqa: E402
+from bench.common import percentile, tree_cpu_seconds  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "sensor_data_flat.json"
 
@@ -167,25 +167,6 @@ async def measure(
     if saved != per_device * devices:
         raise RuntimeError(f"{saved} of {per_device * devices} acknowledged as saved")
     return saved / elapsed, saved, [lat for r in results for lat in r[2]]
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children alive now (PostgreSQL's backends)."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
 
 
 def postmaster_pid(data_dir: Path) -> int | None:
