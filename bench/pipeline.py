@@ -1,14 +1,14 @@
 """Registration pipeline benchmark: sample acknowledged → product scannable, and QR renders/s.
 
-Run: ``.venv/bin/python bench/pipeline.py [--samples 200] [--rate 10] [--burst 500]``. Uses a throwaway
-embedded PostgreSQL unless DATABASE_URL is set, and Redis at 127.0.0.1:6379 (database 15, a
-per-run key prefix; REDIS_BENCH_URL to change it). For each broker (Redis, then the embedded
-SQLAlchemy transport) it starts the real worker (``scripts/worker.sh``: prefork, 2 processes),
-then ingests ``--samples`` compliant samples at ``--rate`` per second through
+Run: ``.venv/bin/python bench/pipeline.py [--samples 200] [--rate 10] [--burst 500]``. Uses a
+throwaway embedded PostgreSQL unless DATABASE_URL is set, and Redis at 127.0.0.1:6379 (database 15,
+a per-run key prefix; REDIS_BENCH_URL to change it). For each broker (Redis, then the embedded
+SQLAlchemy transport) it starts the real worker (``scripts/worker.sh``: prefork, 2 processes), then
+ingests ``--samples`` compliant samples at ``--rate`` per second through
 ``sensors.services.ingest_sample`` (the websocket consumer's service; it acks after commit and
 enqueues the registration on commit). The clock starts when ingestion returns (the moment the
-station's ack is sent) and stops when a separate connection sees the committed product row
-(the moment the scan page can show it), polled every 5 ms.
+station's ack is sent) and stops when a separate connection sees the committed product row (the
+moment the scan page can show it), polled every 5 ms.
 
 Baselines measured in the same run: the synchronous PL/pgSQL registration (``product_register``
 in this process) and, on each broker, a no-op task's round trip on the same queue and worker
