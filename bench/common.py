@@ -138,6 +138,63 @@ def start_daphne(
     return proc, port
 
 
+def start_granian(
+    application: str,
+    env: dict[str, str],
+    log: Path,
+    *,
+    workers: int = 2,
+    threads: int = 1,
+) -> tuple[subprocess.Popen, int]:
+    """granian serving the WSGI ``module:attribute`` on a free loopback port, as the README
+    deploys the consumer pages (``--interface wsgi``, no websockets); (process, port)."""
+    port = free_port()
+    command = [
+        str(Path(sys.executable).parent / "granian"),
+        "--interface",
+        "wsgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--blocking-threads",
+        str(threads),
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "--working-dir",
+        str(ROOT),
+        application,
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**env, "PYTHONPATH": str(ROOT)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    wait_for_port(port, proc, log)
+    return proc, port
+
+
+def postgres_pid(connection) -> int | None:
+    """The PostgreSQL postmaster's pid (the parent of this psycopg or Django connection's
+    backend), when the server runs on this machine; else None."""
+    import psutil
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+        return psutil.Process(backend).ppid()
+    except Exception:  # a remote server, or no permission to see it: no figure
+        return None
+
+
 def start_worker(
     env: dict[str, str], log: Path, timeout: float = 60, wait: bool = True
 ) -> subprocess.Popen:

@@ -21,7 +21,7 @@ URLs with keep-alive HTTP/1.1 clients in several processes for a fixed time each
 Prints requests/s, p50/p99 latency and the server's CPU per request (all its processes) for
 each, and the ratios with their goals: cached page >= 0.9 x "trivial + scan write", cold page
 >= 0.25 x the trivial view. Last line: one JSON object. The servers run as deployed: JSON logs
-at INFO with one access line per request (to /dev/null here), and for granian Django's
+at INFO with one access line per request (to a file here), and for granian Django's
 connection health checks off (``DB_CONN_HEALTH_CHECKS=false``: else a ``SELECT 1`` per request,
 which the trivial view never sends); ``DB_CONN_HEALTH_CHECKS=true .venv/bin/python
 bench/scan.py`` measures with them.
@@ -107,7 +107,7 @@ def _start_server(
     kind: str, port: int, workers: int, threads: int, extra_env: dict[str, str] | None = None
 ) -> subprocess.Popen:
     # As deployed (README): JSON logs with one access line per request, at INFO. The lines go
-    # to /dev/null here, but each is formatted and written like in production.
+    # to a file here, but each is formatted and written like in production.
     env = {
         "LOG_LEVEL": "INFO",
         "LOG_FORMAT": "json",
@@ -141,7 +141,9 @@ def _start_server(
         # Daphne is single-process: the ASGI path as the websocket server runs it.
         env["DJANGO_SETTINGS_MODULE"] = "gaveurs.settings"
         cmd = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "bench._scan_asgi:app"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    # The servers' output (the access lines among it) goes to a file, not to this bench's output.
+    log = open(Path(tempfile.mkdtemp(prefix="gtbench-scan.")) / f"{kind}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
