@@ -18,7 +18,7 @@ URLs with keep-alive HTTP/1.1 clients in several processes for a fixed time each
   (resolve, store the scan event, bump the counter) and its cache operations (the day's salt,
   the per-client limit's add + incr), no page: the floor of any page that counts every scan.
 
-Prints requests/s, p50/p99 latency and the server's CPU per request (all its processes) for
+Prints requests/s, p50/p99 latency, the server's and PostgreSQL's CPU per request for
 each, and the ratios with their goals: cached page >= 0.9 x "trivial + scan write", cold page
 >= 0.25 x the trivial view. Last line: one JSON object. The servers run as deployed: JSON logs
 at INFO with one access line per request (to a file here), and for granian Django's
@@ -58,7 +58,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import tree_cpu_seconds  # noqa: E402
+from bench.common import postgres_pid, tree_cpu_seconds  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -250,29 +250,36 @@ def _measure_interleaved(
     rounds: int,
     clients: int,
     threads: int,
+    pg_pid: int | None = None,
 ) -> dict[str, dict]:
     """Each target (server, port, paths) for ``seconds`` in all, in ``rounds`` slices taken in
     turn: on a shared machine a change of load from other programs then weighs on every target
-    alike. Adds the server's CPU (all its processes) per request."""
-    totals = {name: ([], 0, 0.0, 0.0) for name in targets}
+    alike. Adds the server's CPU (all its processes) per request, and PostgreSQL's (all its
+    processes) when it runs here."""
+    totals = {name: ([], 0, 0.0, 0.0, 0.0) for name in targets}
     for _ in range(rounds):
         for name, (server, port, paths) in targets.items():
             cpu = tree_cpu_seconds(server.pid)
+            db_cpu = tree_cpu_seconds(pg_pid) if pg_pid else 0.0
             lats, errors, elapsed = _load(
                 port, paths, seconds=seconds / rounds, clients=clients, threads=threads
             )
             used = tree_cpu_seconds(server.pid) - cpu
-            all_lats, all_errors, all_elapsed, all_cpu = totals[name]
+            db_used = (tree_cpu_seconds(pg_pid) - db_cpu) if pg_pid else 0.0
+            all_lats, all_errors, all_elapsed, all_cpu, all_db = totals[name]
             totals[name] = (
                 all_lats + lats,
                 all_errors + errors,
                 all_elapsed + elapsed,
                 all_cpu + used,
+                all_db + db_used,
             )
     results = {}
-    for name, (lats, errors, elapsed, cpu) in totals.items():
+    for name, (lats, errors, elapsed, cpu, db_cpu) in totals.items():
         results[name] = _summary(lats, errors, elapsed)
         results[name]["server_cpu_ms_per_req"] = round(cpu / max(1, len(lats)) * 1000, 3)
+        if pg_pid:
+            results[name]["db_cpu_ms_per_req"] = round(db_cpu / max(1, len(lats)) * 1000, 3)
     return results
 
 
@@ -312,6 +319,12 @@ def main() -> None:
     # a page is rendered again once per SCAN_PAGE_CACHE_SECONDS per process and product).
     os.environ.setdefault("SCAN_PAGE_CACHE_SECONDS", "3600")
     codes = _setup_products(args.products)
+    import psycopg
+
+    with psycopg.connect(
+        os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
+    ) as db:
+        pg_pid = postgres_pid(db)
     port = _free_port()
     cold_port = _free_port()
     server = _start_server(args.server, port, args.workers, args.server_threads)
@@ -359,6 +372,7 @@ def main() -> None:
                 "cold_scan": (cold, cold_port, scan_paths),
             },
             rounds=args.rounds,
+            pg_pid=pg_pid,
             **load,
         )
     finally:
@@ -397,7 +411,8 @@ def main() -> None:
     ]:
         print(
             f"{name:>22}: {r['rps']:8.1f} req/s  p50 {r['p50_ms']:6.2f} ms  "
-            f"p99 {r['p99_ms']:6.2f} ms  server CPU {r['server_cpu_ms_per_req']:6.3f} ms/req  "
+            f"p99 {r['p99_ms']:6.2f} ms  server CPU {r['server_cpu_ms_per_req']:6.3f} ms/req "
+            f"(PostgreSQL {r.get('db_cpu_ms_per_req', float('nan')):.3f})  "
             f"({r['requests']} requests, {r['errors']} errors)"
         )
     goals = {"cached_vs_scan_write": 0.9, "cold_vs_trivial": 0.25}
