@@ -38,7 +38,7 @@ soak: venv
 # Every bench script with short settings (a few minutes; figures are indicative only).
 bench: venv
 	$(BIN)/python bench/ingest.py --flat 60 --nested 300
-	$(BIN)/python bench/pipeline.py --samples 30 --qr 50
+	$(BIN)/python bench/pipeline.py --samples 30 --qr 50 --burst 100
 	$(BIN)/python bench/scan.py --seconds 2
 	$(BIN)/python bench/ledger.py --sizes 10000 --samples 100 --proofs 200
 	$(BIN)/python bench/optimizer.py --lots 1000 --ratings 10000

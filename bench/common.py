@@ -36,6 +36,26 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and of its children alive now (a prefork server's
+    workers, PostgreSQL's backends). Read before and after a turn: the difference is the turn's."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def slope(points: list[tuple[float, float]]) -> float:
     """Least-squares slope of (x, y) points; 0 for fewer than two distinct x."""
     n = len(points)
@@ -116,6 +136,63 @@ def start_daphne(
         )
     wait_for_port(port, proc, log)
     return proc, port
+
+
+def start_granian(
+    application: str,
+    env: dict[str, str],
+    log: Path,
+    *,
+    workers: int = 2,
+    threads: int = 1,
+) -> tuple[subprocess.Popen, int]:
+    """granian serving the WSGI ``module:attribute`` on a free loopback port, as the README
+    deploys the consumer pages (``--interface wsgi``, no websockets); (process, port)."""
+    port = free_port()
+    command = [
+        str(Path(sys.executable).parent / "granian"),
+        "--interface",
+        "wsgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--blocking-threads",
+        str(threads),
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "--working-dir",
+        str(ROOT),
+        application,
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**env, "PYTHONPATH": str(ROOT)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    wait_for_port(port, proc, log)
+    return proc, port
+
+
+def postgres_pid(connection) -> int | None:
+    """The PostgreSQL postmaster's pid (the parent of this psycopg or Django connection's
+    backend), when the server runs on this machine; else None."""
+    import psutil
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+        return psutil.Process(backend).ppid()
+    except Exception:  # a remote server, or no permission to see it: no figure
+        return None
 
 
 def start_worker(

@@ -1,17 +1,22 @@
 """Registration pipeline benchmark: sample acknowledged → product scannable, and QR renders/s.
 
-Run: ``.venv/bin/python bench/pipeline.py [--samples 200] [--rate 10]``. Uses a throwaway
-embedded PostgreSQL unless DATABASE_URL is set, and Redis at 127.0.0.1:6379 (database 15, a
-per-run key prefix; REDIS_BENCH_URL to change it). For each broker (Redis, then the embedded
-SQLAlchemy transport) it starts the real worker (``scripts/worker.sh``: prefork, 2 processes),
-then ingests ``--samples`` compliant samples at ``--rate`` per second through
+Run: ``.venv/bin/python bench/pipeline.py [--samples 200] [--rate 10] [--burst 500]``. Uses a
+throwaway embedded PostgreSQL unless DATABASE_URL is set, and Redis at 127.0.0.1:6379 (database 15,
+a per-run key prefix; REDIS_BENCH_URL to change it). For each broker (Redis, then the embedded
+SQLAlchemy transport) it starts the real worker (``scripts/worker.sh``: prefork, 2 processes), then
+ingests ``--samples`` compliant samples at ``--rate`` per second through
 ``sensors.services.ingest_sample`` (the websocket consumer's service; it acks after commit and
 enqueues the registration on commit). The clock starts when ingestion returns (the moment the
-station's ack is sent) and stops when a separate connection sees the committed product row
-(the moment the scan page can show it), polled every 5 ms.
+station's ack is sent) and stops when a separate connection sees the committed product row (the
+moment the scan page can show it), polled every 5 ms.
 
 Baselines measured in the same run: the synchronous PL/pgSQL registration (``product_register``
-in this process) for latency, and ``segno.make`` alone (building the matrix) for QR rendering.
+in this process) and, on each broker, a no-op task's round trip on the same queue and worker
+(``celery.accumulate``, observed by its committed result row, polled every 5 ms): their p95s
+summed are the floor of an asynchronous registration (goal, Redis: ack -> product p95 <= 1.5 x
+that floor). Then a burst of ``--burst`` eligible samples ingested back to back: its drain rate
+(products/s from the burst's start to the last product), beside the synchronous registration's rate
+in one process. ``segno.make`` alone (building the matrix) is the baseline of QR rendering.
 The last line is one JSON object.
 """
 
@@ -207,6 +212,8 @@ def measure_broker(name: str, broker_url: str, broker_env: dict, options: dict, 
             time.sleep(0.01)
         missing = [pk for pk in acked if pk not in watcher.seen]
         latencies = [(watcher.seen[pk] - acked[pk]) * 1000 for pk in acked if pk in watcher.seen]
+        noop = measure_noop(min(args.samples, 100), 1.0 / args.rate)
+        drain = measure_drain(ingest, watcher, name, run, args.burst)
     finally:
         watcher.stop.set()
         watcher.join()
@@ -216,8 +223,53 @@ def measure_broker(name: str, broker_url: str, broker_env: dict, options: dict, 
         "p50_ms": round(percentile(latencies, 50), 1),
         "p95_ms": round(percentile(latencies, 95), 1),
         "max_ms": round(max(latencies), 1),
-        "missing": len(missing),
+        "missing": len(missing) + drain.pop("missing"),
+        "noop_task": noop,
+        "burst": drain,
         "ingest_mode": ingest.mode,
+    }
+
+
+def measure_noop(n: int, interval: float) -> dict:
+    """The floor: a no-op task's round trip on the same broker, queue and worker, observed the
+    same way as a product (its committed result row, polled every 5 ms). ``celery.accumulate``
+    is Celery's built-in identity task; like the registration task it stores its result."""
+    from gaveurs.celery import app
+
+    latencies = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        result = app.send_task("celery.accumulate", args=[1], queue="exports")
+        result.get(timeout=60, interval=0.005)
+        latencies.append((time.perf_counter() - t0) * 1000)
+        result.forget()
+        time.sleep(max(0.0, interval - (time.perf_counter() - t0)))
+    return {
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p95_ms": round(percentile(latencies, 95), 1),
+        "samples": n,
+    }
+
+
+def measure_drain(ingest, watcher, name: str, run: str, burst: int) -> dict:
+    """A burst of ``burst`` eligible samples ingested back to back: products per second from the
+    burst's start to the last product visible, and how long ingestion itself took."""
+    acked: dict[int, float] = {}
+    t0 = time.perf_counter()
+    for i in range(burst):
+        acked[ingest(f"BURST_{name}_{run}_{i:04d}")] = time.perf_counter()
+    ingested = time.perf_counter() - t0
+    deadline = time.monotonic() + 300
+    while not all(pk in watcher.seen for pk in acked) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    seen = [watcher.seen[pk] for pk in acked if pk in watcher.seen]
+    elapsed = (max(seen) - t0) if seen else float("nan")
+    return {
+        "samples": burst,
+        "ingest_s": round(ingested, 2),
+        "drain_s": round(elapsed, 2),
+        "products_per_s": round(len(seen) / elapsed, 1) if seen else 0.0,
+        "missing": burst - len(seen),
     }
 
 
@@ -251,6 +303,7 @@ def measure_sync_baseline(lot, n: int) -> dict:
     return {
         "p50_ms": round(percentile(latencies, 50), 2),
         "p95_ms": round(percentile(latencies, 95), 2),
+        "per_s": round(n / (sum(latencies) / 1000), 1),
     }
 
 
@@ -292,6 +345,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--rate", type=float, default=10.0, help="samples per second")
     parser.add_argument("--qr", type=int, default=300, help="QR codes to render")
+    parser.add_argument("--burst", type=int, default=500, help="eligible samples in the burst")
     args = parser.parse_args()
 
     setup_django()
@@ -302,7 +356,11 @@ def main() -> None:
     dsn = database_url()
     lot = make_lot()
     baseline = measure_sync_baseline(lot, 50)
-    print(f"baseline: synchronous product_register p50 {baseline['p50_ms']} ms", flush=True)
+    print(
+        f"baseline: synchronous product_register p50 {baseline['p50_ms']} ms, "
+        f"p95 {baseline['p95_ms']} ms ({baseline['per_s']}/s in one process)",
+        flush=True,
+    )
 
     redis_url = os.environ.get("REDIS_BENCH_URL", "redis://127.0.0.1:6379/15")
     prefix = f"gt-bench-{uuid.uuid4().hex[:8]}:"
@@ -324,12 +382,28 @@ def main() -> None:
         ),
     ]:
         r = measure_broker(name, url, env, options, args, lot, dsn)
-        r["p95_vs_sync_register"] = round(r["p95_ms"] / baseline["p50_ms"], 1)
+        # The floor of an asynchronous registration: the registration itself plus a task's
+        # round trip on this broker (goal: ack -> product p95 <= 1.5 x that sum).
+        floor = baseline["p95_ms"] + r["noop_task"]["p95_ms"]
+        r["floor_p95_ms"] = round(floor, 1)
+        r["p95_vs_floor"] = round(r["p95_ms"] / floor, 2)
+        r["burst"]["drain_vs_sync_register_rate"] = round(
+            r["burst"]["products_per_s"] / baseline["per_s"], 2
+        )
         results[name] = r
         print(
-            f"{name}: ack→product p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms "
-            f"(×{r['p95_vs_sync_register']} the synchronous registration; "
-            f"{r['missing']} missing) over {args.samples} samples at {args.rate}/s",
+            f"{name}: ack→product p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms; floor p95 "
+            f"{r['floor_p95_ms']} ms (sync register p95 {baseline['p95_ms']} ms + no-op task p95 "
+            f"{r['noop_task']['p95_ms']} ms): {r['p95_vs_floor']} of the floor (goal <= 1.5); "
+            f"{r['missing']} missing; over {args.samples} samples at {args.rate}/s",
+            flush=True,
+        )
+        b = r["burst"]
+        print(
+            f"{name}: burst of {b['samples']} eligible samples ingested in {b['ingest_s']} s, "
+            f"drained in {b['drain_s']} s: {b['products_per_s']} products/s "
+            f"({b['drain_vs_sync_register_rate']} of synchronous registration in one process, "
+            f"{baseline['per_s']}/s)",
             flush=True,
         )
     results["embedded"]["p95_vs_redis"] = round(
@@ -356,7 +430,8 @@ def main() -> None:
                 "embedded": results["embedded"],
                 "embedded_poll_interval_s": float(poll),
                 "qr": q,
-                "goal_redis_p95_under_300ms": results["redis"]["p95_ms"] < 300,
+                "goal_redis_p95_vs_floor": 1.5,
+                "goal_met": results["redis"]["p95_vs_floor"] <= 1.5,
                 "cpus": os.cpu_count(),
                 "load_average_1min_at_end": round(os.getloadavg()[0], 2),
             }

@@ -17,6 +17,10 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
@@ -137,6 +141,35 @@ def _scan_page_cache_key(scan: ScanCount, language: str) -> str:
     )
 
 
+# The blank review form is the same on every product page of a language but for its action
+# (the product's code) and the CSRF token; it was most of a page's rendering time (5 ratings x 5
+# stars of translated labels). Rendered once per language and process, then filled in.
+_FORM_CODE_PLACEHOLDER = "__scan_form_qr_code__"
+_blank_forms: dict[str, str] = {}
+
+
+def _blank_form_html(qr_code: str) -> SafeString:
+    """The blank review form for this product, with CSRF_PLACEHOLDER for its token."""
+    language = get_language() or ""
+    html = _blank_forms.get(language)
+    if html is None:
+        html = render_to_string(
+            "feedback/_form.html",
+            {
+                "form": FeedbackForm(),
+                "product": {"qr_code": _FORM_CODE_PLACEHOLDER},
+                "star_values": range(1, 6),
+                "comment_max": COMMENT_MAX_LENGTH,
+                "csrf_token": CSRF_PLACEHOLDER,
+            },
+        )
+        _blank_forms[language] = html
+    action = escape(reverse("feedback:submit", args=[_FORM_CODE_PLACEHOLDER]))
+    return mark_safe(  # noqa: S308 (our own template's output, and an escaped URL)
+        html.replace(action, escape(reverse("feedback:submit", args=[qr_code])))
+    )
+
+
 # What never_cache sets, written once: the page carries this client's CSRF token, so no cache
 # may keep it (the browser's back button included).
 NO_CACHE_HEADERS = {
@@ -172,7 +205,9 @@ def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
         product = product_for_scan(qr_code=qr_code)
         if product is None:  # gone since the scan was counted
             return _uncached(render(request, "feedback/scan_unknown.html", status=404))
-        context = scan_context(product, form=FeedbackForm())
+        context = scan_context(product, form=None)
+        if not context["already_reviewed"]:
+            context["form_html"] = _blank_form_html(product.qr_code)
         context["csrf_token"] = CSRF_PLACEHOLDER
         html = render_to_string("feedback/scan.html", context, request=request)
         cache.set(key, html, settings.SCAN_PAGE_CACHE_SECONDS)

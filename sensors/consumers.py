@@ -88,7 +88,26 @@ def _token_from_scope(scope: dict[str, Any]) -> str | None:
 _open_connections: dict[str, int] = {}
 
 
-class SensorConsumer(AsyncWebsocketConsumer):
+class FrameDispatch:
+    """A websocket consumer's dispatch without Channels' per-frame thread hop.
+
+    Channels closes stale database connections before every message, a hop to the sync thread
+    and back. A consumer whose frames never touch the ORM directly (the batch writers own their
+    connections; connect and hello go through database_sync_to_async, which does it) skips that
+    hop: it cost as much as the rest of a sensor frame's handling. Each frame gets a request id
+    of its own, carried by its log lines and its ack task. Mixed in before the Channels base
+    class (``bench/ingest.py``'s echo ceiling uses it too, so both pay the same dispatch).
+    """
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        with frame_request_id():
+            if message["type"] == "websocket.receive":
+                await self.websocket_receive(message)  # type: ignore[attr-defined]
+            else:
+                await super().dispatch(message)  # type: ignore[misc]
+
+
+class SensorConsumer(FrameDispatch, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.device = None
         self.closed = False
@@ -156,18 +175,6 @@ class SensorConsumer(AsyncWebsocketConsumer):
         _open_connections[device_id] = open_now + 1
         self.counted = device_id
         return True
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels closes stale database connections before every message, a hop to the sync
-        # thread and back. Frames never touch the ORM here (the batch writers own their
-        # connections; connect and hello go through database_sync_to_async, which does it), so
-        # frames skip that hop: it cost as much as the rest of the frame's handling.
-        # Each frame gets a request id of its own, carried by its log lines and its ack task.
-        with frame_request_id():
-            if message["type"] == "websocket.receive":
-                await self.websocket_receive(message)
-            else:
-                await super().dispatch(message)
 
     async def send_json(self, frame: dict[str, Any]) -> None:
         if not self.closed:

@@ -45,6 +45,12 @@ def test_a_short_soak_with_cut_connections_holds_every_invariant():
     assert figures["scan"]["requests"] > 0 and figures["feedback"]["accepted"] >= 1
     assert figures["server_errors_5xx"] == 0
     assert figures["ratios"]["trivial_rps_end_vs_start"] > 0
+    assert "scan_rps_vs_trivial_rps" not in figures["ratios"]  # think time vs closed loop
+    # The consumer pages on granian beside the stations' Daphne, and where the CPU went.
+    assert figures["http_server"] == "granian"
+    assert {"server", "http", "worker", "load_clients"} <= set(figures["cpu"])
+    assert figures["cpu"]["http"]["cpu_s"] > 0
+    assert set(figures["goals_met"]) == {"station_ack_p99_ms", "scan_p99_ms"}
 
 
 def _run(*, stored_rows, accepted, reviews, acked=("S1", "S2")):

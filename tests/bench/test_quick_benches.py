@@ -1,0 +1,66 @@
+"""bench/ingest.py and bench/scan.py keep working in quick mode and print their fair baselines:
+the echo and the stored path in alternating turns with ack percentiles and CPU per message; the
+scan page cached and cold, each against the trivial view of its own server, with CPU per
+request."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import django_database_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench(*args: str, env: dict[str, str] | None = None) -> dict:
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env or {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_PG")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.integration
+def test_the_ingest_bench_compares_the_stored_path_with_an_echo_of_the_same_dispatch():
+    figures = _bench("bench/ingest.py", "--flat", "4", "--nested", "20", "--repeat", "2")
+    assert set(figures["figures"]) == {
+        "flat_190KB_1_station",
+        "flat_190KB_20_stations",
+        "nested_1_station",
+        "nested_20_stations",
+    }
+    for figure in figures["figures"].values():
+        for side in ("echo", "stored"):
+            run = figure[side]
+            assert run["per_s"] > 0 and run["cpu_ms_per_msg"] >= 0
+            assert 0 < run["ack_p50_ms"] <= run["ack_p95_ms"] <= run["ack_p99_ms"]
+        assert figure["goal_met"] == (
+            figure["ratio"] >= figure["goal"] and figure["cpu_ratio"] >= figure["goal"]
+        )
+    assert figures["goals"] == {"flat_190KB": 0.5, "nested": 0.4}
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_the_scan_bench_measures_a_cold_path_and_cpu_per_request():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_PG")}
+    env["DATABASE_URL"] = django_database_url()
+    args = ["--seconds", "0.6", "--rounds", "1", "--products", "3", "--clients", "1"]
+    figures = _bench("bench/scan.py", *args, "--threads", "2", env=env)
+    urls = figures["urls"]
+    assert set(urls) == {"trivial", "scan", "trivial_db", "scan_write", "cold_trivial", "cold_scan"}
+    assert all(u["requests"] > 0 and u["server_cpu_ms_per_req"] > 0 for u in urls.values())
+    assert figures["errors"] == 0
+    assert set(figures["goals"]) == {"cached_vs_scan_write", "cold_vs_trivial"}
+    assert figures["ratios"]["cold_vs_trivial"] > 0
