@@ -35,6 +35,7 @@ from sensors.rules import GRADE_CUTOFFS
 from traceability.http import client_origin
 from traceability.ledger import scan_context as ledger_scan_context
 from traceability.models import ConsumerProduct, ScanChannel
+from traceability.recalls import recall_for_product, recall_notice
 from traceability.scans import ScanCount, product_scan
 
 # Words for a 0–1 score, on the stations' grade cut-offs (sensors.rules).
@@ -78,9 +79,18 @@ def _related(obj: Any, name: str) -> Any:
 
 
 def scan_context(
-    product: ConsumerProduct, *, form: FeedbackForm | None, status: int = 200, notice: str = ""
+    product: ConsumerProduct,
+    *,
+    form: FeedbackForm | None,
+    status: int = 200,
+    notice: str = "",
+    recall_state: str | None = None,
+    language: str = "fr",
 ) -> dict[str, Any]:
-    """What templates/feedback/scan.html shows of a product loaded by product_for_scan."""
+    """What templates/feedback/scan.html shows of a product loaded by product_for_scan.
+
+    ``recall_state`` is the scan statement's (``ScanCount.recall_state``): when it is empty no
+    recall reaches the unit and none is looked up; None looks it up (one query)."""
     stats = _related(product.lot, "review_stats")
     review = _related(product, "feedback")
     volume = product.tof_volume_mm3
@@ -105,6 +115,8 @@ def scan_context(
         "comment_max": COMMENT_MAX_LENGTH,
     }
     context.update(ledger_scan_context(product))
+    recall = recall_for_product(product) if recall_state is None or recall_state else None
+    context["recall"] = recall_notice(recall, language=language) if recall else None
     return context
 
 
@@ -117,7 +129,8 @@ def scan_page(
     notice: str = "",
 ) -> HttpResponse:
     """Render the product page uncached (the feedback form's answers: errors, notices)."""
-    context = scan_context(product, form=form, status=status, notice=notice)
+    language = getattr(request, "LANGUAGE_CODE", "") or "fr"
+    context = scan_context(product, form=form, status=status, notice=notice, language=language)
     return render(request, "feedback/scan.html", context, status=status)
 
 
@@ -130,10 +143,11 @@ def _scan_page_cache_key(scan: ScanCount, language: str) -> str:
     version (a changed record, even tampered with in the database, is shown at once), this
     unit's review and its lot's visible review figures. Only the ledger's tree size and signed
     head may lag, by at most SCAN_PAGE_CACHE_SECONDS (a proof against an older head still
-    verifies)."""
+    verifies). The recalls that reach the unit and their state are in it too, read by the
+    same scan statement: a declaration or closing shows on the next scan."""
     return (
-        f"scan-page:v1:{scan.product_pk}:{scan.record_version}:{language}:"
-        f"{int(scan.reviewed)}:{scan.review_count}:{scan.review_sum}"
+        f"scan-page:v2:{scan.product_pk}:{scan.record_version}:{language}:"
+        f"{int(scan.reviewed)}:{scan.review_count}:{scan.review_sum}:{scan.recall_state}"
     )
 
 
@@ -172,7 +186,12 @@ def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
         product = product_for_scan(qr_code=qr_code)
         if product is None:  # gone since the scan was counted
             return _uncached(render(request, "feedback/scan_unknown.html", status=404))
-        context = scan_context(product, form=FeedbackForm())
+        context = scan_context(
+            product,
+            form=FeedbackForm(),
+            recall_state=outcome.scan.recall_state,
+            language=language or "fr",
+        )
         context["csrf_token"] = CSRF_PLACEHOLDER
         html = render_to_string("feedback/scan.html", context, request=request)
         cache.set(key, html, settings.SCAN_PAGE_CACHE_SECONDS)
