@@ -201,6 +201,7 @@ def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
 
 
 ALREADY_REVIEWED = _("Ce produit a déjà reçu un avis : un seul avis par produit.")
+RECALL_NO_REVIEW = _("Les avis sont suspendus pendant le rappel de ce produit.")
 
 
 @never_cache
@@ -214,6 +215,10 @@ def submit(request: HttpRequest, qr_code: str) -> HttpResponse:
         return scan_page(
             request, product, form=FeedbackForm(request.POST), notice=notice, status=429
         )
+    recall = recall_for_product(product)
+    if recall is not None and getattr(recall, "closure", None) is None:
+        # The page shows the recall's instructions instead of the form: no review meanwhile.
+        return scan_page(request, product, form=None, notice=RECALL_NO_REVIEW, status=409)
     form = FeedbackForm(request.POST)
     if form.is_bot():
         notice = _("Votre avis n'a pas pu être enregistré.")
