@@ -8,6 +8,7 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -298,3 +299,22 @@ def test_closing_from_the_admin_needs_a_reason_and_makes_a_closing_record(client
     assert not RecallClosure.objects.exists()
     assert client.post(url, {"reason": "Analyses négatives"}).status_code == 302
     assert RecallClosure.objects.get().closed_by.username == "quality"
+
+
+def test_the_quality_staff_role_declares_and_closes_and_the_analyst_only_reads(client):
+    lot = make_lot()
+    make_product(lot)
+    recall = declare([lot])
+    quality, analyst = make_staff("q"), make_staff("a")
+    quality.groups.add(Group.objects.get(name="Quality staff"))
+    analyst.groups.add(Group.objects.get(name="Analyst"))
+
+    client.force_login(quality)
+    assert client.get("/admin/traceability/recall/add/").status_code == 200
+    assert client.get(f"/admin/traceability/recall/{recall.pk}/close/").status_code == 200
+    assert client.get(f"/admin/traceability/recall/{recall.pk}/reach/").status_code == 200
+    client.force_login(analyst)
+    assert client.get(f"/admin/traceability/recall/{recall.pk}/reach/").status_code == 200
+    assert client.get(f"/admin/traceability/recall/{recall.pk}/units.csv").status_code == 200
+    assert client.get("/admin/traceability/recall/add/").status_code == 403
+    assert client.get(f"/admin/traceability/recall/{recall.pk}/close/").status_code == 403
