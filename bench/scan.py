@@ -88,6 +88,48 @@ def _setup_products(count: int) -> list[str]:
     return codes
 
 
+def _cached_scan_round_trips(code: str) -> dict:
+    """Database round trips of one cached scan page, counted in this process: for a loaded
+    unit, and for a unit of another lot under a recall (whose state the scan statement reads;
+    the recall must add none)."""
+    from django.core.cache import cache
+    from django.db import connection, connections
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from bench.builders import make_lot, make_sample
+    from traceability.recalls import recall_declare
+    from traceability.services import product_register
+
+    lot = make_lot()
+    recalled = product_register(
+        lot_id=lot.id, sample_id=make_sample(lot=lot).sample_id, site_code="LL"
+    ).qr_code
+    recall_declare(
+        kind="recall",
+        reference=f"BENCH-{lot.pk}",
+        reason="bench",
+        instructions_fr="bench",
+        instructions_en="bench",
+        starts_at=timezone.now(),
+        scope="lots",
+        lot_ids=[lot.pk],
+    )
+    client = Client(SERVER_NAME="127.0.0.1")
+    counts = {}
+    for name, qr in (("plain", code), ("recalled", recalled)):
+        client.get(f"/p/{qr}")  # renders and caches the page
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(f"/p/{qr}")
+        assert response.status_code == 200, response.status_code
+        assert (name == "recalled") == (b'data-testid="recall-banner"' in response.content)
+        counts[name] = len(queries)
+    cache.clear()
+    connections.close_all()
+    return counts
+
+
 def _start_server(kind: str, port: int, workers: int, threads: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"}
     if kind == "granian":
@@ -274,6 +316,7 @@ def main() -> None:
     # a page is rendered again once per SCAN_PAGE_CACHE_SECONDS per process and product).
     os.environ.setdefault("SCAN_PAGE_CACHE_SECONDS", "3600")
     codes = _setup_products(args.products)
+    round_trips = _cached_scan_round_trips(codes[0])
     port = _free_port()
     server = _start_server(args.server, port, args.workers, args.server_threads)
     try:
@@ -324,6 +367,10 @@ def main() -> None:
     if args.server == "granian":
         setup += f", DB_CONN_HEALTH_CHECKS={os.environ.get('DB_CONN_HEALTH_CHECKS', 'false')}"
     print(f"setup: {setup}")
+    print(
+        f"cached scan page: {round_trips['plain']} database round trip(s); "
+        f"a unit under a recall: {round_trips['recalled']}"
+    )
     for name, r in [
         ("trivial view", trivial),
         ("scan page", scan),
@@ -362,6 +409,8 @@ def main() -> None:
                 "scan_write_rps": scan_write["rps"],
                 "ratio_scan_write_to_trivial": ratio_write,
                 "errors": sum(r["errors"] for r in results.values()),
+                "cached_scan_round_trips": round_trips["plain"],
+                "cached_recalled_scan_round_trips": round_trips["recalled"],
             }
         )
     )
