@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Min, QuerySet
+from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -137,6 +137,29 @@ def recall_affected_products(recall: Recall) -> QuerySet[ConsumerProduct]:
         product_pks=RecallProduct.objects.filter(recall=recall).values_list(
             "product_id", flat=True
         ),
+    )
+
+
+def recalls_for_lot(lot: Lot, *, now: datetime | None = None) -> QuerySet[Recall]:
+    """The started recalls that reach units of this lot (by the lot, a listed unit of it, or
+    its site and a production day of one of its units), oldest first. One query."""
+    site_days = RawSQL(
+        "SELECT r.id FROM recalls r WHERE r.scope = 'site_dates' AND EXISTS ("
+        "SELECT 1 FROM consumer_products p WHERE p.lot_id = %s "
+        f"AND (p.created_at AT TIME ZONE '{settings.TIME_ZONE}')::date "
+        "BETWEEN r.produced_from AND r.produced_until "
+        "AND p.site_code = (SELECT s.code FROM gaveurs_site s WHERE s.id = r.site_id))",
+        [lot.pk],
+    )
+    return (
+        Recall.objects.filter(starts_at__lte=now or timezone.now())
+        .filter(
+            Q(id__in=RecallLot.objects.filter(lot=lot).values("recall_id"))
+            | Q(id__in=RecallProduct.objects.filter(product__lot=lot).values("recall_id"))
+            | Q(id__in=site_days)
+        )
+        .select_related("closure")
+        .order_by("starts_at", "pk")
     )
 
 
