@@ -56,18 +56,23 @@ class RecallError(Exception):
 # --- Which units a recall reaches -----------------------------------------------------------
 
 # The recalls that reach product ``p`` (an alias in the enclosing query) and have started by
-# ``{now}``: by its lot, by its own id, or by its site and production day (in TIME_ZONE).
-# Each branch is an index lookup (recall_lots_lot_idx, recall_products_product_idx).
+# ``{now}``: by its lot, by its own id, or by its site and production day (in TIME_ZONE). Each
+# branch is an index lookup driven by the product (recall_lots_lot_idx,
+# recall_products_product_idx, the recalls' site index), then the recall by its key: the cost
+# does not grow with the number of recalls. A recall has one scope, so no branch repeats one.
 RECALL_MATCH_TEMPLATE = """
-SELECT r.id FROM recalls r
-WHERE r.starts_at <= {now} AND (
-    r.id IN (SELECT rl.recall_id FROM recall_lots rl WHERE rl.lot_id = p.lot_id)
-    OR r.id IN (SELECT rp.recall_id FROM recall_products rp WHERE rp.product_id = p.id)
-    OR (r.scope = 'site_dates'
-        AND r.site_id = (SELECT s.id FROM gaveurs_site s WHERE s.code = p.site_code)
-        AND (p.created_at AT TIME ZONE '{tz}')::date
-            BETWEEN r.produced_from AND r.produced_until)
-)
+SELECT r.id FROM (
+    SELECT rl.recall_id FROM recall_lots rl WHERE rl.lot_id = p.lot_id
+    UNION ALL
+    SELECT rp.recall_id FROM recall_products rp WHERE rp.product_id = p.id
+    UNION ALL
+    SELECT rs.id FROM recalls rs
+    WHERE rs.site_id = (SELECT s.id FROM gaveurs_site s WHERE s.code = p.site_code)
+      AND rs.scope = 'site_dates'
+      AND (p.created_at AT TIME ZONE '{tz}')::date BETWEEN rs.produced_from AND rs.produced_until
+) m (recall_id)
+JOIN recalls r ON r.id = m.recall_id
+WHERE r.starts_at <= {now}
 """
 
 
