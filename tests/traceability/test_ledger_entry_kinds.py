@@ -21,9 +21,8 @@ from traceability.models import (
     LedgerLeaf,
     LedgerVerification,
     Recall,
-    RecallClosure,
-    RecallLot,
 )
+from traceability.recalls import recall_close, recall_declare
 
 pytestmark = pytest.mark.django_db
 
@@ -39,21 +38,17 @@ def _ledger_settings(settings):
 
 
 def sealed_recall(lot) -> Recall:
-    """A recall row sealed by the ledger's append (the recall services do both)."""
-    now = timezone.now()
-    recall = Recall.objects.create(
+    """A recall declared through its service, which seals it in the same transaction."""
+    return recall_declare(
         kind="recall",
         reference="RC-2026-001",
         reason="Listeria",
         instructions_fr="Ne pas consommer.",
         instructions_en="Do not eat.",
-        starts_at=now,
+        starts_at=timezone.now(),
         scope="lots",
-        declared_at=now,
+        lot_ids=[lot.pk],
     )
-    RecallLot.objects.create(recall=recall, lot=lot)
-    ledger.ledger_append_recall(recall=recall)
-    return recall
 
 
 def test_a_product_record_hashes_exactly_as_before_entry_kinds():
@@ -72,10 +67,8 @@ def test_a_recall_and_its_closing_are_leaves_of_their_kind_with_verifiable_proof
     lot = make_lot()
     product = make_product(lot)
     recall = sealed_recall(lot)
-    closure = RecallClosure.objects.create(
-        recall=recall, reason="Analyses négatives", closed_at=timezone.now()
-    )
-    ledger.ledger_append_recall_closure(closure=closure)
+    closure = recall_close(recall=recall, reason="Analyses négatives")
+    assert ledger.ledger_append_recall_closure(closure=closure) is None  # sealed once
     later = make_product(lot)
 
     kinds = list(LedgerLeaf.objects.order_by("leaf_index").values_list("kind", flat=True))
@@ -111,7 +104,7 @@ def test_verify_ledger_names_the_recall_whose_row_was_altered_in_the_database(ca
     make_product(lot)
     recall = sealed_recall(lot)
     with connection.cursor() as cursor:
-        # The append-only trigger (when present) refuses this; a superuser can disable it.
+        # The append-only trigger refuses this; a database superuser can bypass triggers.
         cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute(
             "UPDATE recalls SET instructions_fr = 'Rien à signaler.' WHERE id = %s", [recall.pk]

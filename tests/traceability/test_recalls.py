@@ -166,6 +166,7 @@ def test_closing_is_a_new_sealed_record_and_happens_once():
     assert RecallClosure.objects.get(recall=recall) == closure
     assert LedgerLeaf.objects.get(recall_closure=closure).kind == "recall_closure"
     assert recall_for_product(unit).closure == closure
+    assert closure.history.get().history_type == "+"  # in the audit trail
     with pytest.raises(RecallError):
         recall_close(recall=recall, reason="again")
     assert ledger.ledger_verify().ok

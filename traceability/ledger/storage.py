@@ -310,34 +310,34 @@ def ledger_append_products(
     return AppendResult(appended=appended, tree_size=size, head=head)
 
 
-def _has_leaf(row: ConsumerProduct | Recall | RecallClosure) -> bool:
+def _has_leaf(product: ConsumerProduct) -> bool:
     try:
-        row.ledger_leaf  # noqa: B018 (loaded by select_related, or one query)
+        product.ledger_leaf  # noqa: B018 (loaded by select_related: no query)
     except LedgerLeaf.DoesNotExist:
         return False
     return True
 
 
-def _append_one_signed(entry: _Entry) -> AppendResult:
+def _append_one_signed(entry: _Entry, sealed: Callable[[], bool]) -> AppendResult | None:
+    """Append one entry and sign a head over it, unless ``sealed()`` (asked under the lock)."""
     with transaction.atomic():
         _lock()
+        if sealed():
+            return None
         return _append_entries_locked([entry], force_head=True)
 
 
 def ledger_append_recall(*, recall: Recall) -> AppendResult | None:
     """Seal a recall declaration in the caller's transaction and sign a head over it at once
     (consumers verify the notice they are shown); None when already sealed."""
-    if _has_leaf(recall):
-        return None
-    return _append_one_signed(_Entry(LedgerEntryKind.RECALL, recall.pk, recall_record(recall)))
+    entry = _Entry(LedgerEntryKind.RECALL, recall.pk, recall_record(recall))
+    return _append_one_signed(entry, LedgerLeaf.objects.filter(recall_id=recall.pk).exists)
 
 
 def ledger_append_recall_closure(*, closure: RecallClosure) -> AppendResult | None:
     """Seal the closing of a recall, like ``ledger_append_recall``."""
-    if _has_leaf(closure):
-        return None
     entry = _Entry(LedgerEntryKind.RECALL_CLOSURE, closure.pk, recall_closure_record(closure))
-    return _append_one_signed(entry)
+    return _append_one_signed(entry, LedgerLeaf.objects.filter(recall_closure_id=closure.pk).exists)
 
 
 def ledger_seal_pending(*, batch_size: int = 5000, sign: bool = True) -> AppendResult:
