@@ -120,16 +120,33 @@ class RecallAdmin(AuditedAdmin):
 
     @admin.display(description="reach")
     def links(self, obj: Recall) -> str:
-        close = ""
-        if getattr(obj, "closure", None) is None:
-            url = reverse("admin:traceability_recall_close", args=[obj.pk])
-            close = format_html(' · <a href="{}">close</a>', url)
         return format_html(
-            '<a href="{}">reach</a> · <a href="{}">CSV of units</a>{}',
+            '<a href="{}">reach</a> · <a href="{}">CSV of units</a>',
             reverse("admin:traceability_recall_reach", args=[obj.pk]),
             reverse("admin:traceability_recall_units_csv", args=[obj.pk]),
-            close,
         )
+
+    @admin.display(description="reach")
+    def links_and_close(self, obj: Recall) -> str:
+        if getattr(obj, "closure", None) is not None:
+            return self.links(obj)
+        url = reverse("admin:traceability_recall_close", args=[obj.pk])
+        return format_html('{} · <a href="{}">close</a>', self.links(obj), url)
+
+    def _with_close(self, request: HttpRequest, names: Any) -> list[str]:
+        """The close link only for those who may close."""
+        if not request.user.has_perm("traceability.add_recallclosure"):
+            return list(names)
+        return ["links_and_close" if n == "links" else n for n in names]
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        return self._with_close(request, super().get_list_display(request))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return self._with_close(request, super().get_readonly_fields(request, obj))
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return self._with_close(request, super().get_fields(request, obj))
 
     def get_urls(self):
         view = self.admin_site.admin_view

@@ -314,7 +314,11 @@ def test_the_quality_staff_role_declares_and_closes_and_the_analyst_only_reads(c
     assert client.get("/admin/traceability/recall/add/").status_code == 200
     assert client.get(f"/admin/traceability/recall/{recall.pk}/close/").status_code == 200
     assert client.get(f"/admin/traceability/recall/{recall.pk}/reach/").status_code == 200
+    close_url = f"/admin/traceability/recall/{recall.pk}/close/"
+    assert close_url in client.get("/admin/traceability/recall/").content.decode()
     client.force_login(analyst)
+    listing = client.get("/admin/traceability/recall/").content.decode()
+    assert recall.reference in listing and close_url not in listing
     assert client.get(f"/admin/traceability/recall/{recall.pk}/reach/").status_code == 200
     assert client.get(f"/admin/traceability/recall/{recall.pk}/units.csv").status_code == 200
     assert client.get("/admin/traceability/recall/add/").status_code == 403
