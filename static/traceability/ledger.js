@@ -75,8 +75,8 @@
   function leafHash(data) { return sha256([Uint8Array.of(0), data]); }
   function nodeHash(l, r) { return sha256([Uint8Array.of(1), l, r]); }
 
-  // Values are strings, integers, booleans, null or arrays of strings; keys are ASCII, so sort()
-  // is code-point order and JSON.stringify writes the same bytes as the server.
+  // Values are strings, integers, booleans, null or arrays of strings or integers; keys are
+  // ASCII, so sort() is code-point order and JSON.stringify writes the same bytes as the server.
   function canonical(record) {
     return "{" + Object.keys(record).sort().map(function (k) {
       return JSON.stringify(k) + ":" + JSON.stringify(record[k]);

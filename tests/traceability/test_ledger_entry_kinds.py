@@ -74,7 +74,7 @@ def test_a_recall_and_its_closing_are_leaves_of_their_kind_with_verifiable_proof
     kinds = list(LedgerLeaf.objects.order_by("leaf_index").values_list("kind", flat=True))
     assert kinds == ["product", "recall", "recall_closure", "product"]
     record = json.loads(LedgerLeaf.objects.get(recall=recall).record)
-    assert record["kind"] == "recall" and record["lot_codes"] == [lot.code]
+    assert record["kind"] == "recall" and record["lot_ids"] == [lot.pk]
     for entry in (recall, closure):
         proof = ledger.recall_proof(entry)
         assert proof["status"] == "sealed"

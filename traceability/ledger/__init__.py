@@ -14,10 +14,11 @@ What is hashed
     smaller than n (RFC 9162 §2.1.1). The empty tree's root is ``SHA-256("")``.
 
 The canonical record (version 1)
-    A JSON object of the product's traceability fields (``record_fields``), serialised with keys
-    sorted by code point, no whitespace (``","`` and ``":"`` separators), UTF-8, non-ASCII kept
-    as is (``ensure_ascii=False``). Values are only strings, integers, booleans and null, so that
-    any JSON library (the browser's included) writes the same bytes:
+    A JSON object of the entry's fields (``records``), serialised with keys sorted by code
+    point, no whitespace (``","`` and ``":"`` separators), UTF-8, non-ASCII kept as is
+    (``ensure_ascii=False``). Values are only strings, integers, booleans, null and (in recall
+    records) arrays of strings or integers, so that any JSON library (the browser's included)
+    writes the same bytes:
     - floats are strings in Python's shortest round-trip form (``repr``), e.g. ``"0.87"``,
       ``"125000.0"``; null stays null;
     - times are strings in UTC with microseconds: ``"2026-01-08T12:00:00.000000Z"``;

@@ -65,8 +65,9 @@ def _date(value: date | None) -> str | None:
 
 
 def recall_record(recall: Recall) -> dict[str, Any]:
-    """The declaration of a recall as sealed: what consumers are told and its scope (lot codes
-    and product ids sorted, so the record does not depend on insertion order)."""
+    """The declaration of a recall as sealed: what consumers are told and its scope. The scope
+    names rows by what never changes (lot and site keys, product ids), sorted, so that editing a
+    lot's code later is not mistaken for tampering with the recall."""
     return {
         "v": RECORD_VERSION,
         "kind": LedgerEntryKind.RECALL.value,
@@ -78,11 +79,9 @@ def recall_record(recall: Recall) -> dict[str, Any]:
         "starts_at": _time(recall.starts_at),
         "declared_at": _time(recall.declared_at),
         "scope": recall.scope,
-        "lot_codes": sorted(r.lot.code for r in recall.scope_lots.select_related("lot")),
-        "product_ids": sorted(
-            r.product.product_id for r in recall.scope_products.select_related("product")
-        ),
-        "site_code": recall.site.code if recall.site_id else None,
+        "lot_ids": sorted(recall.scope_lots.values_list("lot_id", flat=True)),
+        "product_ids": sorted(recall.scope_products.values_list("product__product_id", flat=True)),
+        "site_id": recall.site_id,
         "produced_from": _date(recall.produced_from),
         "produced_until": _date(recall.produced_until),
     }

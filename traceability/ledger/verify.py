@@ -105,7 +105,7 @@ def ledger_verify(*, batch_size: int = 2000) -> LedgerVerification:
         stored_roots: dict[int, bytes] = {}
         checked = 0
         leaves = (
-            LedgerLeaf.objects.select_related("product", "recall__site", "recall_closure__recall")
+            LedgerLeaf.objects.select_related("product", "recall", "recall_closure__recall")
             .order_by("leaf_index")
             .iterator(chunk_size=batch_size)
         )
