@@ -2,9 +2,10 @@
 POST ``/p/<qr_code>/avis``. Thin: the work is in ``traceability.scans`` and ``feedback.services``.
 
 A scan costs one query (resolve the code, count the scan, read the review state); the rendered
-page is cached per product, language and review state, so a cache miss adds two (the product
-with everything shown, and the tamper-evidence proof). Nothing is recomputed from reviews or
-scans: the lot's figures are stored by feedback.services.
+page is cached per product, language, review state and recall state, so a cache miss adds two
+(the product with everything shown, and the tamper-evidence proof), and for a unit a recall
+reaches a few more (the recall, its sealed records and their proofs). Nothing is recomputed
+from reviews or scans: the lot's figures are stored by feedback.services.
 """
 
 from __future__ import annotations
