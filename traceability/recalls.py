@@ -2,7 +2,7 @@
 
 A declaration stores its scope, never the units: one or more lots (``recall_lots``), a site
 over production days, or a list of products (``recall_products``). Whether a unit is recalled
-is one query over the scopes (``RECALL_MATCH_SQL``, also inside the scan statement of
+is one query over the scopes (``RECALL_MATCH_TEMPLATE``, also inside the scan statement of
 ``traceability.scans``, so the cached scan page knows a unit's recall state in the same round
 trip). Declaring a recall over any number of units therefore writes a handful of rows; the
 preview, the staff reach and the CSV export read the units with set-based queries.
@@ -132,7 +132,7 @@ def product_pks(product_ids: Sequence[str]) -> list[int]:
 
 
 def recall_affected_products(recall: Recall) -> QuerySet[ConsumerProduct]:
-    """The units a declared recall reaches (the same rule as ``RECALL_MATCH_SQL``)."""
+    """The units a declared recall reaches (the same rule as ``RECALL_MATCH_TEMPLATE``)."""
     return recall_scope_products(
         scope=recall.scope,
         lot_ids=RecallLot.objects.filter(recall=recall).values_list("lot_id", flat=True),
