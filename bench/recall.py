@@ -12,6 +12,10 @@ same units:
 - baseline ``insert_select``: a plain ``INSERT ... SELECT`` of one row per unit into a
   temporary table (what materialising the affected units would cost at the least).
 A declaration stores the scope, not the units, so it should cost the same at any size.
+Then, with the recall declared, the scan statement (``traceability.scans``, one round trip per
+scan) is timed on units of the recalled lot against the same statement without its recall
+state (``''`` in its place), prepared alike and run in turns: what the recall rule adds to a
+scan.
 Runs on a throwaway embedded PostgreSQL unless DATABASE_URL is set. Last line: one JSON object.
 
     .venv/bin/python bench/recall.py [--units 100000] [--repeats 5]
@@ -64,6 +68,56 @@ def _best(fn, repeats: int, *, rollback: bool = False) -> float:
             t = time.perf_counter()
             fn()
             best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _scan_statement_costs(lot, repeats: int, runs: int = 500) -> dict[str, float]:
+    """Seconds per execution of the scan statement on units of a recalled lot, with and without
+    the recall state (both prepared, in turns, best of ``repeats``; scans not stored)."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from traceability import scans
+    from traceability.models import ConsumerProduct
+    from traceability.recalls import recall_declare, recall_state_sql
+
+    recall_declare(
+        kind="recall",
+        reference="BENCH-SCAN",
+        reason="bench",
+        instructions_fr="Ne pas consommer.",
+        instructions_en="Do not eat.",
+        starts_at=timezone.now(),
+        scope="lots",
+        lot_ids=[lot.pk],
+    )
+    with_state = scans.SCAN_RECORD_SQL
+    without = with_state.replace(recall_state_sql("$2"), "''::text")
+    assert without != with_state
+    codes = list(ConsumerProduct.objects.filter(lot=lot).values_list("qr_code", flat=True)[:200])
+    types = "text, timestamptz, text, text, text, text, text, boolean"
+    best = {"scan_statement_s": float("inf"), "scan_statement_without_recall_s": float("inf")}
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+        cursor.execute(f"PREPARE bench_with ({types}) AS {with_state}")
+        cursor.execute(f"PREPARE bench_without ({types}) AS {without}")
+
+        def run(name: str) -> float:
+            t = time.perf_counter()
+            for i in range(runs):
+                cursor.execute(
+                    f"EXECUTE {name} (%s, %s, 'page', '', '', 'fr', '', false)",
+                    [codes[i % len(codes)], timezone.now()],
+                )
+                assert cursor.fetchone()[-1] != "" or name == "bench_without"
+            return (time.perf_counter() - t) / runs
+
+        run("bench_with"), run("bench_without")  # warm up
+        for _ in range(repeats):
+            best["scan_statement_without_recall_s"] = min(
+                best["scan_statement_without_recall_s"], run("bench_without")
+            )
+            best["scan_statement_s"] = min(best["scan_statement_s"], run("bench_with"))
     return best
 
 
@@ -139,6 +193,7 @@ def main() -> None:
         "baseline_count_s": _best(count, args.repeats),
         "baseline_insert_select_s": _best(insert_select, args.repeats, rollback=True),
     }
+    figures.update(_scan_statement_costs(lot, args.repeats))
     base_count = figures["baseline_count_s"]
     base_insert = figures["baseline_insert_select_s"]
     result = {
@@ -146,10 +201,13 @@ def main() -> None:
         "units": units,
         "site_day_units": site_units,
         "repeats": args.repeats,
-        **{k: round(v, 4) for k, v in figures.items()},
+        **{k: round(v, 6) for k, v in figures.items()},
         "declare_vs_count": round(figures["declare_lot_s"] / base_count, 3),
         "declare_vs_insert_select": round(figures["declare_lot_s"] / base_insert, 3),
         "preview_vs_count": round(figures["preview_s"] / base_count, 3),
+        "scan_with_recall_state_vs_without": round(
+            figures["scan_statement_s"] / figures["scan_statement_without_recall_s"], 3
+        ),
         "goal_declare_s": 2.0,
         "setup_s": round(setup_seconds, 1),
     }
@@ -165,6 +223,11 @@ def main() -> None:
     print(
         f"preview (units, lots):      {figures['preview_s']:.4f} s  "
         f"({result['preview_vs_count']}x count)"
+    )
+    print(
+        f"scan statement, recalled unit: {figures['scan_statement_s'] * 1e6:.0f} µs; without "
+        f"the recall state {figures['scan_statement_without_recall_s'] * 1e6:.0f} µs "
+        f"({result['scan_with_recall_state_vs_without']}x)"
     )
     print(f"baseline SELECT count(*):   {base_count:.4f} s")
     print(f"baseline INSERT ... SELECT: {base_insert:.4f} s")
