@@ -120,3 +120,34 @@ def test_verify_ledger_names_the_recall_whose_row_was_altered_in_the_database(ca
     result = LedgerVerification.objects.get()
     assert "RC-2026-001" in result.summary
     assert ledger.recall_proof(recall)["flagged_by_verification"] is True
+
+
+def test_verify_ledger_names_an_altered_closing_and_a_recall_written_around_the_services():
+    lot = make_lot()
+    recall = sealed_recall(lot)
+    recall_close(recall=recall, reason="Analyses négatives")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute(
+            "UPDATE recall_closures SET reason = 'Rien' WHERE recall_id = %s", [recall.pk]
+        )
+        cursor.execute("SET LOCAL session_replication_role = DEFAULT")
+    now = timezone.now()
+    stray = Recall.objects.create(
+        kind="recall",
+        reference="RC-STRAY",
+        reason="x",
+        instructions_fr="x",
+        instructions_en="x",
+        starts_at=now,
+        scope="lots",
+        declared_at=now,
+    )
+
+    result = ledger.ledger_verify()
+
+    found = {(f["kind"], f.get("reference", ""), f.get("entry", "")) for f in result.findings}
+    assert ("record_changed", "RC-2026-001", "recall_closure") in found
+    assert ("unsealed", "", "recall") in found
+    assert any(f"row {stray.pk}" in f["detail"] for f in result.findings)
+    assert not result.ok
