@@ -43,6 +43,7 @@ bench: venv
 	$(BIN)/python bench/ledger.py --sizes 10000 --samples 100 --proofs 200
 	$(BIN)/python bench/optimizer.py --lots 1000 --ratings 10000
 	$(BIN)/python bench/epcis.py --units 2000 --repeats 1
+	$(BIN)/python bench/recall.py --units 5000 --repeats 2
 	$(BIN)/python bench/optimizer_quality.py --quick
 	$(BIN)/python bench/soak.py --duration 30 --stations 10 --consumers 40
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 from optimizer.models import OptimizedCurve
 from sensors.alerts import unresolved_no_lot_alerts
 from sensors.models import Device, QualityAlert, QualityThreshold
-from traceability.models import ForgedScanAttempt, LedgerVerification, ScanAlert
+from traceability.models import ForgedScanAttempt, LedgerVerification, Recall, ScanAlert
 
 RECENT_DAYS = 7
 
@@ -154,10 +154,18 @@ def _curves(user) -> list[AttentionItem]:
 
 
 def active_recalls_item(user) -> list[AttentionItem]:
-    """MERGE HOOK (issue 15, recalls: branch issue-15-recall). Fill in when
-    ``traceability.Recall`` exists: if ``_can_see(user, Recall)``, one entry counting the
-    recalls not closed, linking to the recall list filtered to them. Until then, nothing."""
-    return []
+    """Recalls and withdrawals not closed (consumers holding their units see the notice)."""
+    if not _can_see(user, Recall):
+        return []
+    count = Recall.objects.filter(closure__isnull=True).count()
+    return [
+        AttentionItem(
+            label="Active recalls and withdrawals",
+            count=count,
+            url=_changelist(Recall, status="active"),
+            level=_level(count, "critical"),
+        )
+    ]
 
 
 def attention_items(*, user) -> list[AttentionItem]:

@@ -103,6 +103,48 @@ def _setup_products(count: int) -> list[str]:
     return codes
 
 
+def _cached_scan_round_trips(code: str) -> dict:
+    """Database round trips of one cached scan page, counted in this process: for a loaded
+    unit, and for a unit of another lot under a recall (whose state the scan statement reads;
+    the recall must add none)."""
+    from django.core.cache import cache
+    from django.db import connection, connections
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from bench.builders import make_lot, make_sample
+    from traceability.recalls import recall_declare
+    from traceability.services import product_register
+
+    lot = make_lot()
+    recalled = product_register(
+        lot_id=lot.id, sample_id=make_sample(lot=lot).sample_id, site_code="LL"
+    ).qr_code
+    recall_declare(
+        kind="recall",
+        reference=f"BENCH-{lot.pk}",
+        reason="bench",
+        instructions_fr="bench",
+        instructions_en="bench",
+        starts_at=timezone.now(),
+        scope="lots",
+        lot_ids=[lot.pk],
+    )
+    client = Client(SERVER_NAME="127.0.0.1")
+    counts = {}
+    for name, qr in (("plain", code), ("recalled", recalled)):
+        client.get(f"/p/{qr}")  # renders and caches the page
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(f"/p/{qr}")
+        assert response.status_code == 200, response.status_code
+        assert (name == "recalled") == (b'data-testid="recall-banner"' in response.content)
+        counts[name] = len(queries)
+    cache.clear()
+    connections.close_all()
+    return counts
+
+
 def _start_server(
     kind: str, port: int, workers: int, threads: int, extra_env: dict[str, str] | None = None
 ) -> subprocess.Popen:
@@ -325,6 +367,7 @@ def main() -> None:
         os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
     ) as db:
         pg_pid = postgres_pid(db)
+    round_trips = _cached_scan_round_trips(codes[0])
     port = _free_port()
     cold_port = _free_port()
     server = _start_server(args.server, port, args.workers, args.server_threads)
@@ -401,6 +444,10 @@ def main() -> None:
     if args.server == "granian":
         setup += f", DB_CONN_HEALTH_CHECKS={os.environ.get('DB_CONN_HEALTH_CHECKS', 'false')}"
     print(f"setup: {setup}")
+    print(
+        f"cached scan page: {round_trips['plain']} database round trip(s); "
+        f"a unit under a recall: {round_trips['recalled']}"
+    )
     for name, r in [
         ("trivial view", trivial),
         ("scan page (cached)", scan),
@@ -455,6 +502,8 @@ def main() -> None:
                 ),
                 "errors": sum(r["errors"] for r in results.values()),
                 "load_average": [round(x, 2) for x in os.getloadavg()],
+                "cached_scan_round_trips": round_trips["plain"],
+                "cached_recalled_scan_round_trips": round_trips["recalled"],
             }
         )
     )

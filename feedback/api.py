@@ -21,6 +21,7 @@ from feedback.services import (
 from gaveurs.api_errors import ApiErrorOut, api_error
 from traceability.http import client_origin
 from traceability.models import ScanChannel
+from traceability.recalls import recall_for_product, recall_public
 from traceability.scans import product_scan
 from traceability.services import product_traceability
 
@@ -73,12 +74,33 @@ class ScanTraceabilityOut(Schema):
     blockchain: ScanBlockchainOut
 
 
+class RecallInstructionsOut(Schema):
+    fr: str
+    en: str
+
+
+class ScanRecallOut(Schema):
+    status: str = Field(description='"active" or "closed"')
+    kind: str = Field(description='"recall" or "withdrawal" (from sale)')
+    reason: str
+    instructions: RecallInstructionsOut
+    instructions_text: str = Field(description="The instructions in the request's language")
+    declared_at: datetime
+    starts_at: datetime
+    reference: str
+    closed_at: datetime | None
+    closing_reason: str | None
+
+
 class ScanOut(Schema):
     success: bool
     traceability: ScanTraceabilityOut
     already_reviewed: bool
     average_rating: float | None
     total_reviews: int
+    recall: ScanRecallOut | None = Field(
+        description="The recall or withdrawal that reaches this unit; null when none"
+    )
 
 
 @router.get(
@@ -89,7 +111,8 @@ class ScanOut(Schema):
 def consumer_scan(request: HttpRequest, qr_code: str) -> Any:
     """404 for an unknown code, and for a forged one (``error`` = ``invalid_signature``, logged
     for staff). ``average_rating`` is null until the lot has more than 5 visible reviews;
-    ``total_reviews`` counts the lot's visible reviews."""
+    ``total_reviews`` counts the lot's visible reviews. ``recall`` is the recall or withdrawal
+    that reaches this unit (the newest open one, else the newest closed one), null when none."""
     outcome = product_scan(
         qr_code=qr_code,
         channel=ScanChannel.API,
@@ -106,12 +129,16 @@ def consumer_scan(request: HttpRequest, qr_code: str) -> Any:
         return api_error(404, "unknown_qr_code", "No such product.", field="qr_code")
     # Reverse one-to-ones loaded by select_related: a missing row reads as AttributeError.
     stats = getattr(product.lot, "review_stats", None)
+    language = getattr(request, "LANGUAGE_CODE", "") or "fr"
+    # The scan statement says whether any recall reaches the unit: no query when none does.
+    recall = recall_for_product(product) if outcome.scan.recall_state else None
     return {
         "success": True,
         "traceability": product_traceability(product),
         "already_reviewed": hasattr(product, "feedback"),
         "average_rating": stats.average_overall if stats and stats.is_public else None,
         "total_reviews": stats.review_count if stats else 0,
+        "recall": recall_public(recall, language=language),
     }
 
 

@@ -2,9 +2,10 @@
 POST ``/p/<qr_code>/avis``. Thin: the work is in ``traceability.scans`` and ``feedback.services``.
 
 A scan costs one query (resolve the code, count the scan, read the review state); the rendered
-page is cached per product, language and review state, so a cache miss adds two (the product
-with everything shown, and the tamper-evidence proof). Nothing is recomputed from reviews or
-scans: the lot's figures are stored by feedback.services.
+page is cached per product, language, review state and recall state, so a cache miss adds two
+(the product with everything shown, and the tamper-evidence proof), and for a unit a recall
+reaches a few more (the recall, its sealed records and their proofs). Nothing is recomputed
+from reviews or scans: the lot's figures are stored by feedback.services.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from sensors.rules import GRADE_CUTOFFS
 from traceability.http import client_origin
 from traceability.ledger import scan_context as ledger_scan_context
 from traceability.models import ConsumerProduct, ScanChannel
+from traceability.recalls import recall_for_product, recall_notice
 from traceability.scans import ScanCount, product_scan
 
 # Words for a 0–1 score, on the stations' grade cut-offs (sensors.rules).
@@ -82,9 +84,18 @@ def _related(obj: Any, name: str) -> Any:
 
 
 def scan_context(
-    product: ConsumerProduct, *, form: FeedbackForm | None, status: int = 200, notice: str = ""
+    product: ConsumerProduct,
+    *,
+    form: FeedbackForm | None,
+    status: int = 200,
+    notice: str = "",
+    recall_state: str | None = None,
+    language: str = "fr",
 ) -> dict[str, Any]:
-    """What templates/feedback/scan.html shows of a product loaded by product_for_scan."""
+    """What templates/feedback/scan.html shows of a product loaded by product_for_scan.
+
+    ``recall_state`` is the scan statement's (``ScanCount.recall_state``): when it is empty no
+    recall reaches the unit and none is looked up; None looks it up (one query)."""
     stats = _related(product.lot, "review_stats")
     review = _related(product, "feedback")
     volume = product.tof_volume_mm3
@@ -109,6 +120,8 @@ def scan_context(
         "comment_max": COMMENT_MAX_LENGTH,
     }
     context.update(ledger_scan_context(product))
+    recall = recall_for_product(product) if recall_state is None or recall_state else None
+    context["recall"] = recall_notice(recall, language=language) if recall else None
     return context
 
 
@@ -121,7 +134,8 @@ def scan_page(
     notice: str = "",
 ) -> HttpResponse:
     """Render the product page uncached (the feedback form's answers: errors, notices)."""
-    context = scan_context(product, form=form, status=status, notice=notice)
+    language = getattr(request, "LANGUAGE_CODE", "") or "fr"
+    context = scan_context(product, form=form, status=status, notice=notice, language=language)
     return render(request, "feedback/scan.html", context, status=status)
 
 
@@ -134,10 +148,11 @@ def _scan_page_cache_key(scan: ScanCount, language: str) -> str:
     version (a changed record, even tampered with in the database, is shown at once), this
     unit's review and its lot's visible review figures. Only the ledger's tree size and signed
     head may lag, by at most SCAN_PAGE_CACHE_SECONDS (a proof against an older head still
-    verifies)."""
+    verifies). The recalls that reach the unit and their state are in it too, read by the
+    same scan statement: a declaration or closing shows on the next scan."""
     return (
-        f"scan-page:v1:{scan.product_pk}:{scan.record_version}:{language}:"
-        f"{int(scan.reviewed)}:{scan.review_count}:{scan.review_sum}"
+        f"scan-page:v2:{scan.product_pk}:{scan.record_version}:{language}:"
+        f"{int(scan.reviewed)}:{scan.review_count}:{scan.review_sum}:{scan.recall_state}"
     )
 
 
@@ -205,7 +220,12 @@ def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
         product = product_for_scan(qr_code=qr_code)
         if product is None:  # gone since the scan was counted
             return _uncached(render(request, "feedback/scan_unknown.html", status=404))
-        context = scan_context(product, form=None)
+        context = scan_context(
+            product,
+            form=None,
+            recall_state=outcome.scan.recall_state,
+            language=language or "fr",
+        )
         if not context["already_reviewed"]:
             context["form_html"] = _blank_form_html(product.qr_code)
         context["csrf_token"] = CSRF_PLACEHOLDER
@@ -217,6 +237,7 @@ def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
 
 
 ALREADY_REVIEWED = _("Ce produit a déjà reçu un avis : un seul avis par produit.")
+RECALL_NO_REVIEW = _("Les avis sont suspendus pendant le rappel de ce produit.")
 
 
 @never_cache
@@ -230,6 +251,10 @@ def submit(request: HttpRequest, qr_code: str) -> HttpResponse:
         return scan_page(
             request, product, form=FeedbackForm(request.POST), notice=notice, status=429
         )
+    recall = recall_for_product(product)
+    if recall is not None and getattr(recall, "closure", None) is None:
+        # The page shows the recall's instructions instead of the form: no review meanwhile.
+        return scan_page(request, product, form=None, notice=RECALL_NO_REVIEW, status=409)
     form = FeedbackForm(request.POST)
     if form.is_bot():
         notice = _("Votre avis n'a pas pu être enregistré.")

@@ -287,3 +287,7 @@ for _model, _admin in (
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
     admin.site.register(_model, _admin)
+
+
+# Recalls and withdrawals have their own module; importing it registers them.
+from traceability import admin_recalls  # noqa: E402, F401

@@ -33,6 +33,7 @@ from django.utils import timezone
 from psycopg import errors as psycopg_errors
 
 from traceability.models import ForgedScanAttempt, PlaceSource, ScanAlert
+from traceability.recalls import recall_state_sql
 from traceability.services import qr_parse, qr_signature_is_valid
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,10 @@ class ScanCount:
     scan_count: int
     distinct_clients: int = 0
     new_client: bool = False
+    # The recalls that reach this unit and their state ("12o,15c"; traceability.recalls):
+    # part of the page's cache key, so a declaration or closing shows at once, with no
+    # per-unit work and no extra round trip.
+    recall_state: str = ""
 
 
 # One statement resolves the code and counts the scan (event row + per-product counter), so a
@@ -147,7 +152,7 @@ class ScanCount:
 # may lose the scans of its last ~0.6 s (3 x wal_writer_delay), never corrupt the counts.
 SCAN_RECORD_SQL = """
 WITH product AS (
-    SELECT p.id, p.lot_id, p.xmin::text AS record_version,
+    SELECT p.id, p.lot_id, p.xmin::text AS record_version, {recall_state} AS recall_state,
            EXISTS (SELECT 1 FROM consumer_feedback f WHERE f.product_id = p.id) AS reviewed,
            COALESCE(s.review_count, 0) AS review_count,
            COALESCE(s.overall_sum, 0) AS review_sum,
@@ -185,9 +190,9 @@ SELECT product.id, product.lot_id, product.record_version, product.reviewed,
        product.review_count, product.review_sum,
        COALESCE((SELECT scan_count FROM counter), product.scan_count),
        COALESCE((SELECT distinct_clients FROM counter), product.distinct_clients),
-       EXISTS (SELECT 1 FROM new_client)
+       EXISTS (SELECT 1 FROM new_client), product.recall_state
 FROM product
-"""
+""".replace("{recall_state}", recall_state_sql("$2"))
 SCAN_RECORD_PARAMS = (
     "qr_code",
     "now",
@@ -205,7 +210,7 @@ SCAN_RECORD_PARAMS = (
 # session keeps it until the connection closes (a PREPARE survives a rollback). Name versioned
 # with the text: a changed statement gets a new name. Needs session-level state: behind
 # PgBouncer use session pooling (README), as for the rest of the application.
-SCAN_STATEMENT = "gaveurs_scan_record_v3"
+SCAN_STATEMENT = "gaveurs_scan_record_v4"
 SCAN_PREPARE_SQL = (
     f"PREPARE {SCAN_STATEMENT} (text, timestamptz, text, text, text, text, text, boolean) AS "
     + SCAN_RECORD_SQL

@@ -1,6 +1,9 @@
-/* Gaveurs Trace: verify a product's record against the signed Merkle log, in the browser.
+/* Gaveurs Trace: verify a product's record, and the recall notice shown for it, against the
+ * signed Merkle log, in the browser.
  *
- * Reads the JSON embedded as <script id="ledger-proof"> ({record, proof}) by the scan page and:
+ * Reads the JSON embedded as <script id="ledger-proof"> ({record, proof}) by the scan page, and
+ * <script id="recall-proof"> ({entries: [{kind, record, proof}]}) when a recall reaches the unit
+ * (its declaration and, once closed, its closing are leaves of their own), and for each:
  * 1. rebuilds the canonical record (keys sorted, no whitespace, UTF-8) and its leaf hash
  *    SHA-256(0x00 || bytes);
  * 2. walks the audit path to the root (RFC 9162 §2.1.3.2), nodes SHA-256(0x01 || l || r);
@@ -14,9 +17,10 @@
 
   var block = document.getElementById("ledger-block");
   var dataEl = document.getElementById("ledger-proof");
-  if (!block || !dataEl) return;
-  var out = block.querySelector("[data-testid=ledger-result]");
-  var details = block.querySelector("[data-ledger-details]");
+  var recallEl = document.getElementById("recall-banner");
+  var recallData = document.getElementById("recall-proof");
+  var out = block && block.querySelector("[data-testid=ledger-result]");
+  var details = block && block.querySelector("[data-ledger-details]");
 
   // The first-screen banner and the grade badge follow the verdict (templates/feedback/scan.html).
   var banner = document.getElementById("integrity-banner");
@@ -71,7 +75,8 @@
   function leafHash(data) { return sha256([Uint8Array.of(0), data]); }
   function nodeHash(l, r) { return sha256([Uint8Array.of(1), l, r]); }
 
-  // Values are strings, integers, booleans or null; keys are ASCII, so sort() is code-point order.
+  // Values are strings, integers, booleans, null or arrays of strings or integers; keys are
+  // ASCII, so sort() is code-point order and JSON.stringify writes the same bytes as the server.
   function canonical(record) {
     return "{" + Object.keys(record).sort().map(function (k) {
       return JSON.stringify(k) + ":" + JSON.stringify(record[k]);
@@ -114,13 +119,13 @@
       { name: "Ed25519" }, key, unbase64(head.signature), headMessage(head));
   }
 
-  async function run() {
-    var data = JSON.parse(dataEl.textContent);
-    var proof = data.proof || {};
-    if (proof.status !== "sealed") { show("pending", "Pending"); return; }
-    if (!window.crypto || !crypto.subtle) { show("unsupported", "Unsupported"); return; }
+  // One entry's verdict: [state, message key, facts].
+  async function verifyEntry(record, proof) {
+    proof = proof || {};
+    if (proof.status !== "sealed") return ["pending", "Pending", ""];
+    if (!window.crypto || !crypto.subtle) return ["unsupported", "Unsupported", ""];
     var head = proof.signed_head;
-    var leaf = await leafHash(new TextEncoder().encode(canonical(data.record)));
+    var leaf = await leafHash(new TextEncoder().encode(canonical(record)));
     var root = await rootFromPath(
       proof.leaf_index, proof.tree_size, leaf, proof.audit_path.map(unhex));
     var facts = "leaf " + hex(leaf) + " · tree " + head.tree_size + " · root " +
@@ -129,20 +134,49 @@
     try {
       signatureOk = await verifySignature(head);
     } catch (e) {
-      show("unsupported", "Unsupported", facts);
-      return;
+      return ["unsupported", "Unsupported", facts];
     }
     if (hex(leaf) !== proof.leaf_hash) {
-      show("failed", "RecordChanged", facts + " · sealed leaf " + proof.leaf_hash);
+      return ["failed", "RecordChanged", facts + " · sealed leaf " + proof.leaf_hash];
     } else if (!root || hex(root) !== head.root_hash || head.tree_size !== proof.tree_size) {
-      show("failed", "PathFailed", facts);
+      return ["failed", "PathFailed", facts];
     } else if (!signatureOk) {
-      show("failed", "SignatureFailed", facts);
-    } else {
-      show("verified", "Verified", facts);
+      return ["failed", "SignatureFailed", facts];
+    }
+    return ["verified", "Verified", facts];
+  }
+
+  async function run() {
+    var data = JSON.parse(dataEl.textContent);
+    var verdict = await verifyEntry(data.record, data.proof);
+    show(verdict[0], verdict[1], verdict[2]);
+  }
+
+  // The recall notice is verified when every entry shown (declaration, closing) is.
+  async function runRecall() {
+    var recallOut = recallEl.querySelector("[data-testid=recall-ledger-result]");
+    function showRecall(state, facts) {
+      recallOut.dataset.state = state;
+      var key = state.charAt(0).toUpperCase() + state.slice(1);
+      recallOut.textContent = recallEl.dataset["msg" + key] || state;
+      if (facts) recallOut.title = facts;
+    }
+    try {
+      var entries = JSON.parse(recallData.textContent).entries || [];
+      var state = entries.length ? "verified" : "error", facts = [];
+      for (var i = 0; i < entries.length; i++) {
+        var verdict = await verifyEntry(entries[i].record, entries[i].proof);
+        facts.push(entries[i].kind + ": " + verdict[2]);
+        if (verdict[0] !== "verified" && state !== "failed") state = verdict[0];
+      }
+      showRecall(state, facts.join(" | "));
+    } catch (e) {
+      showRecall("error", String(e));
     }
   }
 
+  if (recallEl && recallData) runRecall();
+  if (!block || !dataEl) return;
   show("checking", "Checking");
   run().catch(function (e) { show("error", "Error", String(e)); });
 })();

@@ -16,8 +16,9 @@ from accounts.selectors import attention_items
 from optimizer.models import OptimizationRun, OptimizedCurve
 from sensors.alerts import NO_LOT_RULE
 from sensors.models import QualityAlert
-from tests.factories import make_device, make_product, make_sample
+from tests.factories import make_device, make_lot, make_product, make_sample
 from traceability.models import ForgedScanAttempt, LedgerVerification, ScanAlert
+from traceability.recalls import recall_close, recall_declare
 
 pytestmark = pytest.mark.django_db
 
@@ -84,6 +85,18 @@ def seed(scale: int) -> None:
     for n in range(scale):
         curve(100 * scale + n)
     curve(10_000 + scale, status="retired")
+    for n in range(scale + 1):
+        recall = recall_declare(
+            kind="recall",
+            reference=f"RAPPEL-{scale}-{n}",
+            reason="Listeria",
+            instructions_fr="Rapportez-le.",
+            instructions_en="Bring it back.",
+            starts_at=now,
+            scope="lots",
+            lot_ids=[make_lot().pk],
+        )
+    recall_close(recall=recall, reason="done")  # the last one: closed, not counted
     LedgerVerification.objects.create(
         started_at=now,
         finished_at=now,
@@ -117,7 +130,8 @@ def test_the_panel_costs_the_same_bounded_queries_whatever_the_data(role):
 def test_each_role_sees_only_what_it_may_open():
     seed(1)
     everything = labels_of(staff(None))
-    assert len(everything) == 7
+    assert len(everything) == 8
+    assert everything[0] == "Active recalls and withdrawals"
     assert labels_of(staff(QUALITY)) == everything
     assert labels_of(staff(ANALYST)) == everything
     assert labels_of(staff(STATION_ADMIN)) == [
@@ -147,6 +161,7 @@ def test_each_entry_leads_to_the_filtered_list_of_the_rows_it_counts(role):
         "Forged-code attempts, last 7 days": 2,
         "Last ledger verification": 1,
         "Optimised curves awaiting approval": 2,
+        "Active recalls and withdrawals": 2,
     }
     assert items
     for item in items:

@@ -33,7 +33,9 @@ def test_it_answers_the_seed_shape_field_for_field(client):
         "already_reviewed",
         "average_rating",
         "total_reviews",
+        "recall",  # issue 15: null when no recall reaches the unit
     ]
+    assert body["recall"] is None
     t = body["traceability"]
     assert list(t) == ["product_id", "qr_code", "lot", "sqal_quality", "blockchain"]
     assert list(t["lot"]) == [

@@ -412,3 +412,37 @@ def test_documents_are_written_one_event_at_a_time_never_whole(gs1_lot):
     assert built == [0, 1]
     rest = "".join(chunks)
     assert rest.endswith("]}}\n") and len(built) > 2
+
+
+def test_a_recall_and_a_withdrawal_are_events_of_the_lots_affected_units(gs1_lot, plain_lot):
+    from traceability.recalls import recall_declare
+
+    lot, products = gs1_lot
+    other_lot, _ = plain_lot
+    common = {
+        "reason": "Listeria",
+        "instructions_fr": "Ne pas consommer.",
+        "instructions_en": "Do not eat.",
+        "starts_at": timezone.now(),
+    }
+    recall_declare(kind="recall", reference="RC-E1", scope="lots", lot_ids=[lot.pk], **common)
+    recall_declare(
+        kind="withdrawal",
+        reference="RC-E2",
+        scope="products",
+        product_ids=[products[1].product_id],
+        **common,
+    )
+
+    recalls = [e for e in all_events() if e.get("gt:recallKind")]
+
+    assert [(e["disposition"], e["gt:recallReference"]) for e in recalls] == [
+        ("recalled", "RC-E1"),
+        ("non_sellable_other", "RC-E2"),
+    ]
+    assert len(recalls[0]["epcList"]) == 3 and len(recalls[1]["epcList"]) == 1
+    assert all(e["bizStep"] == "holding" and e["action"] == "OBSERVE" for e in recalls)
+    assert not [e for e in all_events(lot=other_lot.code) if e.get("gt:recallKind")]
+    only = [e for e in all_events(product=products[0].product_id) if e.get("gt:recallKind")]
+    assert len(only) == 1 and len(only[0]["epcList"]) == 1
+    assert_valid(document(recalls))

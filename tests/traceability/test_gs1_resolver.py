@@ -234,3 +234,43 @@ def test_unknown_identifiers_are_404(client, products):
         f"/produit/{GTIN14}/lot/NOLOT",
     ]:
         assert client.get(path).status_code == 404, path
+
+
+def _declare_recall(lot, **kw):
+    from django.utils import timezone
+
+    from traceability.recalls import recall_declare
+
+    return recall_declare(
+        kind="recall",
+        reference="RC-GS1",
+        reason="Listeria",
+        instructions_fr="Ne pas consommer.",
+        instructions_en="Do not eat.",
+        starts_at=timezone.now(),
+        scope="lots",
+        lot_ids=[lot.pk],
+        **kw,
+    )
+
+
+def test_a_recalled_unit_and_its_lot_gain_a_recall_status_link(client, products):
+    unit = products[0]
+    _declare_recall(unit.lot)
+    path = f"/01/{GTIN14}/10/GS2601001/21/{unit.gs1_serial}"
+    scan = f"http://localhost:8000/p/{unit.qr_code}"
+
+    entry = linkset_of(client, path)
+    assert entry[VOC + "recallStatus"][0]["href"] == scan + "#recall-banner"
+    response = client.get(path, {"linkType": "gs1:recallStatus"})
+    assert response.status_code == 307 and response["Location"] == scan + "#recall-banner"
+    # The GS1 Digital Link leads to the same page, which shows the recall first.
+    page = client.get(client.get(path)["Location"].removeprefix("http://localhost:8000"))
+    assert 'data-testid="recall-banner"' in page.content.decode()
+
+    lot_entry = linkset_of(client, f"/01/{GTIN14}/10/GS2601001")
+    assert lot_entry[VOC + "recallStatus"][0]["href"].endswith("#recall")
+    lot_url = client.get(f"/01/{GTIN14}/10/GS2601001")["Location"]
+    lot_page = client.get(lot_url.removeprefix("http://localhost:8000")).content.decode()
+    assert 'data-testid="recall"' in lot_page and "RC-GS1" in lot_page
+    assert unit.qr_code not in lot_page

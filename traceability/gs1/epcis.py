@@ -12,8 +12,10 @@ Events per lot, in this order (the order is also the pagination cursor, ``EventK
    ``conformant`` or ``non_conformant``) with one ``sensorReport`` per SQAL quantity, then
    **commissioning** — an ``ObjectEvent`` (ADD, bizStep ``commissioning``, disposition
    ``active``) at registration.
-3. **recall** — extension point: ``recall_events`` yields nothing until recalls exist; their
-   event is ``recall_event`` (disposition ``recalled``).
+3. **recall** — per recall or withdrawal that reaches units of the lot (``recall_events``): an
+   ``ObjectEvent`` (OBSERVE, bizStep ``holding``, disposition ``recalled`` for a recall,
+   ``non_sellable_other`` for a withdrawal from sale) on the lot's affected units at the
+   recall's start, with its reference and kind as ``gt:`` extension fields.
 
 Every event carries its CBV 2.0 hash ID (traceability/gs1/event_hash.py). Identifiers:
 traceability/gs1/identifiers.py. Nothing here holds more than one lot-day of unit identifiers
@@ -41,6 +43,7 @@ from sensors.models import Grade
 from traceability.gs1 import identifiers as ids
 from traceability.gs1.event_hash import event_hash_id
 from traceability.models import ConsumerProduct
+from traceability.recalls import recall_affected_products, recalls_for_lot
 
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 EXTENSION_PREFIX = "gt"
@@ -267,29 +270,59 @@ def commissioning_event(*, unit: str, site: SiteIds, when: datetime) -> dict[str
     return _finish(event, when)
 
 
-def recall_event(*, units: list[str], site: SiteIds, when: datetime) -> dict[str, Any]:
-    """A recall of units: disposition ``recalled``. Ready for the recall feature (see
-    ``recall_events``); nothing calls it with data yet."""
-    event = {
+# CBV 2.0 dispositions: a recall is "recalled"; a withdrawal from sale (no consumer action
+# needed) has no disposition of its own, "non_sellable_other" says the units may not be sold.
+RECALL_DISPOSITIONS = {"recall": "recalled", "withdrawal": "non_sellable_other"}
+
+
+def recall_event(
+    *,
+    units: list[str],
+    site: SiteIds,
+    when: datetime,
+    kind: str = "recall",
+    reference: str | None = None,
+) -> dict[str, Any]:
+    """A recall (disposition ``recalled``) or a withdrawal from sale of units."""
+    event: dict[str, Any] = {
         "type": "ObjectEvent",
         "epcList": units,
         "action": "OBSERVE",
         "bizStep": "holding",
-        "disposition": "recalled",
+        "disposition": RECALL_DISPOSITIONS[kind],
         "readPoint": {"id": site.read_point()},
         "bizLocation": {"id": site.location},
+        "gt:recallKind": kind,
     }
+    if reference:
+        event["gt:recallReference"] = reference
     return _finish(event, when)
 
 
 def recall_events(lot: Lot, flt: EventFilter) -> Iterator[tuple[EventKey, dict[str, Any]]]:
-    """Extension point: recalls of the lot's units, phase ``RECALL``.
-
-    The recall feature (DESIGN.md, "Recalls") is not built yet. When it is, read the lot's
-    recalls here in order and yield ``(EventKey(lot.id, RECALL, recall.pk), recall_event(...))``
-    for those ``flt.wants`` and after ``flt.after``; the lot page and linkset gain
-    ``gs1:recallStatus`` in traceability/gs1/resolver.py the same way."""
-    return iter(())
+    """The recalls and withdrawals that reach the lot's units, phase ``RECALL``, in the order
+    they start; each event lists the lot's affected units (``flt.product``: that one only)."""
+    if "ObjectEvent" not in flt.event_types:
+        return
+    lot_site = site_ids(lot.site)
+    for recall in recalls_for_lot(lot):
+        key = EventKey(lot.id, RECALL, recall.pk)
+        if not _after(key, flt) or not flt.wants("ObjectEvent", recall.starts_at):
+            continue
+        units = recall_affected_products(recall).filter(lot_id=lot.id)
+        if flt.product is not None:
+            units = units.filter(product_id=flt.product)
+        rows = units.order_by("id").values_list("gs1_serial", "product_id")
+        epcs = [lot_site.unit(serial=serial, product_id=pid) for serial, pid in rows]
+        if epcs:
+            event = recall_event(
+                units=epcs,
+                site=lot_site,
+                when=recall.starts_at,
+                kind=recall.kind,
+                reference=recall.reference,
+            )
+            yield key, event
 
 
 # --- Reading the database ----------------------------------------------------------------------

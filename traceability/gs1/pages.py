@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Avg, Count, Max, Min, Q
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 
 from gaveurs.models import Lot, Site
 from traceability.models import ConsumerProduct
+from traceability.recalls import recalls_for_lot
 
 RECENT_LOTS = 10
 GRADES = ("A+", "A", "B", "C")
@@ -52,6 +55,24 @@ def class_page(*, gtin: str, sites: list[Site]) -> dict[str, Any]:
     }
 
 
+def _lot_recall_notice(lot: Lot) -> str | None:
+    """One line on the newest recall or withdrawal reaching units of the lot, if any."""
+    recall = recalls_for_lot(lot).last()
+    if recall is None:
+        return None
+    english = (get_language() or "fr").startswith("en")
+    values = {
+        "ref": recall.reference,
+        "reason": recall.reason,
+        "instructions": recall.instructions_en if english else recall.instructions_fr,
+    }
+    if getattr(recall, "closure", None) is not None:
+        return _("Rappel %(ref)s (clos) : %(reason)s") % values
+    if recall.kind == "withdrawal":
+        return _("Retrait de la vente %(ref)s : %(reason)s. %(instructions)s") % values
+    return _("Rappel %(ref)s : %(reason)s. %(instructions)s") % values
+
+
 def lot_page(*, gtin: str, lot: Lot) -> dict[str, Any]:
     """A lot: origin, feeding dates and a summary of its SQAL inspections."""
     figures = ConsumerProduct.objects.filter(lot=lot).aggregate(
@@ -73,6 +94,5 @@ def lot_page(*, gtin: str, lot: Lot) -> dict[str, Any]:
         "grades": grades,
         "first_packed": figures["first"],
         "last_packed": figures["last"],
-        # Recall status: none until the recall feature exists (traceability.gs1.epcis).
-        "recall": None,
+        "recall": _lot_recall_notice(lot),
     }

@@ -15,8 +15,9 @@ are built from public data and must never reveal any of those (tests/traceabilit
 ``linkType`` picks a link (``gs1:pip``, ``gs1:traceability``, ``gs1:review``,
 ``gs1:defaultLink``, as a CURIE or a full ``https://gs1.org/voc/…`` URI); one not offered falls
 back to the default link. ``linkType=all`` or ``Accept: application/linkset+json`` answer the
-RFC 9264 linkset. ``gs1:recallStatus`` joins the lot and unit links when recalls exist (see
-``traceability.gs1.epcis.recall_events``).
+RFC 9264 linkset. ``gs1:recallStatus`` joins the unit's links when a started recall or
+withdrawal reaches it (its scan page's banner), and the lot's when one reaches any of its units
+(the lot page's notice); ``traceability.recalls`` says which.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from django.utils.translation import gettext as _
 from gaveurs.models import Lot, Site
 from traceability import qr
 from traceability.models import ConsumerProduct
+from traceability.recalls import recall_for_product, recalls_for_lot
 
 GS1_VOC = "https://gs1.org/voc/"
 LINK_TYPES = ("pip", "traceability", "review", "recallStatus", "defaultLink")
@@ -168,6 +170,12 @@ def _epcis_link(**query: str) -> Link:
     )
 
 
+def _recall_link(href: str) -> Link:
+    return Link(
+        "recallStatus", href, _("Avis de rappel ou de retrait de la vente"), hreflang=_languages()
+    )
+
+
 def resolve(link: DigitalLink) -> Resolution | None:
     """The identified thing and its links, or None when nothing has this identifier."""
     sites = sites_of(link.gtin)
@@ -180,20 +188,25 @@ def resolve(link: DigitalLink) -> Resolution | None:
         )
         if link.lot is not None:
             products = products.filter(lot_code=link.lot)
-        product = products.only("qr_code", "product_id", "lot_code").first()
+        product = products.only(
+            "qr_code", "product_id", "lot_code", "lot_id", "site_code", "created_at"
+        ).first()
         if product is None:
             return None
         page = _absolute(qr.scan_path(product.qr_code))
         pip = Link("pip", page, _("Fiche du produit et sa traçabilité"), hreflang=languages)
+        links = [
+            Link("defaultLink", page, pip.title, hreflang=languages),
+            pip,
+            Link("review", page + "#reviews-title", _("Donner votre avis"), hreflang=languages),
+            _epcis_link(product=product.product_id),
+        ]
+        if recall_for_product(product) is not None:
+            links.append(_recall_link(page + "#recall-banner"))
         return Resolution(
             link=link,
             description=_("Foie gras de canard, produit n° %(id)s") % {"id": product.product_id},
-            links=[
-                Link("defaultLink", page, pip.title, hreflang=languages),
-                pip,
-                Link("review", page + "#reviews-title", _("Donner votre avis"), hreflang=languages),
-                _epcis_link(product=product.product_id),
-            ],
+            links=links,
         )
     if link.lot is not None:
         lot = Lot.objects.filter(code=link.lot, site__in=sites).first()
@@ -201,14 +214,17 @@ def resolve(link: DigitalLink) -> Resolution | None:
             return None
         page = _absolute(reverse("traceability:gs1_lot", args=[link.gtin, lot.code]))
         title = _("Lot %(lot)s : origine, gavage et contrôle qualité") % {"lot": lot.code}
+        links = [
+            Link("defaultLink", page, title, hreflang=languages),
+            Link("pip", page, title, hreflang=languages),
+            _epcis_link(lot=lot.code),
+        ]
+        if recalls_for_lot(lot).exists():
+            links.append(_recall_link(page + "#recall"))
         return Resolution(
             link=link,
             description=_("Foie gras de canard, lot %(lot)s") % {"lot": lot.code},
-            links=[
-                Link("defaultLink", page, title, hreflang=languages),
-                Link("pip", page, title, hreflang=languages),
-                _epcis_link(lot=lot.code),
-            ],
+            links=links,
         )
     page = _absolute(reverse("traceability:gs1_class", args=[link.gtin]))
     title = _("Foie gras de canard : le produit, ses sites et ses lots")

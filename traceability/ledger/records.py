@@ -1,14 +1,15 @@
-"""The canonical record of a product that is sealed in the log (version 1; see the package
-docstring for its byte layout)."""
+"""The canonical records sealed in the log (version 1; see the package docstring for their byte
+layout): a product's, a recall declaration's and a recall closing's. Product records carry no
+``kind`` (they hash exactly as before entry kinds existed); the others name their ``kind``."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from traceability.ledger.merkle import leaf_hash
-from traceability.models import ConsumerProduct
+from traceability.models import ConsumerProduct, LedgerEntryKind, Recall, RecallClosure
 
 RECORD_VERSION = 1
 
@@ -57,3 +58,41 @@ def canonical_json(record: dict[str, Any]) -> str:
 
 def product_leaf_hash(product: ConsumerProduct) -> bytes:
     return leaf_hash(canonical_json(product_record(product)).encode("utf-8"))
+
+
+def _date(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def recall_record(recall: Recall) -> dict[str, Any]:
+    """The declaration of a recall as sealed: what consumers are told and its scope. The scope
+    names rows by what never changes (lot and site keys, product ids), sorted, so that editing a
+    lot's code later is not mistaken for tampering with the recall."""
+    return {
+        "v": RECORD_VERSION,
+        "kind": LedgerEntryKind.RECALL.value,
+        "reference": recall.reference,
+        "recall_kind": recall.kind,
+        "reason": recall.reason,
+        "instructions_fr": recall.instructions_fr,
+        "instructions_en": recall.instructions_en,
+        "starts_at": _time(recall.starts_at),
+        "declared_at": _time(recall.declared_at),
+        "scope": recall.scope,
+        "lot_ids": sorted(recall.scope_lots.values_list("lot_id", flat=True)),
+        "product_ids": sorted(recall.scope_products.values_list("product__product_id", flat=True)),
+        "site_id": recall.site_id,
+        "produced_from": _date(recall.produced_from),
+        "produced_until": _date(recall.produced_until),
+    }
+
+
+def recall_closure_record(closure: RecallClosure) -> dict[str, Any]:
+    """The closing of a recall as sealed."""
+    return {
+        "v": RECORD_VERSION,
+        "kind": LedgerEntryKind.RECALL_CLOSURE.value,
+        "recall_reference": closure.recall.reference,
+        "reason": closure.reason,
+        "closed_at": _time(closure.closed_at),
+    }

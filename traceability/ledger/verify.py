@@ -12,9 +12,22 @@ from django.utils import timezone
 
 from traceability.ledger.keys import head_signature_is_valid, trusted_public_keys
 from traceability.ledger.merkle import Frontier, leaf_hash, node_hash, verify_consistency
-from traceability.ledger.records import canonical_json, product_record
+from traceability.ledger.records import (
+    canonical_json,
+    product_record,
+    recall_closure_record,
+    recall_record,
+)
 from traceability.ledger.storage import LedgerCorrupt, consistency_proof
-from traceability.models import ConsumerProduct, LedgerHead, LedgerLeaf, LedgerVerification
+from traceability.models import (
+    ConsumerProduct,
+    LedgerEntryKind,
+    LedgerHead,
+    LedgerLeaf,
+    LedgerVerification,
+    Recall,
+    RecallClosure,
+)
 
 # --- Verification -------------------------------------------------------------------------
 
@@ -26,6 +39,9 @@ class Finding:
     product_id: str = ""
     leaf_index: int | None = None
     tree_size: int | None = None
+    # For recall entries: the recall's reference (``entry`` names the entry's kind).
+    reference: str = ""
+    entry: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in ("", None)}
@@ -43,17 +59,34 @@ def _changed_fields(sealed: str, current: dict[str, Any]) -> list[str]:
     ]
 
 
+def _subject(leaf: LedgerLeaf) -> tuple[dict[str, Any], str, dict[str, str]]:
+    """The current record of a leaf's row, how to name it, and the Finding fields naming it."""
+    if leaf.kind == LedgerEntryKind.RECALL:
+        assert leaf.recall is not None
+        ref = leaf.recall.reference
+        return recall_record(leaf.recall), f"recall {ref}", {"reference": ref, "entry": leaf.kind}
+    if leaf.kind == LedgerEntryKind.RECALL_CLOSURE:
+        assert leaf.recall_closure is not None
+        ref = leaf.recall_closure.recall.reference
+        named = {"reference": ref, "entry": leaf.kind}
+        return recall_closure_record(leaf.recall_closure), f"closing of recall {ref}", named
+    assert leaf.product is not None
+    pid = leaf.product.product_id
+    return product_record(leaf.product), f"product {pid}", {"product_id": pid}
+
+
 def ledger_verify(*, batch_size: int = 2000) -> LedgerVerification:
     """Check the whole log against the current rows and the signed heads; store the outcome.
 
-    1. every leaf: recompute from the product row as it is now, compare with the sealed leaf;
-       name each product whose record changed (and which fields), or whose row is gone;
+    1. every leaf: recompute from its row (product, recall, recall closing) as it is now,
+       compare with the sealed leaf; name each entry whose record changed (and which fields);
     2. the stored leaves hash to their sealed records, and blockchain_hash matches;
     3. the tree rebuilt from the stored leaves matches every stored node and every signed root;
        the tree rebuilt from the current rows is compared with the signed roots too;
     4. every head's signature verifies with a trusted key; consecutive heads are consistent
        (RFC 9162 consistency proofs from the stored nodes);
-    5. products that are not in the log are reported as unsealed (``manage.py seal_ledger``).
+    5. products that are not in the log are reported as unsealed (``manage.py seal_ledger``),
+       and so are recalls and closings (sealed when written: missing means tampering).
     Reads one REPEATABLE READ snapshot, so concurrent appends do not cause false findings.
     """
     started = timezone.now()
@@ -72,7 +105,7 @@ def ledger_verify(*, batch_size: int = 2000) -> LedgerVerification:
         stored_roots: dict[int, bytes] = {}
         checked = 0
         leaves = (
-            LedgerLeaf.objects.select_related("product")
+            LedgerLeaf.objects.select_related("product", "recall", "recall_closure__recall")
             .order_by("leaf_index")
             .iterator(chunk_size=batch_size)
         )
@@ -86,31 +119,30 @@ def ledger_verify(*, batch_size: int = 2000) -> LedgerVerification:
                     )
                 )
                 break
-            product = leaf.product
+            record, name, named = _subject(leaf)
             sealed_leaf = bytes(leaf.leaf_hash)
             if leaf_hash(leaf.record.encode("utf-8")) != sealed_leaf:
                 findings.append(
                     Finding(
                         "sealed_record_altered",
                         "the stored sealed record no longer hashes to its leaf",
-                        product.product_id,
-                        leaf.leaf_index,
+                        leaf_index=leaf.leaf_index,
+                        **named,
                     )
                 )
-            record = product_record(product)
             current_leaf = leaf_hash(canonical_json(record).encode("utf-8"))
             if current_leaf != sealed_leaf:
                 changes = _changed_fields(leaf.record, record)
                 findings.append(
                     Finding(
                         "record_changed",
-                        f"product {product.product_id} changed after sealing: "
-                        + "; ".join(changes),
-                        product.product_id,
-                        leaf.leaf_index,
+                        f"{name} changed after sealing: " + "; ".join(changes),
+                        leaf_index=leaf.leaf_index,
+                        **named,
                     )
                 )
-            if product.blockchain_hash != sealed_leaf.hex():
+            product = leaf.product
+            if product is not None and product.blockchain_hash != sealed_leaf.hex():
                 findings.append(
                     Finding(
                         "blockchain_hash_mismatch",
@@ -206,8 +238,18 @@ def ledger_verify(*, batch_size: int = 2000) -> LedgerVerification:
                     product_id,
                 )
             )
+        for model, entry in ((Recall, "recall"), (RecallClosure, "recall_closure")):
+            for pk in model.objects.filter(ledger_leaf__isnull=True).values_list("pk", flat=True):
+                findings.append(
+                    Finding(
+                        "unsealed",
+                        f"{entry} row {pk} is not in the log: it was written outside the "
+                        "services, which seal it in the same transaction",
+                        entry=entry,
+                    )
+                )
 
-    tampered = sorted({f.product_id for f in findings if f.kind == "record_changed"})
+    tampered = sorted({f.product_id or f.reference for f in findings if f.kind == "record_changed"})
     if findings:
         summary = f"{len(findings)} finding(s)"
         if tampered:
