@@ -234,6 +234,9 @@ def ledger_append_product(*, product_id: str) -> AppendResult | None:
     """Seal one product (by its public id) in the caller's transaction; None when already sealed.
 
     Idempotent: a product already in the log appends nothing (checked again under the lock).
+    Two round trips: the product row, then PL/pgSQL ``ledger_append_leaf`` (migration
+    ``traceability/0012``), which takes the lock and writes the leaf, its nodes and the
+    product's hash; one more to sign a head when one is due.
     """
     with transaction.atomic():
         product = (
@@ -243,9 +246,23 @@ def ledger_append_product(*, product_id: str) -> AppendResult | None:
         )
         if product is None or _has_leaf(product):
             return None
-        _lock()
-        result = _append_locked([product], force_head=False)
-        return result if result.appended else None
+        record = canonical_json(product_record(product))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT * FROM ledger_append_leaf(%s, %s, %s)", [product.pk, record, timezone.now()]
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None  # sealed by a concurrent transaction while this one waited
+        index, head_size, head_time = row
+        size = index + 1
+        head = None
+        if head_size is not None:  # size and time are all _head_is_due and _sign_head read
+            head = LedgerHead(tree_size=head_size, timestamp_ms=head_time)
+        signed = None
+        if _head_is_due(size, head):
+            signed = _sign_head(size, stored_root(size), head)
+        return AppendResult(appended=1, tree_size=size, head=signed)
 
 
 def ledger_append_products(
