@@ -11,8 +11,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 
+from gaveurs.prepared import PreparedStatement
 from traceability.ledger.keys import head_as_dict, key_id, public_key_bytes, trusted_public_keys
 from traceability.ledger.merkle import Key, inclusion_ranges, leaf_hash
 from traceability.ledger.records import _time, canonical_json, product_record
@@ -32,12 +32,13 @@ def _proof_cache_key(product_pk: int) -> str:
     return f"ledger:proof:v1:{product_pk}"
 
 
-# One round trip: the product's leaf, the latest head, and a superset of the audit path's
-# nodes: the sibling of the leaf's ancestor at every level (complete left or right siblings)
-# plus the frontier of the head (which covers any incomplete right sibling range).
+# One round trip, one row: the product's leaf, the latest head, and a superset of the audit
+# path's nodes as arrays: the sibling of the leaf's ancestor at every level (complete left or
+# right siblings) plus the frontier of the head (which covers any incomplete right sibling
+# range). A prepared statement of the session: planning cost three times its execution.
 PROOF_SQL = """
 WITH leaf AS (
-    SELECT leaf_index, leaf_hash, sealed_at FROM ledger_leaves WHERE product_pk = %s
+    SELECT leaf_index, leaf_hash, sealed_at FROM ledger_leaves WHERE product_pk = $1
 ), head AS (
     SELECT tree_size, root_hash, timestamp_ms, signature, key_id
     FROM ledger_heads ORDER BY tree_size DESC LIMIT 1
@@ -53,18 +54,22 @@ WITH leaf AS (
 )
 SELECT leaf.leaf_index, leaf.leaf_hash, leaf.sealed_at,
        head.tree_size, head.root_hash, head.timestamp_ms, head.signature, head.key_id,
-       n.level, n.idx, n.hash,
+       nodes.levels, nodes.idxs, nodes.hashes,
        -- the latest verify_ledger run named this product in a finding
        EXISTS (
            SELECT 1 FROM ledger_verifications v, consumer_products p
            WHERE v.id = (SELECT id FROM ledger_verifications ORDER BY started_at DESC LIMIT 1)
-             AND p.id = %s
+             AND p.id = $1
              AND v.findings @> jsonb_build_array(jsonb_build_object('product_id', p.product_id))
        ) AS flagged
 FROM leaf
 LEFT JOIN head ON true
-LEFT JOIN (wanted JOIN ledger_nodes n USING (level, idx)) ON true
+CROSS JOIN LATERAL (
+    SELECT array_agg(n.level) AS levels, array_agg(n.idx) AS idxs, array_agg(n.hash) AS hashes
+    FROM wanted JOIN ledger_nodes n USING (level, idx)
+) nodes
 """
+PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v1", ("integer",), ("pk",), PROOF_SQL)
 
 
 def product_proof(product: ConsumerProduct) -> dict[str, Any]:
@@ -79,13 +84,11 @@ def product_proof(product: ConsumerProduct) -> dict[str, Any]:
     cached = cache.get(cache_key)
     if cached is not None:
         return cached
-    with connection.cursor() as cursor:
-        cursor.execute(PROOF_SQL, [product.pk, product.pk])
-        rows = cursor.fetchall()
+    rows = PROOF_STATEMENT.rows({"pk": product.pk})
     if not rows:
         return {"status": "unsealed"}
     index, leaf, sealed_at, *head_row = rows[0][:8]
-    nodes = {(r[8], r[9]): bytes(r[10]) for r in rows if r[8] is not None}
+    levels, idxs, hashes, flagged = rows[0][8:]
     head = None
     if head_row[0] is not None:
         head = LedgerHead(
@@ -100,19 +103,20 @@ def product_proof(product: ConsumerProduct) -> dict[str, Any]:
         signed = ledger_sign_head()
         head = signed or head
     else:
+        nodes = dict(zip(zip(levels or (), idxs or (), strict=True), hashes or (), strict=True))
 
         def fetch(keys: Iterable[Key]) -> dict[Key, bytes]:
-            keys = list(keys)
-            if any(k not in nodes for k in keys):
-                raise LedgerCorrupt(f"ledger nodes missing for leaf {index}")
-            return {k: nodes[k] for k in keys}
+            try:
+                return {k: bytes(nodes[k]) for k in keys}
+            except KeyError:
+                raise LedgerCorrupt(f"ledger nodes missing for leaf {index}") from None
 
     proof: dict[str, Any] = {
         "status": "pending",
         "leaf_index": index,
         "leaf_hash": bytes(leaf).hex(),
         "sealed_at": _time(sealed_at),
-        "flagged_by_verification": bool(rows[0][11]),
+        "flagged_by_verification": bool(flagged),
     }
     if head is None or head.tree_size <= index:
         return proof  # not cached: a head will come
