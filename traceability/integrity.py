@@ -9,9 +9,10 @@ from django.db import connection
 
 LIMIT = 50
 
-# Every product is sealed (a product without a leaf, or a leaf count that differs).
+# Every product is sealed (a product without a leaf, or a product leaf count that differs).
 LEDGER_SQL = """
-SELECT (SELECT count(*) FROM consumer_products), (SELECT count(*) FROM ledger_leaves),
+SELECT (SELECT count(*) FROM consumer_products),
+       (SELECT count(*) FROM ledger_leaves WHERE kind = 'product'),
        ARRAY(SELECT p.product_id FROM consumer_products p
              WHERE NOT EXISTS (SELECT 1 FROM ledger_leaves l WHERE l.product_pk = p.id)
              ORDER BY p.id LIMIT %s)

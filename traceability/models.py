@@ -235,15 +235,50 @@ class ForgedScanAttempt(models.Model):
 # --- Tamper-evident ledger (traceability/ledger/): an RFC 9162 Merkle log of products ---
 
 
+class LedgerEntryKind(models.TextChoices):
+    """What a leaf seals: each kind has its own canonical record (traceability/ledger/records)."""
+
+    PRODUCT = "product", "Product"
+    RECALL = "recall", "Recall declaration"
+    RECALL_CLOSURE = "recall_closure", "Recall closing"
+
+
 class LedgerLeaf(models.Model):
-    """One product sealed in the log: its position, leaf hash and the canonical record hashed."""
+    """One entry sealed in the log: its position, leaf hash and the canonical record hashed.
+
+    A leaf seals exactly one row, named by ``kind``: a product, a recall declaration or a
+    recall closing (a check constraint holds it)."""
 
     leaf_index = models.BigIntegerField(primary_key=True)
+    kind = models.CharField(
+        max_length=16,
+        choices=LedgerEntryKind.choices,
+        default=LedgerEntryKind.PRODUCT,
+        db_default=LedgerEntryKind.PRODUCT,
+    )
     product = models.OneToOneField(
         ConsumerProduct,
         on_delete=models.PROTECT,
         related_name="ledger_leaf",
         db_column="product_pk",
+        null=True,
+        blank=True,
+    )
+    recall = models.OneToOneField(
+        "traceability.Recall",
+        on_delete=models.PROTECT,
+        related_name="ledger_leaf",
+        db_column="recall_pk",
+        null=True,
+        blank=True,
+    )
+    recall_closure = models.OneToOneField(
+        "traceability.RecallClosure",
+        on_delete=models.PROTECT,
+        related_name="ledger_leaf",
+        db_column="recall_closure_pk",
+        null=True,
+        blank=True,
     )
     leaf_hash = models.BinaryField(max_length=32)
     record = models.TextField(help_text="The canonical JSON record as sealed (UTF-8).")
@@ -252,9 +287,35 @@ class LedgerLeaf(models.Model):
     class Meta:
         db_table = "ledger_leaves"
         ordering = ["leaf_index"]
+        constraints = [
+            models.CheckConstraint(
+                name="ledger_leaf_one_subject_of_its_kind",
+                condition=(
+                    models.Q(
+                        kind=LedgerEntryKind.PRODUCT,
+                        product__isnull=False,
+                        recall__isnull=True,
+                        recall_closure__isnull=True,
+                    )
+                    | models.Q(
+                        kind=LedgerEntryKind.RECALL,
+                        product__isnull=True,
+                        recall__isnull=False,
+                        recall_closure__isnull=True,
+                    )
+                    | models.Q(
+                        kind=LedgerEntryKind.RECALL_CLOSURE,
+                        product__isnull=True,
+                        recall__isnull=True,
+                        recall_closure__isnull=False,
+                    )
+                ),
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"#{self.leaf_index} {self.product_id}"
+        subject = self.product_id or self.recall_id or self.recall_closure_id
+        return f"#{self.leaf_index} {self.kind} {subject}"
 
 
 class LedgerNode(models.Model):
@@ -341,3 +402,112 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+# --- Recalls and withdrawals: append-only (a database trigger refuses UPDATE and DELETE) ---
+
+
+class RecallKind(models.TextChoices):
+    RECALL = "recall", "Recall (consumers return or destroy the product)"
+    WITHDRAWAL = "withdrawal", "Withdrawal from sale"
+
+
+class RecallScope(models.TextChoices):
+    LOTS = "lots", "One or more lots"
+    SITE_DATES = "site_dates", "A site over a date range"
+    PRODUCTS = "products", "A list of products"
+
+
+class Recall(models.Model):
+    """A recall or withdrawal as declared: never edited nor deleted; closing it is a
+    ``RecallClosure``. The affected units are not copied: they are resolved from the scope
+    (``RecallLot`` rows, site and production dates, or ``RecallProduct`` rows) by one query."""
+
+    kind = models.CharField(max_length=12, choices=RecallKind.choices)
+    reference = models.CharField(max_length=64, unique=True)
+    reason = models.TextField()
+    instructions_fr = models.TextField(help_text="What consumers should do, in French.")
+    instructions_en = models.TextField(help_text="What consumers should do, in English.")
+    starts_at = models.DateTimeField(help_text="Consumers see the recall from this time.")
+    scope = models.CharField(max_length=12, choices=RecallScope.choices)
+    site = models.ForeignKey(
+        "gaveurs.Site", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    produced_from = models.DateField(null=True, blank=True, help_text="First production day.")
+    produced_until = models.DateField(null=True, blank=True, help_text="Last production day.")
+    declared_at = models.DateTimeField()
+    declared_by = models.ForeignKey(
+        "auth.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        db_table = "recalls"
+        ordering = ["-declared_at"]
+        default_permissions = ("add", "view")
+        constraints = [
+            models.CheckConstraint(
+                name="recall_site_scope_complete",
+                condition=~models.Q(scope=RecallScope.SITE_DATES)
+                | models.Q(
+                    site__isnull=False,
+                    produced_from__isnull=False,
+                    produced_until__isnull=False,
+                    produced_from__lte=models.F("produced_until"),
+                ),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} ({self.get_kind_display()})"
+
+
+class RecallLot(models.Model):
+    recall = models.ForeignKey(Recall, on_delete=models.PROTECT, related_name="scope_lots")
+    lot = models.ForeignKey("gaveurs.Lot", on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        db_table = "recall_lots"
+        default_permissions = ()
+        indexes = [models.Index(fields=["lot"], name="recall_lots_lot_idx")]
+        constraints = [models.UniqueConstraint(fields=["recall", "lot"], name="recall_lot_once")]
+
+    def __str__(self) -> str:
+        return f"{self.recall_id}: lot {self.lot_id}"
+
+
+class RecallProduct(models.Model):
+    recall = models.ForeignKey(Recall, on_delete=models.PROTECT, related_name="scope_products")
+    product = models.ForeignKey(ConsumerProduct, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        db_table = "recall_products"
+        default_permissions = ()
+        indexes = [models.Index(fields=["product"], name="recall_products_product_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["recall", "product"], name="recall_product_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recall_id}: product {self.product_id}"
+
+
+class RecallClosure(models.Model):
+    """The closing of a recall, with its reason: a record of its own, never changed."""
+
+    recall = models.OneToOneField(Recall, on_delete=models.PROTECT, related_name="closure")
+    reason = models.TextField()
+    closed_at = models.DateTimeField()
+    closed_by = models.ForeignKey(
+        "auth.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        db_table = "recall_closures"
+        default_permissions = ("add", "view")
+
+    def __str__(self) -> str:
+        return f"closing of {self.recall_id}"

@@ -1,4 +1,5 @@
-"""The tamper-evident ledger: an append-only Merkle log of consumer products (RFC 9162 shape).
+"""The tamper-evident ledger: an append-only Merkle log (RFC 9162 shape) of consumer products,
+recall declarations and recall closings (``ledger_leaves.kind``).
 
 One module per concern, each readable alone: ``merkle`` (pure RFC 9162 hashing, ranges, proofs
 and their verification), ``records`` (the canonical record of a product), ``keys`` (Ed25519 keys
@@ -7,7 +8,8 @@ and signed tree heads), ``storage`` (the log in PostgreSQL: appends, roots, proo
 project uses are re-exported here.
 
 What is hashed
-    Each product is one leaf: ``SHA-256(0x00 || canonical_record_bytes)``; an interior node is
+    Each entry (product, recall, recall closing) is one leaf:
+    ``SHA-256(0x00 || canonical_record_bytes)``; an interior node is
     ``SHA-256(0x01 || left || right)``; the tree of n leaves splits at the largest power of two
     smaller than n (RFC 9162 §2.1.1). The empty tree's root is ``SHA-256("")``.
 
@@ -19,7 +21,10 @@ The canonical record (version 1)
     - floats are strings in Python's shortest round-trip form (``repr``), e.g. ``"0.87"``,
       ``"125000.0"``; null stays null;
     - times are strings in UTC with microseconds: ``"2026-01-08T12:00:00.000000Z"``;
-    - ``"v": 1`` is the record version.
+    - ``"v": 1`` is the record version;
+    - a product's record has no ``kind`` (products hash as they did before entry kinds); a
+      recall declaration's has ``"kind": "recall"``, a closing's ``"kind": "recall_closure"``
+      (``records.recall_record``, ``records.recall_closure_record``).
 
 Storage (logarithmic append and proofs)
     ``ledger_nodes`` keeps every complete subtree (level, index) -> hash, written once when its
@@ -42,6 +47,10 @@ Keys
     development SECRET_KEY, so never trust a development log. ``LEDGER_TRUSTED_PUBLIC_KEYS``
     lists older public keys (hex or base64, comma separated) whose heads still verify after a
     key rotation.
+
+Recall declarations and closings are appended by ``ledger_append_recall`` /
+``ledger_append_recall_closure`` in the transaction that writes them, with a head signed at once
+so that consumers can verify the notice they are shown.
 
 Products registered by ``traceability.services.product_register`` are appended in the same
 transaction. Products inserted by other paths are appended by ``manage.py seal_ledger``;
@@ -80,6 +89,7 @@ from traceability.ledger.proofs import (
     ledger_proof_for_qr,
     product_proof,
     published_heads,
+    recall_proof,
     scan_context,
 )
 from traceability.ledger.records import (
@@ -87,6 +97,8 @@ from traceability.ledger.records import (
     canonical_json,
     product_leaf_hash,
     product_record,
+    recall_closure_record,
+    recall_record,
 )
 from traceability.ledger.storage import (
     AppendResult,
@@ -96,6 +108,8 @@ from traceability.ledger.storage import (
     latest_head,
     ledger_append_product,
     ledger_append_products,
+    ledger_append_recall,
+    ledger_append_recall_closure,
     ledger_seal_pending,
     ledger_sign_head,
     stored_root,
@@ -128,6 +142,8 @@ __all__ = [
     "leaf_hash",
     "ledger_append_product",
     "ledger_append_products",
+    "ledger_append_recall",
+    "ledger_append_recall_closure",
     "ledger_consistency_between",
     "ledger_proof_for_qr",
     "ledger_seal_pending",
@@ -141,6 +157,9 @@ __all__ = [
     "public_key_bytes",
     "public_key_pem",
     "published_heads",
+    "recall_closure_record",
+    "recall_proof",
+    "recall_record",
     "range_keys",
     "scan_context",
     "signing_key",

@@ -1,5 +1,6 @@
-"""What consumers and the public API get: a product's inclusion proof and signed head (cached),
-the scan page's ledger block, consistency proofs between heads, the published heads."""
+"""What consumers and the public API get: the inclusion proof and signed head of a product or of
+a recall entry (cached), the scan page's ledger block, consistency proofs between heads, the
+published heads."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from traceability.ledger.storage import (
     latest_head,
     ledger_sign_head,
 )
-from traceability.models import ConsumerProduct, LedgerHead
+from traceability.models import ConsumerProduct, LedgerHead, Recall, RecallClosure
 
 # --- Proofs for consumers -----------------------------------------------------------------
 
@@ -32,13 +33,17 @@ def _proof_cache_key(product_pk: int) -> str:
     return f"ledger:proof:v1:{product_pk}"
 
 
-# One round trip, one row: the product's leaf, the latest head, and a superset of the audit
+def _entry_cache_key(column: str, pk: int) -> str:
+    return f"ledger:proof:v1:{column}:{pk}"
+
+
+# One round trip, one row: the entry's leaf, the latest head, and a superset of the audit
 # path's nodes as arrays: the sibling of the leaf's ancestor at every level (complete left or
 # right siblings) plus the frontier of the head (which covers any incomplete right sibling
 # range). A prepared statement of the session: planning cost three times its execution.
-PROOF_SQL = """
+PROOF_SQL_TEMPLATE = """
 WITH leaf AS (
-    SELECT leaf_index, leaf_hash, sealed_at FROM ledger_leaves WHERE product_pk = $1
+    SELECT leaf_index, leaf_hash, sealed_at FROM ledger_leaves WHERE {column} = $1
 ), head AS (
     SELECT tree_size, root_hash, timestamp_ms, signature, key_id
     FROM ledger_heads ORDER BY tree_size DESC LIMIT 1
@@ -55,12 +60,11 @@ WITH leaf AS (
 SELECT leaf.leaf_index, leaf.leaf_hash, leaf.sealed_at,
        head.tree_size, head.root_hash, head.timestamp_ms, head.signature, head.key_id,
        nodes.levels, nodes.idxs, nodes.hashes,
-       -- the latest verify_ledger run named this product in a finding
+       -- the latest verify_ledger run named this entry in a finding
        EXISTS (
-           SELECT 1 FROM ledger_verifications v, consumer_products p
+           SELECT 1 FROM ledger_verifications v
            WHERE v.id = (SELECT id FROM ledger_verifications ORDER BY started_at DESC LIMIT 1)
-             AND p.id = $1
-             AND v.findings @> jsonb_build_array(jsonb_build_object('product_id', p.product_id))
+             AND {flagged}
        ) AS flagged
 FROM leaf
 LEFT JOIN head ON true
@@ -69,7 +73,26 @@ CROSS JOIN LATERAL (
     FROM wanted JOIN ledger_nodes n USING (level, idx)
 ) nodes
 """
-PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v1", ("integer",), ("pk",), PROOF_SQL)
+PROOF_SQL = PROOF_SQL_TEMPLATE.format(
+    column="product_pk",
+    flagged="v.findings @> jsonb_build_array(jsonb_build_object('product_id', "
+    "(SELECT p.product_id FROM consumer_products p WHERE p.id = $1)))",
+)
+PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v2", ("integer",), ("pk",), PROOF_SQL)
+# A recall entry is named in findings by its leaf index.
+ENTRY_PROOF_STATEMENTS = {
+    column: PreparedStatement(
+        f"gaveurs_ledger_{column}_proof_v1",
+        ("bigint",),
+        ("pk",),
+        PROOF_SQL_TEMPLATE.format(
+            column=column,
+            flagged="v.findings @> jsonb_build_array(jsonb_build_object('leaf_index', "
+            "(SELECT leaf_index FROM leaf)))",
+        ),
+    )
+    for column in ("recall_pk", "recall_closure_pk")
+}
 
 
 def product_proof(product: ConsumerProduct) -> dict[str, Any]:
@@ -80,11 +103,20 @@ def product_proof(product: ConsumerProduct) -> dict[str, Any]:
     leaf index, audit path and signed head. One query (none when cached); signing a head that
     is due costs a few more, at most once per LEDGER_HEAD_INTERVAL_SECONDS.
     """
-    cache_key = _proof_cache_key(product.pk)
+    return _leaf_proof(PROOF_STATEMENT, product.pk, _proof_cache_key(product.pk))
+
+
+def recall_proof(entry: Recall | RecallClosure) -> dict[str, Any]:
+    """The inclusion proof of a recall declaration or closing, like ``product_proof``."""
+    column = "recall_pk" if isinstance(entry, Recall) else "recall_closure_pk"
+    return _leaf_proof(ENTRY_PROOF_STATEMENTS[column], entry.pk, _entry_cache_key(column, entry.pk))
+
+
+def _leaf_proof(statement: PreparedStatement, pk: int, cache_key: str) -> dict[str, Any]:
     cached = cache.get(cache_key)
     if cached is not None:
         return cached
-    rows = PROOF_STATEMENT.rows({"pk": product.pk})
+    rows = statement.rows({"pk": pk})
     if not rows:
         return {"status": "unsealed"}
     index, leaf, sealed_at, *head_row = rows[0][:8]

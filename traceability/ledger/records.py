@@ -1,15 +1,16 @@
-"""The canonical record of a product that is sealed in the log (version 1; see the package
-docstring for its byte layout)."""
+"""The canonical records sealed in the log (version 1; see the package docstring for their byte
+layout): a product's, a recall declaration's and a recall closing's. Product records carry no
+``kind`` (they hash exactly as before entry kinds existed); the others name their ``kind``."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from traceability.ledger.merkle import leaf_hash
-from traceability.models import ConsumerProduct
+from traceability.models import ConsumerProduct, LedgerEntryKind, Recall, RecallClosure
 
 RECORD_VERSION = 1
 
@@ -71,3 +72,42 @@ def canonical_json(record: dict[str, Any]) -> str:
 
 def product_leaf_hash(product: ConsumerProduct) -> bytes:
     return leaf_hash(canonical_json(product_record(product)).encode("utf-8"))
+
+
+def _date(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def recall_record(recall: Recall) -> dict[str, Any]:
+    """The declaration of a recall as sealed: what consumers are told and its scope (lot codes
+    and product ids sorted, so the record does not depend on insertion order)."""
+    return {
+        "v": RECORD_VERSION,
+        "kind": LedgerEntryKind.RECALL.value,
+        "reference": recall.reference,
+        "recall_kind": recall.kind,
+        "reason": recall.reason,
+        "instructions_fr": recall.instructions_fr,
+        "instructions_en": recall.instructions_en,
+        "starts_at": _time(recall.starts_at),
+        "declared_at": _time(recall.declared_at),
+        "scope": recall.scope,
+        "lot_codes": sorted(r.lot.code for r in recall.scope_lots.select_related("lot")),
+        "product_ids": sorted(
+            r.product.product_id for r in recall.scope_products.select_related("product")
+        ),
+        "site_code": recall.site.code if recall.site_id else None,
+        "produced_from": _date(recall.produced_from),
+        "produced_until": _date(recall.produced_until),
+    }
+
+
+def recall_closure_record(closure: RecallClosure) -> dict[str, Any]:
+    """The closing of a recall as sealed."""
+    return {
+        "v": RECORD_VERSION,
+        "kind": LedgerEntryKind.RECALL_CLOSURE.value,
+        "recall_reference": closure.recall.reference,
+        "reason": closure.reason,
+        "closed_at": _time(closure.closed_at),
+    }

@@ -22,8 +22,20 @@ from traceability.ledger.merkle import (
     leaf_hash,
     ranges_hashes,
 )
-from traceability.ledger.records import canonical_json, product_record
-from traceability.models import ConsumerProduct, LedgerHead, LedgerLeaf
+from traceability.ledger.records import (
+    canonical_json,
+    product_record,
+    recall_closure_record,
+    recall_record,
+)
+from traceability.models import (
+    ConsumerProduct,
+    LedgerEntryKind,
+    LedgerHead,
+    LedgerLeaf,
+    Recall,
+    RecallClosure,
+)
 
 # pg_advisory_xact_lock key of the log: the ASCII of "GTLEDGER" as a signed 64-bit integer.
 ADVISORY_LOCK_KEY = int.from_bytes(b"GTLEDGER", "big", signed=True)
@@ -165,9 +177,11 @@ LEFT JOIN (f JOIN ledger_nodes n USING (level, idx)) ON true
 
 WRITE_SQL = """
 WITH leaves AS (
-    INSERT INTO ledger_leaves (leaf_index, product_pk, leaf_hash, record, sealed_at)
-    SELECT i, p, h, r, %s
-    FROM unnest(%s::bigint[], %s::integer[], %s::bytea[], %s::text[]) AS t(i, p, h, r)
+    INSERT INTO ledger_leaves
+        (leaf_index, kind, product_pk, recall_pk, recall_closure_pk, leaf_hash, record, sealed_at)
+    SELECT i, k, p, rc, cl, h, r, %s
+    FROM unnest(%s::bigint[], %s::text[], %s::integer[], %s::bigint[], %s::bigint[], %s::bytea[],
+                %s::text[]) AS t(i, k, p, rc, cl, h, r)
 ), nodes AS (
     INSERT INTO ledger_nodes (level, idx, hash)
     SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])
@@ -177,14 +191,31 @@ FROM unnest(%s::integer[], %s::bytea[]) AS t(p, h) WHERE cp.id = t.p
 """
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One row to seal: its kind, the primary key of its row, and its canonical record."""
+
+    kind: str
+    pk: int
+    record: dict
+
+
 def _append_locked(products: Sequence[ConsumerProduct], *, force_head: bool) -> AppendResult:
-    """Append products in order, skipping any already in the log; the caller holds the lock.
+    """Append products in order, skipping any already in the log; the caller holds the lock."""
+    entries = [_Entry(LedgerEntryKind.PRODUCT, p.pk, product_record(p)) for p in products]
+    return _append_entries_locked(entries, force_head=force_head)
+
+
+def _append_entries_locked(entries: Sequence[_Entry], *, force_head: bool) -> AppendResult:
+    """Append entries in order, skipping products already in the log; the caller holds the
+    lock (recall entries are checked by their callers).
 
     Two round trips whatever the batch: the state read (STATE_SQL) and the writes (WRITE_SQL),
     plus a head insert when one is due.
     """
+    product_pks = [e.pk for e in entries if e.kind == LedgerEntryKind.PRODUCT]
     with connection.cursor() as cursor:
-        cursor.execute(STATE_SQL, [[p.pk for p in products]])
+        cursor.execute(STATE_SQL, [product_pks])
         rows = cursor.fetchall()
     size, *head_row = rows[0][:6]
     sealed = set(rows[0][6])
@@ -203,16 +234,28 @@ def _append_locked(products: Sequence[ConsumerProduct], *, force_head: bool) -> 
         raise LedgerCorrupt(f"frontier nodes of a log of size {size} are missing")
     frontier = Frontier(size, [found[k] for k in keys])
     now = timezone.now()
-    leaves: list[tuple[int, int, bytes, str]] = []
+    leaves: list[tuple[int, str, int | None, int | None, int | None, bytes, str]] = []
     nodes: list[tuple[int, int, bytes]] = []
-    for product in products:
-        if product.pk in sealed:
+    for entry in entries:
+        is_product = entry.kind == LedgerEntryKind.PRODUCT
+        if is_product and entry.pk in sealed:
             continue
-        record = canonical_json(product_record(product))
+        record = canonical_json(entry.record)
         leaf = leaf_hash(record.encode("utf-8"))
-        leaves.append((frontier.size, product.pk, leaf, record))
+        leaves.append(
+            (
+                frontier.size,
+                str(entry.kind),
+                entry.pk if is_product else None,
+                entry.pk if entry.kind == LedgerEntryKind.RECALL else None,
+                entry.pk if entry.kind == LedgerEntryKind.RECALL_CLOSURE else None,
+                leaf,
+                record,
+            )
+        )
         nodes.extend(frontier.append(leaf))
     if leaves:
+        products = [(pk, h) for _, _, pk, _, _, h, _ in leaves if pk is not None]
         with connection.cursor() as cursor:
             cursor.execute(
                 WRITE_SQL,
@@ -220,8 +263,8 @@ def _append_locked(products: Sequence[ConsumerProduct], *, force_head: bool) -> 
                     now,
                     *map(list, zip(*leaves, strict=True)),
                     *map(list, zip(*nodes, strict=True)),
-                    [pk for _, pk, _, _ in leaves],
-                    [h for _, _, h, _ in leaves],
+                    [pk for pk, _ in products],
+                    [h for _, h in products],
                 ],
             )
     signed = None
@@ -235,7 +278,7 @@ def ledger_append_product(*, product_id: str) -> AppendResult | None:
 
     Idempotent: a product already in the log appends nothing (checked again under the lock).
     Two round trips: the product row, then PL/pgSQL ``ledger_append_leaf`` (migration
-    ``traceability/0012``), which takes the lock and writes the leaf, its nodes and the
+    ``traceability/0013``), which takes the lock and writes the leaf, its nodes and the
     product's hash; one more to sign a head when one is due.
     """
     with transaction.atomic():
@@ -284,12 +327,34 @@ def ledger_append_products(
     return AppendResult(appended=appended, tree_size=size, head=head)
 
 
-def _has_leaf(product: ConsumerProduct) -> bool:
+def _has_leaf(row: ConsumerProduct | Recall | RecallClosure) -> bool:
     try:
-        product.ledger_leaf  # noqa: B018 (loaded by select_related: no query)
+        row.ledger_leaf  # noqa: B018 (loaded by select_related, or one query)
     except LedgerLeaf.DoesNotExist:
         return False
     return True
+
+
+def _append_one_signed(entry: _Entry) -> AppendResult:
+    with transaction.atomic():
+        _lock()
+        return _append_entries_locked([entry], force_head=True)
+
+
+def ledger_append_recall(*, recall: Recall) -> AppendResult | None:
+    """Seal a recall declaration in the caller's transaction and sign a head over it at once
+    (consumers verify the notice they are shown); None when already sealed."""
+    if _has_leaf(recall):
+        return None
+    return _append_one_signed(_Entry(LedgerEntryKind.RECALL, recall.pk, recall_record(recall)))
+
+
+def ledger_append_recall_closure(*, closure: RecallClosure) -> AppendResult | None:
+    """Seal the closing of a recall, like ``ledger_append_recall``."""
+    if _has_leaf(closure):
+        return None
+    entry = _Entry(LedgerEntryKind.RECALL_CLOSURE, closure.pk, recall_closure_record(closure))
+    return _append_one_signed(entry)
 
 
 def ledger_seal_pending(*, batch_size: int = 5000, sign: bool = True) -> AppendResult:

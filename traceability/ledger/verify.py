@@ -21,9 +21,24 @@ from traceability.ledger.merkle import (
     ranges_hashes,
     verify_consistency,
 )
-from traceability.ledger.records import RECORD_FIELDS, product_record, record_from_values
+from traceability.ledger.records import (
+    RECORD_FIELDS,
+    canonical_json,
+    product_record,
+    recall_closure_record,
+    recall_record,
+    record_from_values,
+)
 from traceability.ledger.storage import LedgerCorrupt, _fetch_nodes
-from traceability.models import ConsumerProduct, LedgerHead, LedgerLeaf, LedgerVerification
+from traceability.models import (
+    ConsumerProduct,
+    LedgerEntryKind,
+    LedgerHead,
+    LedgerLeaf,
+    LedgerVerification,
+    Recall,
+    RecallClosure,
+)
 
 # --- Verification -------------------------------------------------------------------------
 
@@ -35,6 +50,9 @@ class Finding:
     product_id: str = ""
     leaf_index: int | None = None
     tree_size: int | None = None
+    # For recall entries: the recall's reference (``entry`` names the entry's kind).
+    reference: str = ""
+    entry: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in ("", None)}
@@ -52,13 +70,40 @@ def _changed_fields(sealed: str, current: dict[str, Any]) -> list[str]:
     ]
 
 
+def _subject(leaf: LedgerLeaf) -> tuple[dict[str, Any], str, dict[str, str]]:
+    """The current record of a leaf's row, how to name it, and the Finding fields naming it."""
+    if leaf.kind == LedgerEntryKind.RECALL:
+        assert leaf.recall is not None
+        ref = leaf.recall.reference
+        return recall_record(leaf.recall), f"recall {ref}", {"reference": ref, "entry": leaf.kind}
+    if leaf.kind == LedgerEntryKind.RECALL_CLOSURE:
+        assert leaf.recall_closure is not None
+        ref = leaf.recall_closure.recall.reference
+        named = {"reference": ref, "entry": leaf.kind}
+        return recall_closure_record(leaf.recall_closure), f"closing of recall {ref}", named
+    assert leaf.product is not None
+    pid = leaf.product.product_id
+    return product_record(leaf.product), f"product {pid}", {"product_id": pid}
+
+
+def _leaves(indexes: list[int]) -> dict[int, LedgerLeaf]:
+    """Leaves with their rows, for the few the stream cannot check alone or that failed."""
+    return {
+        leaf.leaf_index: leaf
+        for leaf in LedgerLeaf.objects.select_related(
+            "product", "recall__site", "recall_closure__recall"
+        ).filter(leaf_index__in=indexes)
+    }
+
+
 # The leaves in order with what the check needs, in one server-side stream: the sealed leaf,
-# whether the stored record still hashes to it (computed by PostgreSQL), the product's stored
-# hash and the columns of its record (``RECORD_FIELDS``, filled in by ``_leaves_sql``).
+# whether the stored record still hashes to it (computed by PostgreSQL), its kind, the
+# product's stored hash and the columns of its record (``RECORD_FIELDS``, filled in by
+# ``_leaves_sql``). Recall entries (a few) are checked from their rows afterwards.
 LEAVES_SQL = """
 SELECT l.leaf_index, l.leaf_hash,
        sha256('\\x00'::bytea || convert_to(l.record, 'UTF8')) = l.leaf_hash,
-       p.blockchain_hash, {columns}
+       l.kind, p.blockchain_hash, {columns}
 FROM ledger_leaves l LEFT JOIN consumer_products p ON p.id = l.product_pk
 ORDER BY l.leaf_index
 """
@@ -96,14 +141,15 @@ def _root(levels: list[list[bytes]], size: int) -> bytes:
 def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
     """Check the whole log against the current rows and the signed heads; store the outcome.
 
-    1. every leaf: recompute from the product row as it is now, compare with the sealed leaf;
-       name each product whose record changed (and which fields), or whose row is gone;
+    1. every leaf: recompute from its row (product, recall, recall closing) as it is now,
+       compare with the sealed leaf; name each entry whose record changed (and which fields);
     2. the stored leaves hash to their sealed records, and blockchain_hash matches;
     3. the tree rebuilt from the stored leaves matches every stored node and every signed root;
        the tree rebuilt from the current rows is compared with the signed roots too;
     4. every head's signature verifies with a trusted key; consecutive heads are consistent
        (RFC 9162 consistency proofs from the stored nodes);
-    5. products that are not in the log are reported as unsealed (``manage.py seal_ledger``).
+    5. products that are not in the log are reported as unsealed (``manage.py seal_ledger``),
+       and so are recalls and closings (sealed when written: missing means tampering).
     Reads one REPEATABLE READ snapshot, so concurrent appends do not cause false findings.
 
     Built for a million leaves in seconds: the leaves come in one server-side stream, the
@@ -124,11 +170,13 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
         altered: list[int] = []  # stored record no longer hashes to its leaf
         hash_mismatch: list[tuple[int, str | None]] = []
         orphans: list[int] = []  # leaves whose product row is gone
+        entries: list[int] = []  # recall entries, checked from their rows below
+        product_kind = str(LedgerEntryKind.PRODUCT)
         sha256, dumps = hashlib.sha256, json.dumps
         with connection.chunked_cursor() as cursor:
             cursor.execute(_leaves_sql())
             while rows := cursor.fetchmany(batch_size):
-                for index, sealed, record_ok, stored_hash, *values in rows:
+                for index, sealed, record_ok, kind, stored_hash, *values in rows:
                     if index != len(level0):
                         findings.append(
                             Finding(
@@ -142,6 +190,9 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
                     level0.append(sealed)
                     if not record_ok:
                         altered.append(index)
+                    if kind != product_kind:
+                        entries.append(index)
+                        continue
                     if stored_hash is None and values[0] is None:
                         orphans.append(index)
                         continue
@@ -160,6 +211,11 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
                     continue
                 break
         size = checked = len(level0)
+        for index, leaf in _leaves(entries).items():
+            record, _, _ = _subject(leaf)
+            current = hashlib.sha256(b"\x00" + canonical_json(record).encode("utf-8")).digest()
+            if current != level0[index]:
+                changed[index] = current
         findings.extend(_leaf_findings(changed, altered, hash_mismatch, orphans))
 
         stored_levels = _levels(level0)
@@ -249,8 +305,18 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
                     product_id,
                 )
             )
+        for model, entry in ((Recall, "recall"), (RecallClosure, "recall_closure")):
+            for pk in model.objects.filter(ledger_leaf__isnull=True).values_list("pk", flat=True):
+                findings.append(
+                    Finding(
+                        "unsealed",
+                        f"{entry} row {pk} is not in the log: it was written outside the "
+                        "services, which seal it in the same transaction",
+                        entry=entry,
+                    )
+                )
 
-    tampered = sorted({f.product_id for f in findings if f.kind == "record_changed"})
+    tampered = sorted({f.product_id or f.reference for f in findings if f.kind == "record_changed"})
     if findings:
         summary = f"{len(findings)} finding(s)"
         if tampered:
@@ -275,21 +341,15 @@ def _leaf_findings(
     hash_mismatch: list[tuple[int, str | None]],
     orphans: list[int],
 ) -> list[Finding]:
-    """Name the products behind the leaves that failed a check (rows read only for those)."""
+    """Name the entries behind the leaves that failed a check (rows read only for those)."""
     wanted = sorted(set(changed) | set(altered) | {i for i, _ in hash_mismatch} | set(orphans))
     if not wanted:
         return []
-    leaves = {
-        leaf.leaf_index: leaf
-        for leaf in LedgerLeaf.objects.select_related("product").filter(leaf_index__in=wanted)
-    }
+    leaves = _leaves(wanted)
     findings: list[Finding] = []
     mismatched = dict(hash_mismatch)
     for index in wanted:
         leaf = leaves[index]
-        product = leaf.product if index not in orphans else None
-        product_id = product.product_id if product is not None else ""
-        sealed = bytes(leaf.leaf_hash)
         if index in orphans:
             findings.append(
                 Finding(
@@ -298,35 +358,35 @@ def _leaf_findings(
                     leaf_index=index,
                 )
             )
+            continue
+        record, name, named = _subject(leaf)
         if index in altered:
             findings.append(
                 Finding(
                     "sealed_record_altered",
                     "the stored sealed record no longer hashes to its leaf",
-                    product_id,
-                    index,
+                    leaf_index=index,
+                    **named,
                 )
             )
-        if product is None:
-            continue
         if index in changed:
-            changes = _changed_fields(leaf.record, product_record(product))
+            changes = _changed_fields(leaf.record, record)
             findings.append(
                 Finding(
                     "record_changed",
-                    f"product {product_id} changed after sealing: " + "; ".join(changes),
-                    product_id,
-                    index,
+                    f"{name} changed after sealing: " + "; ".join(changes),
+                    leaf_index=index,
+                    **named,
                 )
             )
         if index in mismatched:
             findings.append(
                 Finding(
                     "blockchain_hash_mismatch",
-                    f"consumer_products.blockchain_hash of {product_id} is "
-                    f"{mismatched[index]!r}, the leaf is {sealed.hex()}",
-                    product_id,
-                    index,
+                    f"consumer_products.blockchain_hash of {named['product_id']} is "
+                    f"{mismatched[index]!r}, the leaf is {bytes(leaf.leaf_hash).hex()}",
+                    leaf_index=index,
+                    **named,
                 )
             )
     return findings

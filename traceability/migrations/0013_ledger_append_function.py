@@ -62,6 +62,6 @@ REVERSE_SQL = "DROP FUNCTION IF EXISTS ledger_append_leaf(integer, text, timesta
 
 
 class Migration(migrations.Migration):
-    dependencies = [("traceability", "0011_audit_trail")]
+    dependencies = [("traceability", "0012_ledger_entry_kinds_and_recalls")]
 
     operations = [migrations.RunSQL(sql=FUNCTION_SQL, reverse_sql=REVERSE_SQL)]
