@@ -109,16 +109,20 @@ def head_signature_is_valid(head: LedgerHead, keys: dict[str, bytes] | None = No
 
 def head_as_dict(head: LedgerHead) -> dict[str, Any]:
     """The published form of a signed head (cached: a head never changes once signed)."""
-    return dict(
-        _head_dict(
-            head.tree_size,
-            bytes(head.root_hash),
-            head.timestamp_ms,
-            bytes(head.signature),
-            head.key_id,
-            _key_settings(),
-        )
+    return head_row_as_dict(
+        head.tree_size,
+        bytes(head.root_hash),
+        head.timestamp_ms,
+        bytes(head.signature),
+        head.key_id,
     )
+
+
+def head_row_as_dict(
+    tree_size: int, root_hash: bytes, timestamp_ms: int, signature: bytes, key: str
+) -> dict[str, Any]:
+    """``head_as_dict`` from a ``ledger_heads`` row's values, without building a model."""
+    return dict(_head_dict(tree_size, root_hash, timestamp_ms, signature, key, _key_settings()))
 
 
 @functools.lru_cache(maxsize=256)

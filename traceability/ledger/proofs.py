@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +14,13 @@ from django.conf import settings
 from django.core.cache import cache
 
 from gaveurs.prepared import PreparedStatement
-from traceability.ledger.keys import head_as_dict, key_id, public_key_bytes, trusted_public_keys
+from traceability.ledger.keys import (
+    head_as_dict,
+    head_row_as_dict,
+    key_id,
+    public_key_bytes,
+    trusted_public_keys,
+)
 from traceability.ledger.merkle import Key, inclusion_ranges, leaf_hash
 from traceability.ledger.records import _time, canonical_json, product_record
 from traceability.ledger.storage import (
@@ -64,7 +70,7 @@ SELECT leaf.leaf_index, leaf.leaf_hash, leaf.sealed_at,
        EXISTS (
            SELECT 1 FROM ledger_verifications v
            WHERE v.id = (SELECT id FROM ledger_verifications ORDER BY started_at DESC LIMIT 1)
-             AND {flagged}
+             AND NOT v.ok AND {flagged}
        ) AS flagged
 FROM leaf
 LEFT JOIN head ON true
@@ -78,11 +84,11 @@ PROOF_SQL = PROOF_SQL_TEMPLATE.format(
     flagged="v.findings @> jsonb_build_array(jsonb_build_object('product_id', "
     "(SELECT p.product_id FROM consumer_products p WHERE p.id = $1)))",
 )
-PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v2", ("integer",), ("pk",), PROOF_SQL)
+PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v3", ("integer",), ("pk",), PROOF_SQL)
 # A recall entry is named in findings by its leaf index.
 ENTRY_PROOF_STATEMENTS = {
     column: PreparedStatement(
-        f"gaveurs_ledger_{column}_proof_v1",
+        f"gaveurs_ledger_{column}_proof_v2",
         ("bigint",),
         ("pk",),
         PROOF_SQL_TEMPLATE.format(
@@ -119,48 +125,39 @@ def _leaf_proof(statement: PreparedStatement, pk: int, cache_key: str) -> dict[s
     rows = statement.rows({"pk": pk})
     if not rows:
         return {"status": "unsealed"}
-    index, leaf, sealed_at, *head_row = rows[0][:8]
+    index, leaf, sealed_at, head_size, *head_row = rows[0][:8]
     levels, idxs, hashes, flagged = rows[0][8:]
-    head = None
-    if head_row[0] is not None:
-        head = LedgerHead(
-            tree_size=head_row[0],
-            root_hash=bytes(head_row[1]),
-            timestamp_ms=head_row[2],
-            signature=bytes(head_row[3]),
-            key_id=head_row[4],
-        )
-    fetch: Callable[[Iterable[Key]], dict[Key, bytes]] | None = None
-    if head is None or head.tree_size <= index:
-        signed = ledger_sign_head()
-        head = signed or head
-    else:
+    proof: dict[str, Any] = {
+        "status": "pending",
+        "leaf_index": index,
+        "leaf_hash": leaf.hex(),
+        "sealed_at": _time(sealed_at),
+        "flagged_by_verification": bool(flagged),
+    }
+    if head_size is not None and head_size > index:
         nodes = dict(zip(zip(levels or (), idxs or (), strict=True), hashes or (), strict=True))
 
         def fetch(keys: Iterable[Key]) -> dict[Key, bytes]:
             try:
-                return {k: bytes(nodes[k]) for k in keys}
+                return {k: nodes[k] for k in keys}
             except KeyError:
                 raise LedgerCorrupt(f"ledger nodes missing for leaf {index}") from None
 
-    proof: dict[str, Any] = {
-        "status": "pending",
-        "leaf_index": index,
-        "leaf_hash": bytes(leaf).hex(),
-        "sealed_at": _time(sealed_at),
-        "flagged_by_verification": bool(flagged),
-    }
-    if head is None or head.tree_size <= index:
-        return proof  # not cached: a head will come
+        signed_head = head_row_as_dict(head_size, *head_row)
+    else:
+        head = ledger_sign_head()
+        if head is None or head.tree_size <= index:
+            return proof  # not cached: a head will come
+        head_size, fetch, signed_head = head.tree_size, None, head_as_dict(head)
     try:
-        path = _ranges_hashes(inclusion_ranges(index, head.tree_size), fetch)
+        path = _ranges_hashes(inclusion_ranges(index, head_size), fetch)
     except LedgerCorrupt:
         return {**proof, "status": "unavailable"}
     proof.update(
         status="sealed",
-        tree_size=head.tree_size,
+        tree_size=head_size,
         audit_path=[h.hex() for h in path],
-        signed_head=head_as_dict(head),
+        signed_head=signed_head,
     )
     cache.set(cache_key, proof, getattr(settings, "LEDGER_PROOF_CACHE_SECONDS", 60))
     return proof
