@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -44,9 +44,10 @@ def _entry_cache_key(column: str, pk: int) -> str:
 
 
 # One round trip, one row: the entry's leaf, the latest head, and a superset of the audit
-# path's nodes as arrays: the sibling of the leaf's ancestor at every level (complete left or
-# right siblings) plus the frontier of the head (which covers any incomplete right sibling
-# range). A prepared statement of the session: planning cost three times its execution.
+# path's nodes (``_candidate_keys``), concatenated in (level, index) order: the sibling of the
+# leaf's ancestor at every level (complete left or right siblings) plus the frontier of the
+# head (which covers any incomplete right sibling range). A prepared statement of the session:
+# planning cost three times its execution.
 PROOF_SQL_TEMPLATE = """
 WITH leaf AS (
     SELECT leaf_index, leaf_hash, sealed_at FROM ledger_leaves WHERE {column} = $1
@@ -57,7 +58,7 @@ WITH leaf AS (
     SELECT g.l AS level, (leaf.leaf_index >> g.l) # 1 AS idx
     FROM leaf, head, generate_series(0, 62) AS g(l)
     WHERE head.tree_size > leaf.leaf_index
-      AND ((leaf.leaf_index >> g.l) # 1) <= ((head.tree_size - 1) >> g.l)
+      AND ((((leaf.leaf_index >> g.l) # 1) + 1) << g.l) <= head.tree_size
     UNION
     SELECT g.l, (head.tree_size >> g.l) - 1
     FROM head, generate_series(0, 62) AS g(l)
@@ -65,7 +66,7 @@ WITH leaf AS (
 )
 SELECT leaf.leaf_index, leaf.leaf_hash, leaf.sealed_at,
        head.tree_size, head.root_hash, head.timestamp_ms, head.signature, head.key_id,
-       nodes.levels, nodes.idxs, nodes.hashes,
+       nodes.hashes,
        -- the latest verify_ledger run named this entry in a finding
        EXISTS (
            SELECT 1 FROM ledger_verifications v
@@ -75,7 +76,7 @@ SELECT leaf.leaf_index, leaf.leaf_hash, leaf.sealed_at,
 FROM leaf
 LEFT JOIN head ON true
 CROSS JOIN LATERAL (
-    SELECT array_agg(n.level) AS levels, array_agg(n.idx) AS idxs, array_agg(n.hash) AS hashes
+    SELECT string_agg(n.hash, ''::bytea ORDER BY n.level, n.idx) AS hashes
     FROM wanted JOIN ledger_nodes n USING (level, idx)
 ) nodes
 """
@@ -84,11 +85,11 @@ PROOF_SQL = PROOF_SQL_TEMPLATE.format(
     flagged="v.findings @> jsonb_build_array(jsonb_build_object('product_id', "
     "(SELECT p.product_id FROM consumer_products p WHERE p.id = $1)))",
 )
-PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v3", ("integer",), ("pk",), PROOF_SQL)
+PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v4", ("integer",), ("pk",), PROOF_SQL)
 # A recall entry is named in findings by its leaf index.
 ENTRY_PROOF_STATEMENTS = {
     column: PreparedStatement(
-        f"gaveurs_ledger_{column}_proof_v2",
+        f"gaveurs_ledger_{column}_proof_v3",
         ("bigint",),
         ("pk",),
         PROOF_SQL_TEMPLATE.format(
@@ -99,6 +100,20 @@ ENTRY_PROOF_STATEMENTS = {
     )
     for column in ("recall_pk", "recall_closure_pk")
 }
+
+
+def _candidate_keys(index: int, size: int) -> list[Key]:
+    """The nodes PROOF_SQL reads for leaf ``index`` under a head of ``size``, in its order:
+    every complete sibling of the leaf's ancestors, and the head's frontier. All are complete
+    subtrees of the head, so all are stored (else the tables were altered)."""
+    levels = range(size.bit_length())
+    keys = {(lvl, (index >> lvl) ^ 1) for lvl in levels if ((index >> lvl) ^ 1) + 1 << lvl <= size}
+    keys.update((lvl, (size >> lvl) - 1) for lvl in levels if size >> lvl & 1)
+    return sorted(keys)
+
+
+def _reader(nodes: dict[Key, bytes]) -> Callable[[Iterable[Key]], dict[Key, bytes]]:
+    return lambda keys: {k: nodes[k] for k in keys}
 
 
 def product_proof(product: ConsumerProduct) -> dict[str, Any]:
@@ -126,7 +141,7 @@ def _leaf_proof(statement: PreparedStatement, pk: int, cache_key: str) -> dict[s
     if not rows:
         return {"status": "unsealed"}
     index, leaf, sealed_at, head_size, *head_row = rows[0][:8]
-    levels, idxs, hashes, flagged = rows[0][8:]
+    hashes, flagged = rows[0][8:]
     proof: dict[str, Any] = {
         "status": "pending",
         "leaf_index": index,
@@ -135,13 +150,10 @@ def _leaf_proof(statement: PreparedStatement, pk: int, cache_key: str) -> dict[s
         "flagged_by_verification": bool(flagged),
     }
     if head_size is not None and head_size > index:
-        nodes = dict(zip(zip(levels or (), idxs or (), strict=True), hashes or (), strict=True))
-
-        def fetch(keys: Iterable[Key]) -> dict[Key, bytes]:
-            try:
-                return {k: nodes[k] for k in keys}
-            except KeyError:
-                raise LedgerCorrupt(f"ledger nodes missing for leaf {index}") from None
+        keys = _candidate_keys(index, head_size)
+        fetch = None  # a node is missing: read the ones needed (LedgerCorrupt when absent)
+        if hashes is not None and len(hashes) == 32 * len(keys):
+            fetch = _reader({k: hashes[32 * i : 32 * i + 32] for i, k in enumerate(keys)})
 
         signed_head = head_row_as_dict(head_size, *head_row)
     else:
