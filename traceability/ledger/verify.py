@@ -22,12 +22,10 @@ from traceability.ledger.merkle import (
     verify_consistency,
 )
 from traceability.ledger.records import (
-    RECORD_FIELDS,
     canonical_json,
     product_record,
     recall_closure_record,
     recall_record,
-    record_from_values,
 )
 from traceability.ledger.storage import LedgerCorrupt, _fetch_nodes
 from traceability.models import (
@@ -96,14 +94,18 @@ def _leaves(indexes: list[int]) -> dict[int, LedgerLeaf]:
     }
 
 
-# The leaves in order with what the check needs, in one server-side stream: the sealed leaf,
-# whether the stored record still hashes to it (computed by PostgreSQL), its kind, the
-# product's stored hash and the columns of its record (``RECORD_FIELDS``, filled in by
-# ``_leaves_sql``). Recall entries (a few) are checked from their rows afterwards.
+# The leaves in order with what the check needs, in one server-side stream, every check made
+# by PostgreSQL: whether the stored record still hashes to the sealed leaf, the entry's kind,
+# whether its product row exists and its blockchain_hash matches, and whether the product's
+# record as it is now (``gt_ledger_product_record``, migration ``traceability/0013``: byte for
+# byte the Python record, NULL where it cannot be sure) hashes to the leaf. Recall entries and
+# the leaves that fail or are unsure are checked again from their rows in Python.
 LEAVES_SQL = """
 SELECT l.leaf_index, l.leaf_hash,
        sha256('\\x00'::bytea || convert_to(l.record, 'UTF8')) = l.leaf_hash,
-       l.kind, p.blockchain_hash, {columns}
+       l.kind, p.id IS NOT NULL,
+       p.blockchain_hash IS NOT DISTINCT FROM encode(l.leaf_hash, 'hex'),
+       sha256('\\x00'::bytea || convert_to(gt_ledger_product_record(p), 'UTF8')) = l.leaf_hash
 FROM ledger_leaves l LEFT JOIN consumer_products p ON p.id = l.product_pk
 ORDER BY l.leaf_index
 """
@@ -114,11 +116,6 @@ NODE_LEVELS_SQL = """
 SELECT level, count(*), min(idx), max(idx), string_agg(hash, ''::bytea ORDER BY idx)
 FROM ledger_nodes GROUP BY level ORDER BY level
 """
-
-
-def _leaves_sql() -> str:
-    columns = {f.attname: f.column for f in ConsumerProduct._meta.concrete_fields}
-    return LEAVES_SQL.format(columns=", ".join(f"p.{columns[n]}" for n, _ in RECORD_FIELDS))
 
 
 def _levels(level0: list[bytes]) -> list[list[bytes]]:
@@ -152,10 +149,10 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
        and so are recalls and closings (sealed when written: missing means tampering).
     Reads one REPEATABLE READ snapshot, so concurrent appends do not cause false findings.
 
-    Built for a million leaves in seconds: the leaves come in one server-side stream, the
-    stored records are hashed by PostgreSQL, Python builds each current record from a row
-    tuple and hashes it, the tree is rebuilt level by level, and each stored level is compared
-    as one concatenation. Details (changed fields, which nodes) are read only for findings.
+    Built for a million leaves in seconds: the leaves come in one server-side stream with
+    every per-leaf check made by PostgreSQL (``LEAVES_SQL``), the tree is rebuilt level by level
+    in Python, and each stored level is compared as one concatenation. Rows are read, and
+    records built in Python, only for recall entries and for leaves that fail a check.
     """
     started = timezone.now()
     findings: list[Finding] = []
@@ -168,15 +165,16 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
         level0: list[bytes] = []
         changed: dict[int, bytes] = {}  # leaf index -> current leaf, where it differs
         altered: list[int] = []  # stored record no longer hashes to its leaf
-        hash_mismatch: list[tuple[int, str | None]] = []
+        hash_mismatch: list[int] = []  # blockchain_hash differs from the leaf
         orphans: list[int] = []  # leaves whose product row is gone
-        entries: list[int] = []  # recall entries, checked from their rows below
+        recheck: list[int] = []  # recall entries, and products SQL found changed or unsure of
         product_kind = str(LedgerEntryKind.PRODUCT)
-        sha256, dumps = hashlib.sha256, json.dumps
+        with connection.cursor() as cursor:  # the SQL records need shortest-precise floats
+            cursor.execute("SET LOCAL extra_float_digits = 1")
         with connection.chunked_cursor() as cursor:
-            cursor.execute(_leaves_sql())
+            cursor.execute(LEAVES_SQL)
             while rows := cursor.fetchmany(batch_size):
-                for index, sealed, record_ok, kind, stored_hash, *values in rows:
+                for index, sealed, record_ok, kind, has_row, hash_ok, current_ok in rows:
                     if index != len(level0):
                         findings.append(
                             Finding(
@@ -186,32 +184,23 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
                             )
                         )
                         break
-                    sealed = bytes(sealed)
-                    level0.append(sealed)
+                    level0.append(bytes(sealed))
                     if not record_ok:
                         altered.append(index)
                     if kind != product_kind:
-                        entries.append(index)
-                        continue
-                    if stored_hash is None and values[0] is None:
+                        recheck.append(index)
+                    elif not has_row:
                         orphans.append(index)
-                        continue
-                    record = dumps(
-                        record_from_values(values),
-                        sort_keys=True,
-                        separators=(",", ":"),
-                        ensure_ascii=False,
-                    )
-                    current = sha256(b"\x00" + record.encode("utf-8")).digest()
-                    if current != sealed:
-                        changed[index] = current
-                    if stored_hash != sealed.hex():
-                        hash_mismatch.append((index, stored_hash))
+                    else:
+                        if not current_ok:
+                            recheck.append(index)
+                        if not hash_ok:
+                            hash_mismatch.append(index)
                 else:
                     continue
                 break
         size = checked = len(level0)
-        for index, leaf in _leaves(entries).items():
+        for index, leaf in _leaves(recheck).items():
             record, _, _ = _subject(leaf)
             current = hashlib.sha256(b"\x00" + canonical_json(record).encode("utf-8")).digest()
             if current != level0[index]:
@@ -338,16 +327,15 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
 def _leaf_findings(
     changed: dict[int, bytes],
     altered: list[int],
-    hash_mismatch: list[tuple[int, str | None]],
+    hash_mismatch: list[int],
     orphans: list[int],
 ) -> list[Finding]:
     """Name the entries behind the leaves that failed a check (rows read only for those)."""
-    wanted = sorted(set(changed) | set(altered) | {i for i, _ in hash_mismatch} | set(orphans))
+    wanted = sorted(set(changed) | set(altered) | set(hash_mismatch) | set(orphans))
     if not wanted:
         return []
     leaves = _leaves(wanted)
     findings: list[Finding] = []
-    mismatched = dict(hash_mismatch)
     for index in wanted:
         leaf = leaves[index]
         if index in orphans:
@@ -379,12 +367,12 @@ def _leaf_findings(
                     **named,
                 )
             )
-        if index in mismatched:
+        if index in hash_mismatch and leaf.product is not None:
             findings.append(
                 Finding(
                     "blockchain_hash_mismatch",
                     f"consumer_products.blockchain_hash of {named['product_id']} is "
-                    f"{mismatched[index]!r}, the leaf is {bytes(leaf.leaf_hash).hex()}",
+                    f"{leaf.product.blockchain_hash!r}, the leaf is {bytes(leaf.leaf_hash).hex()}",
                     leaf_index=index,
                     **named,
                 )
