@@ -98,14 +98,15 @@ def _leaves(indexes: list[int]) -> dict[int, LedgerLeaf]:
 # by PostgreSQL: whether the stored record still hashes to the sealed leaf, the entry's kind,
 # whether its product row exists and its blockchain_hash matches, and whether the product's
 # record as it is now (``gt_ledger_product_record``, migration ``traceability/0013``: byte for
-# byte the Python record, NULL where it cannot be sure) hashes to the leaf. Recall entries and
-# the leaves that fail or are unsure are checked again from their rows in Python.
+# byte the Python record, NULL where it cannot be sure) is the stored record (which hashes to
+# the leaf: one SHA-256 a leaf). Recall entries and the leaves that fail or are unsure are
+# checked again from their rows in Python.
 LEAVES_SQL = """
 SELECT l.leaf_index, l.leaf_hash,
        sha256('\\x00'::bytea || convert_to(l.record, 'UTF8')) = l.leaf_hash,
        l.kind, p.id IS NOT NULL,
        p.blockchain_hash IS NOT DISTINCT FROM encode(l.leaf_hash, 'hex'),
-       sha256('\\x00'::bytea || convert_to(gt_ledger_product_record(p), 'UTF8')) = l.leaf_hash
+       gt_ledger_product_record(p) = l.record
 FROM ledger_leaves l LEFT JOIN consumer_products p ON p.id = l.product_pk
 ORDER BY l.leaf_index
 """
@@ -192,7 +193,7 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
                     elif not has_row:
                         orphans.append(index)
                     else:
-                        if not current_ok:
+                        if not (current_ok and record_ok):
                             recheck.append(index)
                         if not hash_ok:
                             hash_mismatch.append(index)

@@ -71,24 +71,25 @@ BEGIN
 END;
 $$;
 
--- A float as its canonical JSON token: null, or Python's repr in quotes; NULL when unsure
--- (also when extra_float_digits < 1: PostgreSQL then rounds instead of writing the shortest
--- round-trip digits). Plain SQL, so that it is inlined into the statements that call it.
+-- A float as its canonical JSON token: null, or Python's repr in quotes (PostgreSQL's digits,
+-- with ".0" added to integral values below 1e15); NULL when unsure. Callers set
+-- extra_float_digits above 0 (PostgreSQL then writes the shortest round-trip digits; at 0 or
+-- below it rounds): ledger_append_product and verify_ledger do. Plain SQL, so that it is
+-- inlined into the statements that call it.
 CREATE OR REPLACE FUNCTION gt_ledger_float(x float8) RETURNS text
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT CASE
         WHEN x IS NULL THEN 'null'
-        WHEN current_setting('extra_float_digits')::integer < 1
-             OR x = 'NaN'::float8 OR x IN ('Infinity'::float8, '-Infinity'::float8)
-             OR (abs(x) >= 1e15 AND abs(x) < 1e16) THEN NULL
-        WHEN x::text ~ '[e.]' THEN '"' || x::text || '"'
-        ELSE '"' || x::text || '.0"'
+        WHEN x = 'NaN'::float8 OR abs(x) >= 1e15 AND abs(x) < 1e16
+             OR x IN ('Infinity'::float8, '-Infinity'::float8) THEN NULL
+        WHEN x = trunc(x) AND abs(x) < 1e15 THEN '"' || x::text || '.0"'
+        ELSE '"' || x::text || '"'
     END
 $$;
 
 -- A time as its canonical JSON token: null, or UTC with microseconds; NULL when unsure.
 CREATE OR REPLACE FUNCTION gt_ledger_time(ts timestamptz) RETURNS text
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT CASE
         WHEN ts IS NULL THEN 'null'
         WHEN ts < '1000-01-01 00:00:00+00' OR ts >= '10000-01-01 00:00:00+00' THEN NULL
@@ -97,11 +98,11 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION gt_ledger_json(v anyelement) RETURNS text
-LANGUAGE sql STABLE AS $$ SELECT coalesce(to_json(v)::text, 'null') $$;
+LANGUAGE sql STABLE PARALLEL SAFE AS $$ SELECT coalesce(to_json(v)::text, 'null') $$;
 
 -- The canonical record of a product (keys in code point order), or NULL when unsure.
 CREATE OR REPLACE FUNCTION gt_ledger_product_record(p consumer_products) RETURNS text
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT '{"created_at":' || gt_ledger_time(p.created_at)
         || ',"fusion_grade":' || gt_ledger_json(p.sqal_fusion_grade)
         || ',"fusion_score":' || gt_ledger_float(p.sqal_fusion_score)
