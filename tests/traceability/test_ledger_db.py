@@ -426,22 +426,34 @@ def test_the_sql_record_of_a_product_is_byte_for_byte_the_python_record(value):
 
 @pytest.mark.parametrize("value", [1e15, 9.999999999999998e15, float("nan"), float("inf")])
 def test_values_sql_may_write_unlike_python_are_left_to_python_and_still_sealed(value):
-    lot = make_lot()
-    sample = make_sample(lot=lot)
+    product = insert_without_ledger()
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT product_id FROM register_consumer_product(%s, %s, 'LL')",
-            [lot.id, sample.sample_id],
+            "UPDATE consumer_products SET lot_itm_moyen = %s WHERE id = %s", [value, product.pk]
         )
-        (product_id,) = cursor.fetchone()
-        cursor.execute(
-            "UPDATE consumer_products SET lot_itm_moyen = %s WHERE product_id = %s",
-            [value, product_id],
-        )
-    product = ConsumerProduct.objects.get(product_id=product_id)
+    product.refresh_from_db()
     assert _sql_record(product.pk) is None
 
-    assert ledger.ledger_append_product(product_id=product_id).tree_size == 1
+    assert ledger.ledger_append_product(product_id=product.product_id).tree_size == 1
     leaf = LedgerLeaf.objects.get(product=product)
     assert leaf.record == ledger.canonical_json(ledger.product_record(product))
     assert ledger.ledger_verify().ok
+
+
+def test_verify_ledger_names_a_product_whose_stored_hash_or_sealed_record_was_edited():
+    lot = make_lot()
+    first, second = register(lot), register(lot)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE consumer_products SET blockchain_hash = 'forged' WHERE id = %s", [first.pk]
+        )
+        cursor.execute(
+            "UPDATE ledger_leaves SET record = record || ' ' WHERE product_pk = %s", [second.pk]
+        )
+
+    findings = {(f["kind"], f.get("product_id")) for f in ledger.ledger_verify().findings}
+
+    assert findings == {
+        ("blockchain_hash_mismatch", first.product_id),
+        ("sealed_record_altered", second.product_id),
+    }
