@@ -21,17 +21,16 @@ import hmac
 import logging
 import re
 import secrets
-import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import ProgrammingError, connection
+from django.db import connection
 from django.utils import timezone
-from psycopg import errors as psycopg_errors
 
+from gaveurs.prepared import PreparedStatement
 from traceability.models import ForgedScanAttempt, PlaceSource, ScanAlert
 from traceability.recalls import recall_state_sql
 from traceability.services import qr_parse, qr_signature_is_valid
@@ -204,54 +203,20 @@ SCAN_RECORD_PARAMS = (
     "record",
 )
 
-# The statement is a prepared statement of the database session: PostgreSQL parses and plans
-# it once per connection instead of on every scan (planning is most of its server time). The
-# first scan on a connection sends PREPARE and EXECUTE together (still one round trip); the
-# session keeps it until the connection closes (a PREPARE survives a rollback). Name versioned
-# with the text: a changed statement gets a new name. Needs session-level state: behind
-# PgBouncer use session pooling (README), as for the rest of the application.
-SCAN_STATEMENT = "gaveurs_scan_record_v4"
-SCAN_PREPARE_SQL = (
-    f"PREPARE {SCAN_STATEMENT} (text, timestamptz, text, text, text, text, text, boolean) AS "
-    + SCAN_RECORD_SQL
+# A prepared statement of the database session (``gaveurs.prepared``): planning was most of
+# its server time.
+SCAN_STATEMENT = PreparedStatement(
+    "gaveurs_scan_record_v4",
+    ("text", "timestamptz", "text", "text", "text", "text", "text", "boolean"),
+    SCAN_RECORD_PARAMS,
+    SCAN_RECORD_SQL,
 )
-SCAN_EXECUTE_SQL = (
-    f"EXECUTE {SCAN_STATEMENT} (" + ", ".join(f"%({n})s" for n in SCAN_RECORD_PARAMS) + ")"
-)
-# Database sessions (psycopg connections) on which the statement is prepared.
-_prepared_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _scan_statement_run(params: dict[str, Any]) -> tuple[Any, ...] | None:
-    """Run the scan statement on this thread's connection: one round trip, through Django's
-    cursor (so it is counted and logged like any query)."""
-    with connection.cursor() as cursor:
-        session = connection.connection
-        for attempt in (1, 2):
-            prepared = session in _prepared_sessions
-            try:
-                if prepared:
-                    cursor.execute(SCAN_EXECUTE_SQL, params)
-                else:
-                    cursor.execute(f"{SCAN_PREPARE_SQL};\n{SCAN_EXECUTE_SQL}", params)
-                    cursor.nextset()  # PREPARE's result, then EXECUTE's
-                    _prepared_sessions.add(session)
-                return cursor.fetchone()
-            except ProgrammingError as exc:
-                # Our record of the session was wrong: the statement was deallocated behind our
-                # back (DISCARD ALL, a pooler) or prepared by a call that failed afterwards.
-                # Nothing ran (a failed statement is rolled back whole): correct the record and,
-                # outside a transaction, try once more; inside one the transaction is aborted.
-                cause = exc.__cause__
-                if isinstance(cause, psycopg_errors.InvalidSqlStatementName):
-                    _prepared_sessions.discard(session)
-                elif isinstance(cause, psycopg_errors.DuplicatePreparedStatement):
-                    _prepared_sessions.add(session)
-                else:
-                    raise
-                if attempt == 2 or connection.in_atomic_block:
-                    raise
-    return None
+    """Run the scan statement on this thread's connection: one round trip."""
+    rows = SCAN_STATEMENT.rows(params)
+    return rows[0] if rows else None
 
 
 def scan_recording_allowed(origin: ClientOrigin, *, now_seconds: float | None = None) -> bool:

@@ -382,3 +382,78 @@ def test_the_verify_ledger_command_exits_non_zero_and_names_the_tampered_product
         True,
         False,
     ]
+
+
+RECORD_SQL = "SELECT gt_ledger_product_record(p) FROM consumer_products p WHERE p.id = %s"
+
+
+def _sql_record(pk: int) -> str | None:
+    with connection.cursor() as cursor:
+        cursor.execute(RECORD_SQL, [pk])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        0.87,
+        125000.0,
+        1e-05,
+        0.0001,
+        1.5e-07,
+        1e16,
+        1.2345e20,
+        -0.0,
+        0.1 + 0.2,
+        5e-324,
+        1.7976931348623157e308,
+        123456789012345.6,
+        -2.5,
+        None,
+    ],
+)
+def test_the_sql_record_of_a_product_is_byte_for_byte_the_python_record(value):
+    product = register()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE consumer_products SET sqal_fusion_score = %s, lot_itm_moyen = %s, "
+            "lot_code = %s, lot_date_fin_gavage = %s WHERE id = %s",
+            [value, value, 'L"\\\t\x01\x1f\x7f\u2028é/ok', None, product.pk],
+        )
+    product.refresh_from_db()
+    assert _sql_record(product.pk) == ledger.canonical_json(ledger.product_record(product))
+
+
+@pytest.mark.parametrize("value", [1e15, 9.999999999999998e15, float("nan"), float("inf")])
+def test_values_sql_may_write_unlike_python_are_left_to_python_and_still_sealed(value):
+    product = insert_without_ledger()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE consumer_products SET lot_itm_moyen = %s WHERE id = %s", [value, product.pk]
+        )
+    product.refresh_from_db()
+    assert _sql_record(product.pk) is None
+
+    assert ledger.ledger_append_product(product_id=product.product_id).tree_size == 1
+    leaf = LedgerLeaf.objects.get(product=product)
+    assert leaf.record == ledger.canonical_json(ledger.product_record(product))
+    assert ledger.ledger_verify().ok
+
+
+def test_verify_ledger_names_a_product_whose_stored_hash_or_sealed_record_was_edited():
+    lot = make_lot()
+    first, second = register(lot), register(lot)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE consumer_products SET blockchain_hash = 'forged' WHERE id = %s", [first.pk]
+        )
+        cursor.execute(
+            "UPDATE ledger_leaves SET record = record || ' ' WHERE product_pk = %s", [second.pk]
+        )
+
+    findings = {(f["kind"], f.get("product_id")) for f in ledger.ledger_verify().findings}
+
+    assert findings == {
+        ("blockchain_hash_mismatch", first.product_id),
+        ("sealed_record_altered", second.product_id),
+    }

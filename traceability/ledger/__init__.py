@@ -29,9 +29,15 @@ The canonical record (version 1)
 
 Storage (logarithmic append and proofs)
     ``ledger_nodes`` keeps every complete subtree (level, index) -> hash, written once when its
-    last leaf arrives. An append reads the compact frontier (at most log2 n nodes, one query) and
-    writes at most log2 n + 1 nodes (one query). A root, an inclusion or a consistency proof needs
-    the O(log n) complete subtrees that make up its ranges, read in one query.
+    last leaf arrives. Sealing one product is one call of PL/pgSQL ``ledger_append_product``
+    (migration ``traceability/0013``): it builds the canonical record in SQL (byte for byte the
+    Python one; edge values are left to Python), takes the lock, reads the left siblings it
+    completes by primary key and writes the leaf, at most log2 n + 1 nodes and the product's
+    hash. Bulk appends read the compact frontier (one query) and write in one statement. A root,
+    an inclusion or a consistency proof needs the O(log n) complete subtrees that make up its
+    ranges, read in one query; the consumer proof is one prepared statement
+    (``gaveurs.prepared``). ``verify_ledger`` streams the leaves once (server-side cursor),
+    rebuilds the tree level by level and compares each stored level as one concatenation.
 
 Order and signing
     Appends take a transaction-scoped PostgreSQL advisory lock, so the log has one order. A signed

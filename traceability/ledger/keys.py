@@ -66,10 +66,26 @@ def key_id(public_key: bytes) -> str:
 
 def trusted_public_keys() -> dict[str, bytes]:
     """key id -> raw public key: the current key and any listed in LEDGER_TRUSTED_PUBLIC_KEYS."""
-    keys = [public_key_bytes()]
-    for value in getattr(settings, "LEDGER_TRUSTED_PUBLIC_KEYS", []):
+    return dict(_trusted_keys(*_key_settings()))
+
+
+def _key_settings() -> tuple[str, str, bool, tuple[str, ...]]:
+    return (
+        getattr(settings, "LEDGER_SIGNING_KEY", ""),
+        settings.SECRET_KEY,
+        getattr(settings, "PRODUCTION", False),
+        tuple(getattr(settings, "LEDGER_TRUSTED_PUBLIC_KEYS", [])),
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _trusted_keys(
+    configured: str, secret_key: str, production: bool, trusted: tuple[str, ...]
+) -> tuple[tuple[str, bytes], ...]:
+    keys = [public_key_bytes(_private_key(configured, secret_key, production))]
+    for value in trusted:
         keys.append(_decode_key(value, "LEDGER_TRUSTED_PUBLIC_KEYS entry"))
-    return {key_id(k): k for k in keys}
+    return tuple((key_id(k), k) for k in keys)
 
 
 def head_message(*, tree_size: int, root_hash: bytes, timestamp_ms: int) -> bytes:
@@ -92,17 +108,42 @@ def head_signature_is_valid(head: LedgerHead, keys: dict[str, bytes] | None = No
 
 
 def head_as_dict(head: LedgerHead) -> dict[str, Any]:
-    keys = trusted_public_keys()
-    public = keys.get(head.key_id, b"")
-    return {
-        "tree_size": head.tree_size,
-        "root_hash": bytes(head.root_hash).hex(),
-        "timestamp": head.timestamp_ms,
-        "timestamp_iso": _time(datetime.fromtimestamp(head.timestamp_ms / 1000, tz=UTC)),
-        "signature": base64.b64encode(bytes(head.signature)).decode(),
-        "key_id": head.key_id,
-        "public_key": base64.b64encode(public).decode(),
-    }
+    """The published form of a signed head (cached: a head never changes once signed)."""
+    return head_row_as_dict(
+        head.tree_size,
+        bytes(head.root_hash),
+        head.timestamp_ms,
+        bytes(head.signature),
+        head.key_id,
+    )
+
+
+def head_row_as_dict(
+    tree_size: int, root_hash: bytes, timestamp_ms: int, signature: bytes, key: str
+) -> dict[str, Any]:
+    """``head_as_dict`` from a ``ledger_heads`` row's values, without building a model."""
+    return dict(_head_dict(tree_size, root_hash, timestamp_ms, signature, key, _key_settings()))
+
+
+@functools.lru_cache(maxsize=256)
+def _head_dict(
+    tree_size: int,
+    root_hash: bytes,
+    timestamp_ms: int,
+    signature: bytes,
+    key: str,
+    key_settings: tuple[str, str, bool, tuple[str, ...]],
+) -> tuple[tuple[str, Any], ...]:
+    public = dict(_trusted_keys(*key_settings)).get(key, b"")
+    return (
+        ("tree_size", tree_size),
+        ("root_hash", root_hash.hex()),
+        ("timestamp", timestamp_ms),
+        ("timestamp_iso", _time(datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC))),
+        ("signature", base64.b64encode(signature).decode()),
+        ("key_id", key),
+        ("public_key", base64.b64encode(public).decode()),
+    )
 
 
 def public_key_pem() -> str:

@@ -157,8 +157,9 @@ def ranges_hashes(
 ) -> list[bytes]:
     """The hash of each range of leaves, folded from its complete subtrees (``fetch`` reads
     them: a dict here, ``ledger_nodes`` in ``storage``)."""
-    nodes = fetch(k for start, end in ranges for k in range_keys(start, end))
-    return [fold_right([nodes[k] for k in range_keys(start, end)]) for start, end in ranges]
+    keys = [range_keys(start, end) for start, end in ranges]
+    nodes = fetch(k for range_ in keys for k in range_)
+    return [nodes[ks[0]] if len(ks) == 1 else fold_right([nodes[k] for k in ks]) for ks in keys]
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:

@@ -277,18 +277,33 @@ def ledger_append_product(*, product_id: str) -> AppendResult | None:
     """Seal one product (by its public id) in the caller's transaction; None when already sealed.
 
     Idempotent: a product already in the log appends nothing (checked again under the lock).
+    One round trip: PL/pgSQL ``ledger_append_product`` (migration ``traceability/0013``) builds
+    the product's canonical record in SQL, takes the lock and writes the leaf, its nodes and the
+    product's hash. Where SQL cannot be sure to write the record as Python does (edge values,
+    see the migration) the record is built here and ``ledger_append_leaf`` appends it. One more
+    round trip signs a head when one is due.
     """
-    with transaction.atomic():
-        product = (
-            ConsumerProduct.objects.select_related("ledger_leaf")
-            .filter(product_id=product_id)
-            .first()
-        )
-        if product is None or _has_leaf(product):
-            return None
-        _lock()
-        result = _append_locked([product], force_head=False)
-        return result if result.appended else None
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM ledger_append_product(%s, %s)", [product_id, timezone.now()])
+        row = cursor.fetchone()
+        if row is not None and row[3]:  # needs_record
+            product = ConsumerProduct.objects.get(product_id=product_id)
+            record = canonical_json(product_record(product))
+            cursor.execute(
+                "SELECT * FROM ledger_append_leaf(%s, %s, %s)", [product.pk, record, timezone.now()]
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None  # unknown, or sealed already (perhaps by a concurrent transaction)
+        index, head_size, head_time = row[:3]
+        size = index + 1
+        head = None
+        if head_size is not None:  # size and time are all _head_is_due and _sign_head read
+            head = LedgerHead(tree_size=head_size, timestamp_ms=head_time)
+        signed = None
+        if _head_is_due(size, head):
+            signed = _sign_head(size, stored_root(size), head)
+        return AppendResult(appended=1, tree_size=size, head=signed)
 
 
 def ledger_append_products(

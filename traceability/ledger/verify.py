@@ -3,7 +3,9 @@ against the log; findings are stored for staff."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,14 +13,21 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from traceability.ledger.keys import head_signature_is_valid, trusted_public_keys
-from traceability.ledger.merkle import Frontier, leaf_hash, node_hash, verify_consistency
+from traceability.ledger.merkle import (
+    Key,
+    consistency_ranges,
+    fold_right,
+    frontier_keys,
+    ranges_hashes,
+    verify_consistency,
+)
 from traceability.ledger.records import (
     canonical_json,
     product_record,
     recall_closure_record,
     recall_record,
 )
-from traceability.ledger.storage import LedgerCorrupt, consistency_proof
+from traceability.ledger.storage import LedgerCorrupt, _fetch_nodes
 from traceability.models import (
     ConsumerProduct,
     LedgerEntryKind,
@@ -75,7 +84,59 @@ def _subject(leaf: LedgerLeaf) -> tuple[dict[str, Any], str, dict[str, str]]:
     return product_record(leaf.product), f"product {pid}", {"product_id": pid}
 
 
-def ledger_verify(*, batch_size: int = 2000) -> LedgerVerification:
+def _leaves(indexes: list[int]) -> dict[int, LedgerLeaf]:
+    """Leaves with their rows, for the few the stream cannot check alone or that failed."""
+    return {
+        leaf.leaf_index: leaf
+        for leaf in LedgerLeaf.objects.select_related(
+            "product", "recall__site", "recall_closure__recall"
+        ).filter(leaf_index__in=indexes)
+    }
+
+
+# The leaves in order with what the check needs, in one server-side stream, every check made
+# by PostgreSQL: whether the stored record still hashes to the sealed leaf, the entry's kind,
+# whether its product row exists and its blockchain_hash matches, and whether the product's
+# record as it is now (``gt_ledger_product_record``, migration ``traceability/0013``: byte for
+# byte the Python record, NULL where it cannot be sure) is the stored record (which hashes to
+# the leaf: one SHA-256 a leaf). Recall entries and the leaves that fail or are unsure are
+# checked again from their rows in Python.
+LEAVES_SQL = """
+SELECT l.leaf_index, l.leaf_hash,
+       sha256('\\x00'::bytea || convert_to(l.record, 'UTF8')) = l.leaf_hash,
+       l.kind, p.id IS NOT NULL,
+       p.blockchain_hash IS NOT DISTINCT FROM encode(l.leaf_hash, 'hex'),
+       gt_ledger_product_record(p) = l.record
+FROM ledger_leaves l LEFT JOIN consumer_products p ON p.id = l.product_pk
+ORDER BY l.leaf_index
+"""
+
+# Every stored level in one query: its node count, first and last index, and its hashes
+# concatenated in index order (compared with the rebuilt level as one bytes object).
+NODE_LEVELS_SQL = """
+SELECT level, count(*), min(idx), max(idx), string_agg(hash, ''::bytea ORDER BY idx)
+FROM ledger_nodes GROUP BY level ORDER BY level
+"""
+
+
+def _levels(level0: list[bytes]) -> list[list[bytes]]:
+    """Every complete subtree, level by level, rebuilt from the leaf hashes (hashlib in a
+    comprehension: about a microsecond per node)."""
+    levels = [level0]
+    sha256 = hashlib.sha256
+    while len(levels[-1]) > 1:
+        cur = levels[-1]
+        levels.append(
+            [sha256(b"\x01" + cur[i] + cur[i + 1]).digest() for i in range(0, len(cur) - 1, 2)]
+        )
+    return levels
+
+
+def _root(levels: list[list[bytes]], size: int) -> bytes:
+    return fold_right([levels[lvl][idx] for lvl, idx in frontier_keys(size)])
+
+
+def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
     """Check the whole log against the current rows and the signed heads; store the outcome.
 
     1. every leaf: recompute from its row (product, recall, recall closing) as it is now,
@@ -88,6 +149,11 @@ def ledger_verify(*, batch_size: int = 2000) -> LedgerVerification:
     5. products that are not in the log are reported as unsealed (``manage.py seal_ledger``),
        and so are recalls and closings (sealed when written: missing means tampering).
     Reads one REPEATABLE READ snapshot, so concurrent appends do not cause false findings.
+
+    Built for a million leaves in seconds: the leaves come in one server-side stream with
+    every per-leaf check made by PostgreSQL (``LEAVES_SQL``), the tree is rebuilt level by level
+    in Python, and each stored level is compared as one concatenation. Rows are read, and
+    records built in Python, only for recall entries and for leaves that fail a check.
     """
     started = timezone.now()
     findings: list[Finding] = []
@@ -97,71 +163,60 @@ def ledger_verify(*, batch_size: int = 2000) -> LedgerVerification:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         heads = list(LedgerHead.objects.order_by("tree_size"))
-        head_sizes = {h.tree_size: h for h in heads}
-        stored_tree = Frontier()
-        current_tree = Frontier()
-        stored_levels: list[list[bytes]] = [[]]  # level 0, for the node check
-        current_roots: dict[int, bytes] = {}
-        stored_roots: dict[int, bytes] = {}
-        checked = 0
-        leaves = (
-            LedgerLeaf.objects.select_related("product", "recall", "recall_closure__recall")
-            .order_by("leaf_index")
-            .iterator(chunk_size=batch_size)
-        )
-        for leaf in leaves:
-            if leaf.leaf_index != stored_tree.size:
-                findings.append(
-                    Finding(
-                        "leaf_gap",
-                        f"leaf #{stored_tree.size} is missing",
-                        leaf_index=leaf.leaf_index,
-                    )
-                )
+        level0: list[bytes] = []
+        changed: dict[int, bytes] = {}  # leaf index -> current leaf, where it differs
+        altered: list[int] = []  # stored record no longer hashes to its leaf
+        hash_mismatch: list[int] = []  # blockchain_hash differs from the leaf
+        orphans: list[int] = []  # leaves whose product row is gone
+        recheck: list[int] = []  # recall entries, and products SQL found changed or unsure of
+        product_kind = str(LedgerEntryKind.PRODUCT)
+        with connection.cursor() as cursor:  # the SQL records need shortest-precise floats
+            cursor.execute("SET LOCAL extra_float_digits = 1")
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(LEAVES_SQL)
+            while rows := cursor.fetchmany(batch_size):
+                for index, sealed, record_ok, kind, has_row, hash_ok, current_ok in rows:
+                    if index != len(level0):
+                        findings.append(
+                            Finding(
+                                "leaf_gap",
+                                f"leaf #{len(level0)} is missing",
+                                leaf_index=index,
+                            )
+                        )
+                        break
+                    level0.append(bytes(sealed))
+                    if not record_ok:
+                        altered.append(index)
+                    if kind != product_kind:
+                        recheck.append(index)
+                    elif not has_row:
+                        orphans.append(index)
+                    else:
+                        if not (current_ok and record_ok):
+                            recheck.append(index)
+                        if not hash_ok:
+                            hash_mismatch.append(index)
+                else:
+                    continue
                 break
-            record, name, named = _subject(leaf)
-            sealed_leaf = bytes(leaf.leaf_hash)
-            if leaf_hash(leaf.record.encode("utf-8")) != sealed_leaf:
-                findings.append(
-                    Finding(
-                        "sealed_record_altered",
-                        "the stored sealed record no longer hashes to its leaf",
-                        leaf_index=leaf.leaf_index,
-                        **named,
-                    )
-                )
-            current_leaf = leaf_hash(canonical_json(record).encode("utf-8"))
-            if current_leaf != sealed_leaf:
-                changes = _changed_fields(leaf.record, record)
-                findings.append(
-                    Finding(
-                        "record_changed",
-                        f"{name} changed after sealing: " + "; ".join(changes),
-                        leaf_index=leaf.leaf_index,
-                        **named,
-                    )
-                )
-            product = leaf.product
-            if product is not None and product.blockchain_hash != sealed_leaf.hex():
-                findings.append(
-                    Finding(
-                        "blockchain_hash_mismatch",
-                        f"consumer_products.blockchain_hash of {product.product_id} is "
-                        f"{product.blockchain_hash!r}, the leaf is {sealed_leaf.hex()}",
-                        product.product_id,
-                        leaf.leaf_index,
-                    )
-                )
-            stored_tree.append(sealed_leaf)
-            current_tree.append(current_leaf)
-            stored_levels[0].append(sealed_leaf)
-            checked += 1
-            if stored_tree.size in head_sizes:
-                stored_roots[stored_tree.size] = stored_tree.root()
-                current_roots[stored_tree.size] = current_tree.root()
-        size = stored_tree.size
+        size = checked = len(level0)
+        for index, leaf in _leaves(recheck).items():
+            record, _, _ = _subject(leaf)
+            current = hashlib.sha256(b"\x00" + canonical_json(record).encode("utf-8")).digest()
+            if current != level0[index]:
+                changed[index] = current
+        findings.extend(_leaf_findings(changed, altered, hash_mismatch, orphans))
 
-        findings.extend(_check_nodes(stored_levels[0]))
+        stored_levels = _levels(level0)
+        node_findings, fetch = _check_nodes(stored_levels)
+        findings.extend(node_findings)
+        current_levels = stored_levels
+        if changed:
+            current0 = list(level0)
+            for index, leaf in changed.items():
+                current0[index] = leaf
+            current_levels = _levels(current0)
 
         keys = trusted_public_keys()
         previous: LedgerHead | None = None
@@ -184,7 +239,7 @@ def ledger_verify(*, batch_size: int = 2000) -> LedgerVerification:
                         tree_size=head.tree_size,
                     )
                 )
-            elif stored_roots.get(head.tree_size) != root:
+            elif _root(stored_levels, head.tree_size) != root:
                 findings.append(
                     Finding(
                         "log_rewritten",
@@ -193,7 +248,7 @@ def ledger_verify(*, batch_size: int = 2000) -> LedgerVerification:
                         tree_size=head.tree_size,
                     )
                 )
-            elif current_roots.get(head.tree_size) != root:
+            elif _root(current_levels, head.tree_size) != root:
                 findings.append(
                     Finding(
                         "head_root_mismatch",
@@ -204,7 +259,9 @@ def ledger_verify(*, batch_size: int = 2000) -> LedgerVerification:
                 )
             if previous is not None and head.tree_size <= size:
                 try:
-                    proof = consistency_proof(first=previous.tree_size, second=head.tree_size)
+                    proof = ranges_hashes(
+                        consistency_ranges(previous.tree_size, head.tree_size), fetch
+                    )
                     consistent = verify_consistency(
                         first=previous.tree_size,
                         second=head.tree_size,
@@ -268,18 +325,89 @@ def ledger_verify(*, batch_size: int = 2000) -> LedgerVerification:
     )
 
 
-def _check_nodes(level0: list[bytes]) -> list[Finding]:
-    """Rebuild every complete subtree from the stored leaves and compare with ledger_nodes."""
+def _leaf_findings(
+    changed: dict[int, bytes],
+    altered: list[int],
+    hash_mismatch: list[int],
+    orphans: list[int],
+) -> list[Finding]:
+    """Name the entries behind the leaves that failed a check (rows read only for those)."""
+    wanted = sorted(set(changed) | set(altered) | set(hash_mismatch) | set(orphans))
+    if not wanted:
+        return []
+    leaves = _leaves(wanted)
     findings: list[Finding] = []
-    level, current = 0, level0
-    while current:
+    for index in wanted:
+        leaf = leaves[index]
+        if index in orphans:
+            findings.append(
+                Finding(
+                    "product_gone",
+                    f"the product row of leaf #{index} is gone",
+                    leaf_index=index,
+                )
+            )
+            continue
+        record, name, named = _subject(leaf)
+        if index in altered:
+            findings.append(
+                Finding(
+                    "sealed_record_altered",
+                    "the stored sealed record no longer hashes to its leaf",
+                    leaf_index=index,
+                    **named,
+                )
+            )
+        if index in changed:
+            changes = _changed_fields(leaf.record, record)
+            findings.append(
+                Finding(
+                    "record_changed",
+                    f"{name} changed after sealing: " + "; ".join(changes),
+                    leaf_index=index,
+                    **named,
+                )
+            )
+        if index in hash_mismatch and leaf.product is not None:
+            findings.append(
+                Finding(
+                    "blockchain_hash_mismatch",
+                    f"consumer_products.blockchain_hash of {named['product_id']} is "
+                    f"{leaf.product.blockchain_hash!r}, the leaf is {bytes(leaf.leaf_hash).hex()}",
+                    leaf_index=index,
+                    **named,
+                )
+            )
+    return findings
+
+
+def _check_nodes(
+    levels: list[list[bytes]],
+) -> tuple[list[Finding], Callable[[Iterable[Key]], dict[Key, bytes]]]:
+    """Compare every complete subtree rebuilt from the stored leaves with ledger_nodes.
+
+    Returns the findings and a reader of stored nodes for the consistency proofs: from the
+    levels just read when they are whole, from the table otherwise.
+    """
+    findings: list[Finding] = []
+    stored: dict[int, bytes] = {}  # level -> its hashes, when the level is whole (0..n-1)
+    with connection.cursor() as cursor:
+        cursor.execute(NODE_LEVELS_SQL)
+        rows = {level: (count, low, high, bytes(blob)) for level, count, low, high, blob in cursor}
+    for level in sorted(set(rows) | set(range(len(levels)))):
+        current = levels[level] if level < len(levels) else []
+        count, low, high, blob = rows.get(level, (0, None, None, b""))
+        if count and low == 0 and high == count - 1 and len(blob) == 32 * count:
+            stored[level] = blob
+        if count == len(current) and blob == b"".join(current):
+            continue
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT idx, hash FROM ledger_nodes WHERE level = %s ORDER BY idx", [level]
             )
-            stored = {idx: bytes(h) for idx, h in cursor.fetchall()}
-        bad = [i for i, h in enumerate(current) if stored.get(i) != h]
-        extra = len(stored) - len(current)
+            nodes = {idx: bytes(h) for idx, h in cursor.fetchall()}
+        bad = [i for i, h in enumerate(current) if nodes.get(i) != h]
+        extra = len(nodes) - len(current)
         if bad or extra > 0:
             findings.append(
                 Finding(
@@ -288,6 +416,15 @@ def _check_nodes(level0: list[bytes]) -> list[Finding]:
                     f"(first at index {bad[0] if bad else '-'}), {max(extra, 0)} extra",
                 )
             )
-        current = [node_hash(current[i], current[i + 1]) for i in range(0, len(current) - 1, 2)]
-        level += 1
-    return findings
+
+    def fetch(keys: Iterable[Key]) -> dict[Key, bytes]:
+        keys = list(keys)
+        found = {
+            (lvl, idx): stored[lvl][32 * idx : 32 * idx + 32]
+            for lvl, idx in keys
+            if lvl in stored and 32 * idx < len(stored[lvl])
+        }
+        missing = [k for k in keys if k not in found]
+        return {**found, **_fetch_nodes(missing)} if missing else found
+
+    return findings, fetch
