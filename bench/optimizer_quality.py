@@ -464,6 +464,11 @@ def evaluate_taste(
         "fractions": [None if f is None else round(f, 3) for f in fractions],
         "import_seconds": round(import_seconds, 1),
         "run_seconds": [round(s, 1) for _, _, s in runs],
+        "run_timings": (first.get("model") or {}).get("timings_s"),
+        "chosen_from": [
+            ((r.get("model") or {}).get("search") or {}).get("chosen_from") for _, r, _ in runs
+        ],
+        "optimism": ((first.get("model") or {}).get("search") or {}).get("optimism"),
         "outcome": first["outcome"],
     }
     curve = first["curve"]
