@@ -56,7 +56,7 @@ Z80 = 1.2815515655446004  # two-sided 80 % normal quantile
 # A GP's cost grows as n³: larger data is subsampled (deterministically), more so for the
 # search of its kernel's hyper-parameters (hundreds of factorisations) than for a refit.
 GP_MAX_LOTS = 400
-GP_KERNEL_LOTS = 200
+GP_KERNEL_LOTS = 320
 SELECT_MAX_LOTS = 1500  # beyond, candidates are compared on a sample of the lots
 _COMPACT = [SHAPE_COLUMNS.index(c) for c in COMPACT_COLUMNS]
 _GP_COLUMNS = _COMPACT
