@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from optimizer.dataset import COMPACT_COLUMNS, SHAPE_COLUMNS, Dataset, curve_features
-from optimizer.learning import CvScore, make_forest
+from optimizer.learning import CvScore, make_forest, one_thread
 
 CANDIDATES = ("quadratic", "gp", "boosting", "forest", "average", "gp_five")
 AVERAGED = ("quadratic", "gp", "boosting")
@@ -441,11 +441,7 @@ def curve_model_select(
     n_estimators: int = 60,
 ) -> CurveModel:
     """Cross-validate the candidates, keep the best, refit it with bootstrap (module doc)."""
-    from threadpoolctl import threadpool_limits
-
-    # One BLAS / OpenMP thread: the factorisations and boosted trees are small, and on a
-    # busy machine several threads per process only wait for each other.
-    with threadpool_limits(limits=1):
+    with one_thread():
         return _select(
             dataset,
             folds=folds,
