@@ -5,12 +5,6 @@ the gain between them, and trial curves for the next lots.
    bound (predicted rating minus one bootstrap standard deviation: of two curves predicted
    alike, the one the data vouches for more). Its stated rating is the calibrated
    prediction minus the winner's-curse optimism (optimizer.surrogate).
-   The curves lots already followed are candidates too: each lot's rating is the
-   empirical-Bayes blend of the model's prediction (prior, with the model's uncertainty) and
-   the lot's own mean rating (with the rating noise over its reviews). The best of them is
-   recommended instead of the searched curve when its blended rating is above the model's
-   own prediction for the searched curve (before the winner's-curse correction): the run
-   never recommends a curve predicted worse than one a lot already followed.
 2. The current curve is predicted by the same model, with its interval and support. When
    either curve lies outside the data, the gain is not stated (it would be a guess).
 3. Trials: a second search, allowed a little beyond the data (reach 1.5), maximises the
@@ -30,7 +24,7 @@ import numpy as np
 
 from optimizer.curves import CurveBounds, curve_to_json, curve_violations
 from optimizer.search import CurveSpace, SearchResult, curve_search, pad_curve
-from optimizer.surrogate import Z80, CurveModel, Prediction
+from optimizer.surrogate import CurveModel, Prediction
 
 TRIAL_REACH = 1.5
 TRIAL_KAPPA = 1.0
@@ -47,9 +41,6 @@ class Recommendation:
     current: Prediction | None = None
     gain: tuple[float, float, float] | None = None
     trials: list[dict] = field(default_factory=list)
-    # "search", or "history" when a curve a lot followed was the better bet (module doc, 1).
-    source: str = "search"
-    history_lot: int | None = None
 
     @property
     def gain_known(self) -> bool:
@@ -79,8 +70,6 @@ def recommend(
     generations: int,
     seed: int,
     trials: int = 0,
-    ratings: np.ndarray | None = None,
-    reviews: np.ndarray | None = None,
 ) -> Recommendation:
     """The best curve, the current one, their gain and the trials (module doc)."""
     feature_days = observed.shape[1]
@@ -115,35 +104,12 @@ def recommend(
     result.optimism = model.optimism(pool, pool_days)
     doses, days = _padded([search.curve], feature_days)
     (result.predicted,) = model.predict_interval(doses, days, shift=result.optimism)
-    if ratings is not None and reviews is not None and len(feasible):
-        lot, blended = history_best(
-            model=model,
-            observed=observed[feasible],
-            durations=durations[feasible],
-            ratings=ratings[feasible],
-            reviews=reviews[feasible],
-        )
-        # The searched curve's own prediction, before the winner's-curse correction: a lot
-        # wins only when its reviews show it better than the model believes its best to be.
-        searched_raw = result.predicted.mean + result.optimism
-        if blended.mean > searched_raw:
-            index = int(feasible[lot])
-            result.curve = [(float(m), float(e)) for m, e in observed[index, : durations[index]]]
-            result.predicted, result.optimism = blended, 0.0
-            result.source, result.history_lot = "history", index
     current_curve = current if current and len(current) <= feature_days else None
     if current_curve:
         doses, days = _padded([current_curve], feature_days)
         (result.current,) = model.predict_interval(doses, days)
-        if result.source == "history":
-            # The blended rating's error and the current curve's prediction error are
-            # taken as independent (the lot's reviews are not the model's).
-            gain = result.predicted.mean - result.current.mean
-            sd = float(np.hypot(result.predicted.sd, result.current.sd))
-            result.gain = (gain, gain - Z80 * sd, gain + Z80 * sd)
-        else:
-            doses, days = _padded([search.curve, current_curve], feature_days)
-            result.gain = model.gain_interval(doses, days, shift=result.optimism)
+        doses, days = _padded([search.curve, current_curve], feature_days)
+        result.gain = model.gain_interval(doses, days, shift=result.optimism)
     if trials > 0:
         result.trials = _trials(
             model=model,
@@ -151,41 +117,13 @@ def recommend(
             durations=durations,
             bounds=bounds,
             max_distance=max_distance,
-            best=result.curve,
+            best=search.curve,
             count=trials,
             population=max(40, population // 2),
             generations=max(10, generations // 2),
             seed=seed,
         )
     return result
-
-
-def history_best(
-    *,
-    model: CurveModel,
-    observed: np.ndarray,
-    durations: np.ndarray,
-    ratings: np.ndarray,
-    reviews: np.ndarray,
-) -> tuple[int, Prediction]:
-    """The lot curve with the best blended rating (module doc, 1).
-
-    Prior: the model's calibrated prediction with its variance (refits' spread and model
-    error). Measurement: the lot's mean rating, variance the pooled rating noise over its
-    reviews. Posterior precision is the sum of both precisions.
-    """
-    F = model.features(observed, durations)
-    prior = model.stated(model.fitted.predict(F))
-    boot = np.stack([b.predict(F) for b in model.boot])
-    prior_var = model.slope**2 * boot.var(axis=0) + model.bias_var + 1e-6
-    noise_var = model.noise_var / np.maximum(reviews, 1)
-    precision = 1.0 / prior_var + 1.0 / noise_var
-    mean = (prior / prior_var + ratings / noise_var) / precision
-    sd = np.sqrt(1.0 / precision)
-    lot = int(np.argmax(mean))
-    ratio = float(model.support.distance_ratio(F[lot : lot + 1])[0])
-    m, s = float(mean[lot]), float(sd[lot])
-    return lot, Prediction(m, m - Z80 * s, m + Z80 * s, s, ratio)
 
 
 def _trials(

@@ -283,8 +283,6 @@ def optimization_run(
                 generations=settings.OPTIMIZER_SEARCH_GENERATIONS,
                 seed=seed,
                 trials=trials,
-                ratings=dataset.lots["mean_rating"].to_numpy(dtype=float),
-                reviews=dataset.lots["reviews"].to_numpy(dtype=float),
             )
             lap("search")
             search = found.search
@@ -295,10 +293,6 @@ def optimization_run(
                 "max_curve_distance": settings.OPTIMIZER_MAX_CURVE_DISTANCE,
                 "durations_searched": [search.envelope["min_days"], search.envelope["max_days"]],
                 "optimism": round(found.optimism, 4),
-                "chosen_from": found.source,
-                "history_lot": None
-                if found.history_lot is None
-                else str(dataset.lots["lot_code"].iloc[found.history_lot]),
             }
             if found.curve is None:
                 run.outcome = OptimizationRun.Outcome.NO_FEASIBLE_CURVE
