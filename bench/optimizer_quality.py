@@ -464,6 +464,8 @@ def evaluate_taste(
         "fractions": [None if f is None else round(f, 3) for f in fractions],
         "import_seconds": round(import_seconds, 1),
         "run_seconds": [round(s, 1) for _, _, s in runs],
+        "run_timings": (first.get("model") or {}).get("timings_s"),
+        "optimism": ((first.get("model") or {}).get("search") or {}).get("optimism"),
         "outcome": first["outcome"],
     }
     curve = first["curve"]
@@ -503,6 +505,9 @@ def main() -> None:
     parser.add_argument("--stability-tastes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="6 smaller tastes, fewer runs")
+    parser.add_argument(
+        "--only", default="", help="comma-separated taste indices (while iterating on a few)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.tastes = min(args.tastes, 6)
@@ -515,12 +520,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         try:
+            only = {int(i) for i in args.only.split(",") if i.strip()}
             for index in range(args.tastes):
+                if only and index not in only:
+                    continue
                 seeds = [0, 1, 2, 3, 4] if index < args.stability_tastes else [0]
                 result = evaluate_taste(
                     index, args.seed * 1000 + index, args.quick, seeds, workdir, dbs
                 )
-                if index == 0:
+                if index == min(only or {0}):
                     again = _optimize(0, workdir)
                     reproducible = (again["curve"] or {}).get("doses") == result.get(
                         "recommended_doses"

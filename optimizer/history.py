@@ -324,6 +324,12 @@ def history_import(*, text: str, source: str = "") -> dict[str, int]:
     reviews: list[ConsumerFeedback] = []
     sites: dict[str, Site] = {}
     gaveurs: dict[tuple[str, str, str], Gaveur] = {}
+    rated: dict[int, ConsumerFeedback] = {}
+    # 1. Lots one by one (each gets its audit-trail record, as a lot saved anywhere else);
+    #    their feeding records and samples are gathered and inserted in bulk (2.), which is
+    #    what keeps a history of thousands of products quick to load.
+    records: list[FeedingRecord] = []
+    samples: list[tuple[Lot, str, str, SensorSample]] = []
     for item in lots:
         v = item.values
         code = str(v["site_code"])
@@ -351,7 +357,6 @@ def history_import(*, text: str, source: str = "") -> dict[str, int]:
             status=Lot.Status.SLAUGHTERED,
         )
         counts["lots"] += 1
-        records = []
         for day, (morning, evening) in enumerate(item.doses, start=1):
             for meal, dose in (("morning", morning), ("evening", evening)):
                 records.append(
@@ -359,8 +364,6 @@ def history_import(*, text: str, source: str = "") -> dict[str, int]:
                         lot=lot, day=day, meal=meal, planned_dose_g=dose, actual_dose_g=dose
                     )
                 )
-        FeedingRecord.objects.bulk_create(records)
-        counts["feeding_records"] += len(records)
         if not item.products:
             continue
         grades = [
@@ -372,8 +375,7 @@ def history_import(*, text: str, source: str = "") -> dict[str, int]:
             )
         )
         for product, grade in zip(item.products, grades, strict=True):
-            score = float(product["fusion_score"])
-            sample = SensorSample.objects.create(
+            sample = SensorSample(
                 time=end,
                 device=device,
                 sample_id=product["sample_id"],
@@ -384,22 +386,30 @@ def history_import(*, text: str, source: str = "") -> dict[str, int]:
                 spectral_freshness_index=product["spectral_freshness_index"],
                 spectral_fat_quality_index=product["spectral_fat_quality_index"],
                 spectral_oxidation_index=product["spectral_oxidation_index"],
-                fusion_score=score,
+                fusion_score=float(product["fusion_score"]),
                 fusion_grade=grade,
                 is_compliant=grade != REJECT,
                 payload={"source": "import_history", "file": source, "line": product["line"]},
             )
-            counts["samples"] += 1
-            if not sample.qualifies_for_product:
-                continue  # a REJECT sample yields no product (and cannot be rated)
-            stored = product_build(lot=lot, sample=sample, product_id=next(ids), site_code=code)
-            products.append(stored)
-            if "ratings" in product:
-                reviews.append(
-                    ConsumerFeedback(
-                        product=stored, comment=product["comment"], **product["ratings"]
-                    )
-                )
+            # A REJECT sample yields no product (and cannot be rated): it takes no id.
+            product_id = next(ids) if sample.qualifies_for_product else ""
+            samples.append((lot, code, product_id, sample))
+            if product_id and "ratings" in product:
+                pending = ConsumerFeedback(comment=product["comment"], **product["ratings"])
+                reviews.append(pending)
+                rated[id(sample)] = pending
+    # 2. Bulk inserts (PostgreSQL returns the new ids, which the products need).
+    FeedingRecord.objects.bulk_create(records, batch_size=5000)
+    counts["feeding_records"] = len(records)
+    SensorSample.objects.bulk_create([s for *_, s in samples], batch_size=2000)
+    counts["samples"] = len(samples)
+    for lot, code, product_id, sample in samples:
+        if not product_id:
+            continue
+        stored = product_build(lot=lot, sample=sample, product_id=product_id, site_code=code)
+        products.append(stored)
+        if id(sample) in rated:
+            rated[id(sample)].product = stored
     # The same bulk paths as every other writer: products are sealed in the ledger, and the
     # lots' review sums (read by the scan page and moderation) are recomputed.
     counts["products"] = products_bulk_register(products=products)

@@ -24,6 +24,22 @@ from optimizer.dataset import (
 INSIGHT_COLUMNS = PRODUCTION_COLUMNS + SQAL_COLUMNS
 
 
+def one_thread():
+    """One BLAS / OpenMP thread for the optimizer's small factorisations and trees (on a busy
+    machine several threads per process only wait for each other), as a context manager.
+
+    threadpoolctl only limits libraries already loaded: SciPy's BLAS and scikit-learn's OpenMP
+    are loaded on first import, so they are imported first. Otherwise the first run of a
+    process (every `manage.py optimize_curves`) ran them on every core, several times slower
+    on a loaded machine.
+    """
+    import scipy.linalg  # noqa: F401
+    import sklearn.ensemble  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 def make_forest(*, n_estimators: int, seed: int, n_rows: int):
     """A forest whose cost stays bounded on large data: each tree sees at most 1,500 rows.
 

@@ -170,10 +170,8 @@ def optimization_run(
        predicted rating and interval, the current curve's, the gain between them (only when
        both lie within the data), trial curves, and the data and model metrics.
     """
-    from threadpoolctl import threadpool_limits
-
     from optimizer.dataset import dataset_build
-    from optimizer.learning import insights_compute
+    from optimizer.learning import insights_compute, one_thread
     from optimizer.recommend import recommend
     from optimizer.surrogate import curve_model_select
 
@@ -229,9 +227,7 @@ def optimization_run(
             f"{min_reviews} needed. No curve is recommended."
         )
     else:
-        # One BLAS / OpenMP thread: the factorisations and boosted trees are small, and on
-        # a busy machine several threads per process only wait for each other.
-        blas = threadpool_limits(limits=1)
+        blas = one_thread()
         model = curve_model_select(
             dataset,
             folds=folds,

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from optimizer.dataset import COMPACT_COLUMNS, SHAPE_COLUMNS, Dataset, curve_features
-from optimizer.learning import CvScore, make_forest
+from optimizer.learning import CvScore, make_forest, one_thread
 
 CANDIDATES = ("quadratic", "gp", "boosting", "forest", "average", "gp_five")
 AVERAGED = ("quadratic", "gp", "boosting")
@@ -56,7 +56,7 @@ Z80 = 1.2815515655446004  # two-sided 80 % normal quantile
 # A GP's cost grows as n³: larger data is subsampled (deterministically), more so for the
 # search of its kernel's hyper-parameters (hundreds of factorisations) than for a refit.
 GP_MAX_LOTS = 400
-GP_KERNEL_LOTS = 200
+GP_KERNEL_LOTS = 320
 SELECT_MAX_LOTS = 1500  # beyond, candidates are compared on a sample of the lots
 _COMPACT = [SHAPE_COLUMNS.index(c) for c in COMPACT_COLUMNS]
 _GP_COLUMNS = _COMPACT
@@ -441,11 +441,7 @@ def curve_model_select(
     n_estimators: int = 60,
 ) -> CurveModel:
     """Cross-validate the candidates, keep the best, refit it with bootstrap (module doc)."""
-    from threadpoolctl import threadpool_limits
-
-    # One BLAS / OpenMP thread: the factorisations and boosted trees are small, and on a
-    # busy machine several threads per process only wait for each other.
-    with threadpool_limits(limits=1):
+    with one_thread():
         return _select(
             dataset,
             folds=folds,
