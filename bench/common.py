@@ -145,11 +145,14 @@ def start_granian(
     *,
     workers: int = 2,
     threads: int = 1,
+    niceness: int = 0,
 ) -> tuple[subprocess.Popen, int]:
     """granian serving the WSGI ``module:attribute`` on a free loopback port, as the README
-    deploys the consumer pages (``--interface wsgi``, no websockets); (process, port)."""
+    deploys the consumer pages (``--interface wsgi``, no websockets); (process, port).
+    ``niceness`` > 0 runs it at a lower CPU priority than the stations' server."""
     port = free_port()
     command = [
+        *(["nice", "-n", str(niceness)] if niceness else []),
         str(Path(sys.executable).parent / "granian"),
         "--interface",
         "wsgi",

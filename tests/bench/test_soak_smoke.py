@@ -61,6 +61,7 @@ def _run(*, stored_rows, accepted, reviews, acked=("S1", "S2")):
         stats=SimpleNamespace(measured=len(acked), resent=0, connections=1, errors={}, refused=0),
         drops=0,
         ack_latencies=[0.1] * len(acked),
+        live_ack_latencies=[0.1] * len(acked),
     )
     figs = Figures()
     figs.latencies["scan"] = [10.0, 12.0]
