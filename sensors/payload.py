@@ -2,8 +2,9 @@
 
 Why not jsonb (what the design first planned, "PostgreSQL compresses it"): a station message is
 190 KB, and PostgreSQL spent more on that one column than the server spent on everything else.
-Measured on the real fixture, per row (PostgreSQL 16 backend CPU; pgserver is built without lz4,
-so its only TOAST codec is pglz):
+Measured once by hand on the real fixture when the storage was chosen (no bench re-prints these
+figures; ``bench/ingest.py`` prints today's server and PostgreSQL CPU per stored message), per
+row (PostgreSQL 16 backend CPU; pgserver is built without lz4, so its only TOAST codec is pglz):
 
   ===============================  ==============  ==================
   payload column                   backend CPU     on disk (row+TOAST)
