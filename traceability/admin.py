@@ -223,7 +223,7 @@ class ScanEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ScanAlert)
-class ScanAlertAdmin(admin.ModelAdmin):
+class ScanAlertAdmin(AuditedAdmin):
     list_display = [
         "product",
         "distinct_clients",

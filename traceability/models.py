@@ -204,6 +204,8 @@ class ScanAlert(models.Model):
     raised_at = models.DateTimeField(db_index=True)
     is_resolved = models.BooleanField(default=False)
     resolution_note = models.CharField(max_length=200, blank=True)
+    # Staff's resolutions, with who and when (the alert itself is raised by the scan statement).
+    history = HistoricalRecords()
 
     class Meta:
         db_table = "feedback_scan_alerts"

@@ -8,13 +8,15 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 
 from optimizer.models import OptimizationRun, OptimizedCurve
 from sensors.alerts import NO_LOT_RULE, alert_resolve
 from sensors.models import Device, QualityAlert, QualityThreshold
 from sensors.schemas import Hello
 from sensors.services import device_hello, device_issue_token, station_samples_attach_lot
-from tests.factories import make_device, make_lot, make_sample, make_site, make_staff
+from tests.factories import make_device, make_lot, make_product, make_sample, make_site, make_staff
+from traceability.models import ScanAlert
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +51,16 @@ def make_alert(**kw) -> QualityAlert:
     }
     defaults.update(kw)
     return QualityAlert.objects.create(sample=sample, **defaults)
+
+
+def make_scan_alert() -> ScanAlert:
+    return ScanAlert.objects.create(
+        product=make_product(),
+        threshold=50,
+        scan_count=80,
+        distinct_clients=60,
+        raised_at=timezone.now(),
+    )
 
 
 def make_curve(version: int = 1, **kw) -> OptimizedCurve:
@@ -157,6 +169,22 @@ def test_acknowledging_and_resolving_alerts_in_the_admin_are_recorded(admin):
     assert resolved.handled_by_id == user.pk
 
 
+def test_resolving_a_copied_label_alert_in_the_admin_is_recorded(admin):
+    user, client = admin
+    alert = make_scan_alert()
+    response = client.post(
+        f"/admin/traceability/scanalert/{alert.pk}/change/",
+        {"is_resolved": "on", "resolution_note": "étiquette retirée du rayon"},
+    )
+    assert response.status_code == 302
+    resolved = latest(alert)
+    assert resolved.history_user == user
+    assert ("is_resolved", False, True) in changes(resolved)
+    assert ("resolution_note", "", "étiquette retirée du rayon") in changes(resolved)
+    history = client.get(f"/admin/traceability/scanalert/{alert.pk}/history/")
+    assert history.status_code == 200 and "chef" in history.content.decode()
+
+
 def test_the_dashboard_endpoints_and_the_services_record_the_acting_user():
     quality = make_staff("qualite", "sensors.view_sensorsample", "sensors.change_qualityalert")
     client = Client()
@@ -213,6 +241,7 @@ def test_approving_an_optimised_curve_is_recorded_with_the_retired_one(admin):
         ),
         ("sensors/qualityalert", make_alert),
         ("optimizer/optimizedcurve", make_curve),
+        ("traceability/scanalert", make_scan_alert),
     ],
 )
 def test_staff_cannot_edit_or_delete_the_history(admin, path, make):
