@@ -156,6 +156,23 @@ def _insert_sql(count: int, alert_count: int) -> str:
     )
 
 
+def _alert_values(a: Alert, created_at: datetime | None) -> tuple:
+    """An alert's parameters, in ``_ALERT_ROW``'s order."""
+    return (
+        a.device_id,
+        a.sample_key,
+        a.lot_id,
+        a.threshold_id,
+        a.rule,
+        a.metric,
+        a.value,
+        a.severity,
+        a.message,
+        a.status,
+        created_at,
+    )
+
+
 def refused_alerts_upsert(alerts: Sequence[Alert]) -> None:
     """The alerts of refused samples (not stored, so no sample row): one unresolved alert per
     (station, rule), inserted or counted in place, as ``samples_insert`` does for stored ones."""
@@ -177,23 +194,7 @@ def refused_alerts_upsert(alerts: Sequence[Alert]) -> None:
         f"last_seen_at = EXCLUDED.last_seen_at, value = EXCLUDED.value, "
         f"message = EXCLUDED.message, severity = EXCLUDED.severity, lot_id = EXCLUDED.lot_id"
     )
-    params = [
-        value
-        for a in alerts
-        for value in (
-            a.device_id,
-            a.sample_key,
-            a.lot_id,
-            a.threshold_id,
-            a.rule,
-            a.metric,
-            a.value,
-            a.severity,
-            a.message,
-            a.status,
-            a.created_at,
-        )
-    ]
+    params = [value for a in alerts for value in _alert_values(a, a.created_at)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
@@ -306,19 +307,7 @@ def samples_insert(
     """
     params = [value for row in rows for value in row]
     for a in alerts:
-        params += (
-            a.device_id,
-            a.sample_key,
-            a.lot_id,
-            a.threshold_id,
-            a.rule,
-            a.metric,
-            a.value,
-            a.severity,
-            a.message,
-            a.status,
-            now,
-        )
+        params += _alert_values(a, now)
     with connection.wrap_database_errors, raw_cursor(native=True) as cursor:
         cursor.execute(_insert_sql(len(rows), len(alerts)), params)
         return {(device_id, sample_id): pk for pk, device_id, sample_id in cursor.fetchall()}
