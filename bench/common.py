@@ -138,21 +138,12 @@ def start_daphne(
     return proc, port
 
 
-def start_granian(
-    application: str,
-    env: dict[str, str],
-    log: Path,
-    *,
-    workers: int = 2,
-    threads: int = 1,
-    niceness: int = 0,
-) -> tuple[subprocess.Popen, int]:
-    """granian serving the WSGI ``module:attribute`` on a free loopback port, as the README
-    deploys the consumer pages (``--interface wsgi``, no websockets); (process, port).
-    ``niceness`` > 0 runs it at a lower CPU priority than the stations' server."""
-    port = free_port()
-    command = [
-        *(["nice", "-n", str(niceness)] if niceness else []),
+def granian_command(
+    application: str, port: int, *, workers: int = 2, threads: int = 1
+) -> list[str]:
+    """granian serving the WSGI ``module:attribute`` on a loopback port, as the README deploys
+    the consumer pages (``--interface wsgi``, no websockets)."""
+    return [
         str(Path(sys.executable).parent / "granian"),
         "--interface",
         "wsgi",
@@ -170,6 +161,25 @@ def start_granian(
         "--working-dir",
         str(ROOT),
         application,
+    ]
+
+
+def start_granian(
+    application: str,
+    env: dict[str, str],
+    log: Path,
+    *,
+    workers: int = 2,
+    threads: int = 1,
+    niceness: int = 0,
+) -> tuple[subprocess.Popen, int]:
+    """granian serving the WSGI ``module:attribute`` on a free loopback port, as the README
+    deploys the consumer pages (``--interface wsgi``, no websockets); (process, port).
+    ``niceness`` > 0 runs it at a lower CPU priority than the stations' server."""
+    port = free_port()
+    command = [
+        *(["nice", "-n", str(niceness)] if niceness else []),
+        *granian_command(application, port, workers=workers, threads=threads),
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -48,7 +48,6 @@ import json
 import multiprocessing as mp
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,15 +57,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import postgres_pid, tree_cpu_seconds  # noqa: E402
+from bench.common import (  # noqa: E402
+    free_port,
+    granian_command,
+    postgres_pid,
+    tree_cpu_seconds,
+)
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _database_url() -> str:
@@ -160,25 +158,9 @@ def _start_server(
     if kind == "granian":
         # The consumer pages' WSGI deployment (README): no per-request health check.
         env.setdefault("DB_CONN_HEALTH_CHECKS", "false")
-        cmd = [
-            str(BIN / "granian"),
-            "--interface",
-            "wsgi",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--blocking-threads",
-            str(threads),
-            "--no-ws",
-            "--log-level",
-            "warning",
-            "--working-dir",
-            str(ROOT),
-            "bench._scan_site:application",
-        ]
+        cmd = granian_command(
+            "bench._scan_site:application", port, workers=workers, threads=threads
+        )
     else:
         # Daphne is single-process: the ASGI path as the websocket server runs it.
         env["DJANGO_SETTINGS_MODULE"] = "gaveurs.settings"
@@ -368,8 +350,8 @@ def main() -> None:
     ) as db:
         pg_pid = postgres_pid(db)
     round_trips = _cached_scan_round_trips(codes[0])
-    port = _free_port()
-    cold_port = _free_port()
+    port = free_port()
+    cold_port = free_port()
     server = _start_server(args.server, port, args.workers, args.server_threads)
     # The cold path: the same server with the page and proof caches off, so every scan renders
     # its page (a consumer scans one unit: in production the cache's hit rate is near zero).
