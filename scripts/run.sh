@@ -27,16 +27,19 @@ chmod 600 .run/admin-login  # a file left by an older run keeps its mode otherwi
 $PY manage.py collectstatic --noinput -v 0 >/dev/null 2>&1 || true
 
 pids=()
+watcher=""
 cleanup() {
   trap - INT TERM EXIT
   echo "Stopping..."
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}" $watcher; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ "$embedded" = 1 ]; then
     $PY -c 'import pgserver, logging; logging.disable(logging.CRITICAL); pgserver.get_server(".pgdata", cleanup_mode="stop")' >/dev/null 2>&1 || true
   fi
 }
-trap cleanup INT TERM EXIT
+trap "cleanup; exit 130" INT
+trap "cleanup; exit 143" TERM
+trap cleanup EXIT
 
 # Daphne refuses websocket messages (and frames) over WS_MAX_BYTES itself, closing with 1009
 # before buffering them; up to it the consumer answers message_too_large past
@@ -86,5 +89,14 @@ $flower_line
   Logs:       .run/server.log  .run/worker.log  .run/simulator.log
 Press Ctrl-C to stop.
 TXT
-wait -n "${pids[@]}" || true
-echo "A process stopped; see the logs in .run/."
+# make does not pass a SIGTERM on to this script: when whoever started it (make, a terminal) is
+# gone, stop everything rather than leave the server, the worker and PostgreSQL running.
+parent=$PPID
+( while kill -0 "$parent" 2>/dev/null; do sleep 1; done ) &
+watcher=$!
+wait -n "${pids[@]}" "$watcher" || true
+if kill -0 "$parent" 2>/dev/null; then
+  echo "A process stopped; see the logs in .run/."
+else
+  echo "The command that started Gaveurs Trace is gone."
+fi
