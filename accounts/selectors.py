@@ -14,6 +14,8 @@ from urllib.parse import urlencode
 from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from optimizer.models import OptimizedCurve
 from sensors.alerts import unresolved_no_lot_alerts
@@ -67,7 +69,7 @@ def _alerts(user) -> list[AttentionItem]:
     )
     return [
         AttentionItem(
-            label=f"Open quality alerts: {label.lower()}",
+            label=_("Open quality alerts: %(severity)s") % {"severity": str(label).lower()},
             count=counts.get(severity, 0),
             url=_changelist(QualityAlert, status__exact="open", severity__exact=severity),
             level=_level(counts.get(severity, 0), severity),
@@ -93,7 +95,7 @@ def _stations_without_lot(user) -> list[AttentionItem]:
     ).count()
     return [
         AttentionItem(
-            label="Stations sending without a lot",
+            label=_("Stations sending without a lot"),
             count=count,
             url=_changelist(Device, without_lot="yes"),
             level=_level(count),
@@ -108,19 +110,23 @@ def _ledger(user) -> list[AttentionItem]:
     if last is None:
         return [
             AttentionItem(
-                label="Last ledger verification",
+                label=_("Last ledger verification"),
                 count=None,
                 url=_changelist(LedgerVerification),
                 level="warning",
-                detail="never run (manage.py verify_ledger)",
+                detail=_("never run (manage.py verify_ledger)"),
             )
         ]
     when = timezone.localtime(last.started_at).strftime("%Y-%m-%d %H:%M")
     if last.ok:
-        detail = f"{when}: OK, {last.products_checked} products, {last.heads_checked} heads"
+        detail = _("%(when)s: OK, %(products)d products, %(heads)d heads") % {
+            "when": when,
+            "products": last.products_checked,
+            "heads": last.heads_checked,
+        }
         return [
             AttentionItem(
-                label="Last ledger verification",
+                label=_("Last ledger verification"),
                 count=None,
                 url=_changelist(LedgerVerification),
                 level="ok",
@@ -130,11 +136,17 @@ def _ledger(user) -> list[AttentionItem]:
     findings = len(last.findings or [])
     return [
         AttentionItem(
-            label="Last ledger verification",
+            label=_("Last ledger verification"),
             count=findings,
             url=_changelist(LedgerVerification, ok__exact="0"),
             level="critical",
-            detail=f"{when}: {findings} findings. {last.summary}"[:300],
+            detail=(
+                ngettext(
+                    "%(when)s: %(findings)d finding.", "%(when)s: %(findings)d findings.", findings
+                )
+                % {"when": when, "findings": findings}
+                + f" {last.summary}"
+            )[:300],
         )
     ]
 
@@ -145,7 +157,7 @@ def _curves(user) -> list[AttentionItem]:
     count = OptimizedCurve.objects.filter(status=OptimizedCurve.Status.PROPOSED).count()
     return [
         AttentionItem(
-            label="Optimised curves awaiting approval",
+            label=_("Optimised curves awaiting approval"),
             count=count,
             url=_changelist(OptimizedCurve, status__exact="proposed"),
             level=_level(count),
@@ -160,7 +172,7 @@ def active_recalls_item(user) -> list[AttentionItem]:
     count = Recall.objects.filter(closure__isnull=True).count()
     return [
         AttentionItem(
-            label="Active recalls and withdrawals",
+            label=_("Active recalls and withdrawals"),
             count=count,
             url=_changelist(Recall, status="active"),
             level=_level(count, "critical"),
@@ -174,12 +186,17 @@ def attention_items(*, user) -> list[AttentionItem]:
         *active_recalls_item(user),
         *_alerts(user),
         *_stations_without_lot(user),
-        *_recent(user, ScanAlert, "raised_at", f"Copied-label alerts, last {RECENT_DAYS} days"),
+        *_recent(
+            user,
+            ScanAlert,
+            "raised_at",
+            _("Copied-label alerts, last %(days)d days") % {"days": RECENT_DAYS},
+        ),
         *_recent(
             user,
             ForgedScanAttempt,
             "attempted_at",
-            f"Forged-code attempts, last {RECENT_DAYS} days",
+            _("Forged-code attempts, last %(days)d days") % {"days": RECENT_DAYS},
         ),
         *_ledger(user),
         *_curves(user),

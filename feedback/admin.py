@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
 
 from feedback.models import ConsumerFeedback, LotReviewStats
 from feedback.services import FeedbackError, feedback_hide, feedback_unhide
@@ -57,7 +58,7 @@ class ConsumerFeedbackAdmin(AuditedAdmin):
         except FeedbackError as exc:
             messages.error(request, exc.detail)
 
-    @admin.action(description="Show the selected reviews again")
+    @admin.action(description=_("Show the selected reviews again"))
     def unhide_reviews(self, request, queryset) -> None:
         for pk in queryset.filter(is_hidden=True).values_list("pk", flat=True):
             feedback_unhide(feedback_id=pk)

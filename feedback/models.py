@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
 RATING_FIELDS = [
@@ -30,7 +31,7 @@ class ConsumerFeedback(models.Model):
         "traceability.ConsumerProduct",
         on_delete=models.PROTECT,
         related_name="feedback",
-        help_text="One review per product unit.",
+        help_text=_("One review per product unit."),
     )
     overall_rating = rating_field()
     taste_rating = rating_field()
@@ -90,8 +91,8 @@ class LotReviewStats(models.Model):
 
     class Meta:
         db_table = "feedback_lot_review_stats"
-        verbose_name = "lot review statistics"
-        verbose_name_plural = "lot review statistics"
+        verbose_name = _("lot review statistics")
+        verbose_name_plural = _("lot review statistics")
 
     def __str__(self) -> str:
         return f"{self.lot_id}: {self.review_count} reviews"

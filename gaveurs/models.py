@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
 from gaveurs.gs1 import validate_gln, validate_gtin
@@ -25,7 +26,7 @@ class Site(models.Model):
         max_length=14,
         blank=True,
         validators=[validate_gtin],
-        help_text="GS1 trade item number of the product (8, 12, 13 or 14 digits, checked).",
+        help_text=_("GS1 trade item number of the product (8, 12, 13 or 14 digits, checked)."),
     )
     # GS1 Global Location Number: identifies the site in EPCIS events (traceability/gs1).
     gln = models.CharField(
@@ -33,7 +34,7 @@ class Site(models.Model):
         max_length=13,
         blank=True,
         validators=[validate_gln],
-        help_text="GS1 Global Location Number (13 digits, checked).",
+        help_text=_("GS1 Global Location Number (13 digits, checked)."),
     )
 
     history = HistoricalRecords()
@@ -58,7 +59,7 @@ class Gaveur(models.Model):
 
     class Meta:
         ordering = ["last_name", "first_name"]
-        verbose_name = "gaveur"
+        verbose_name = _("gaveur")
 
     def __str__(self) -> str:
         return f"{self.first_name} {self.last_name}"
@@ -70,7 +71,7 @@ class FeedingCurve(models.Model):
     name = models.CharField(max_length=120, unique=True)
     description = models.TextField(blank=True)
     is_reference = models.BooleanField(
-        default=False, help_text="The current reference curve new lots follow by default."
+        default=False, help_text=_("The current reference curve new lots follow by default.")
     )
     # An approved curve (written by the optimiser's approval through
     # gaveurs.services.feeding_curve_approve) applies to new lots of its scope: a producer, a
@@ -84,7 +85,7 @@ class FeedingCurve(models.Model):
     approved_at = models.DateTimeField(null=True, blank=True, editable=False)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
     source = models.CharField(
-        max_length=120, blank=True, help_text="Where an approved curve comes from."
+        max_length=120, blank=True, help_text=_("Where an approved curve comes from.")
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -131,10 +132,10 @@ class FeedingCurveDay(models.Model):
 
 class Lot(models.Model):
     class Status(models.TextChoices):
-        PLANNED = "planned", "Planned"
-        FEEDING = "feeding", "Feeding"
-        FINISHED = "finished", "Feeding finished"
-        SLAUGHTERED = "slaughtered", "Slaughtered"
+        PLANNED = "planned", _("Planned")
+        FEEDING = "feeding", _("Feeding")
+        FINISHED = "finished", _("Feeding finished")
+        SLAUGHTERED = "slaughtered", _("Slaughtered")
 
     code = models.CharField(max_length=50, unique=True)
     gaveur = models.ForeignKey(Gaveur, on_delete=models.PROTECT, related_name="lots")
@@ -184,8 +185,8 @@ class FeedingRecord(models.Model):
     """What a lot was planned to get and got, one meal of one day."""
 
     class Meal(models.TextChoices):
-        MORNING = "morning", "Morning"
-        EVENING = "evening", "Evening"
+        MORNING = "morning", _("Morning")
+        EVENING = "evening", _("Evening")
 
     lot = models.ForeignKey(Lot, on_delete=models.CASCADE, related_name="feeding_records")
     day = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])

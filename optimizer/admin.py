@@ -112,6 +112,7 @@ class OptimizedCurveAdmin(AuditedAdmin):
     def report(self, obj: OptimizedCurve):
         return _report_link(obj.run)
 
+    # xgettext:no-python-format (a percent sign, not a placeholder)
     @admin.display(description=_("predicted rating (80 % interval)"))
     def predicted_with_interval(self, obj: OptimizedCurve):
         text = _interval(obj.predicted_rating, obj.predicted_low, obj.predicted_high)
@@ -119,6 +120,7 @@ class OptimizedCurveAdmin(AuditedAdmin):
             return format_html("{} — <strong>{}</strong>", text, _("outside the data"))
         return text
 
+    # xgettext:no-python-format (a percent sign, not a placeholder)
     @admin.display(description=_("current curve: predicted rating (80 % interval)"))
     def current_with_interval(self, obj: OptimizedCurve):
         if obj.current_predicted_rating is None:
@@ -132,6 +134,7 @@ class OptimizedCurveAdmin(AuditedAdmin):
             )
         return text
 
+    # xgettext:no-python-format (a percent sign, not a placeholder)
     @admin.display(description=_("predicted gain (80 % interval)"))
     def gain_with_interval(self, obj: OptimizedCurve):
         if obj.gain is None:
@@ -167,6 +170,7 @@ class OptimizedCurveAdmin(AuditedAdmin):
             % {"share": number_format(obj.trial_share * 100, 0) + " %"},
             _("days"),
             _("total (g)"),
+            # xgettext:no-python-format (a percent sign, not a placeholder)
             _("predicted rating (80 % interval)"),
             _("expected improvement"),
             rows,

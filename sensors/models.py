@@ -46,12 +46,12 @@ class Device(models.Model):
         null=True,
         blank=True,
         related_name="stations",
-        help_text="Lot whose products this station inspects when a message names no lot.",
+        help_text=_("Lot whose products this station inspects when a message names no lot."),
     )
     token_hash = models.CharField(max_length=128, blank=True, editable=False)
     lots_of_any_site = models.BooleanField(
         default=False,
-        help_text=(
+        help_text=_(
             "Let this station's messages name lots of other sites (a line shared between "
             "sites). Off: a message's lot must be of the station's site, and the station's "
             "assigned lot when one is set."
@@ -142,7 +142,7 @@ class SensorSample(models.Model):
 
     # The full message as received: its JSON text zstd-compressed in a bytea (sensors/payload.py
     # says why and how to read it); ``sample.payload`` is the decoded JSON value.
-    payload = CompressedJSONField(help_text="The full message as received.")
+    payload = CompressedJSONField(help_text=_("The full message as received."))
 
     class Meta:
         db_table = "sqal_sensor_samples"

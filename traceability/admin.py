@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 from django_celery_results import admin as celery_results_admin
 from django_celery_results.models import GroupResult, TaskResult
 
@@ -74,7 +75,7 @@ class ConsumerProductAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields] + ["qr_image"]
 
-    @admin.display(description="QR code")
+    @admin.display(description=_("QR code"))
     def qr_image(self, obj: ConsumerProduct) -> str:
         if not obj.pk:
             return "-"
@@ -94,7 +95,7 @@ class ConsumerProductAdmin(admin.ModelAdmin):
             qr.scan_url(obj.qr_code),
         )
 
-    @admin.action(description="Print QR labels (A4, 21 per page)")
+    @admin.action(description=_("Print QR labels (A4, 21 per page)"))
     def print_labels(self, request, queryset):
         return labels.label_sheet_response(request, queryset.order_by("product_id"))
 
@@ -142,11 +143,11 @@ class LedgerHeadAdmin(admin.ModelAdmin):
     readonly_fields = ["tree_size", "signed_at", "root_hex", "key_id", "timestamp_ms"]
     exclude = ["root_hash", "signature"]
 
-    @admin.display(description="signed at")
+    @admin.display(description=_("signed at"))
     def signed_at(self, obj: LedgerHead):
         return datetime.fromtimestamp(obj.timestamp_ms / 1000, tz=UTC)
 
-    @admin.display(description="root hash")
+    @admin.display(description=_("root hash"))
     def root_hex(self, obj: LedgerHead) -> str:
         return bytes(obj.root_hash).hex()
 
@@ -181,7 +182,7 @@ class ApiTokenAdmin(AuditedAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
-    @admin.action(description="Revoke the selected tokens")
+    @admin.action(description=_("Revoke the selected tokens"))
     def revoke(self, request, queryset):
         for token in queryset:
             api_token_revoke(token=token)

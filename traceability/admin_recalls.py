@@ -22,6 +22,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext, pgettext
 
 from gaveurs.audit import AuditedAdmin
 from gaveurs.models import Lot, Site
@@ -30,31 +32,57 @@ from traceability.models import Recall, RecallClosure, RecallKind, RecallScope
 
 
 class RecallDeclareForm(forms.Form):
-    kind = forms.ChoiceField(choices=RecallKind.choices, widget=forms.RadioSelect)
-    reference = forms.CharField(max_length=64, help_text="e.g. RC-2026-014")
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
+    kind = forms.ChoiceField(
+        label=gettext_lazy("Kind"), choices=RecallKind.choices, widget=forms.RadioSelect
+    )
+    reference = forms.CharField(
+        label=gettext_lazy("Reference"), max_length=64, help_text=gettext_lazy("e.g. RC-2026-014")
+    )
+    reason = forms.CharField(label=gettext_lazy("Reason"), widget=forms.Textarea(attrs={"rows": 2}))
     instructions_fr = forms.CharField(
-        label="Instructions for consumers (French)", widget=forms.Textarea(attrs={"rows": 3})
+        label=gettext_lazy("Instructions for consumers (French)"),
+        widget=forms.Textarea(attrs={"rows": 3}),
     )
     instructions_en = forms.CharField(
-        label="Instructions for consumers (English)", widget=forms.Textarea(attrs={"rows": 3})
+        label=gettext_lazy("Instructions for consumers (English)"),
+        widget=forms.Textarea(attrs={"rows": 3}),
     )
     starts_at = forms.DateTimeField(
-        help_text="Consumers see it from this time (YYYY-MM-DD HH:MM, local time)."
+        label=gettext_lazy("Starts at"),
+        help_text=gettext_lazy("Consumers see it from this time (YYYY-MM-DD HH:MM, local time)."),
     )
-    scope = forms.ChoiceField(choices=RecallScope.choices, widget=forms.RadioSelect)
+    scope = forms.ChoiceField(
+        label=gettext_lazy("Scope"), choices=RecallScope.choices, widget=forms.RadioSelect
+    )
     lots = forms.ModelMultipleChoiceField(
-        queryset=Lot.objects.order_by("-id"), required=False, help_text="Scope: lots."
+        label=gettext_lazy("Lots"),
+        queryset=Lot.objects.order_by("-id"),
+        required=False,
+        help_text=gettext_lazy("Scope: lots."),
     )
     site = forms.ModelChoiceField(
-        queryset=Site.objects.order_by("code"), required=False, help_text="Scope: site."
+        label=gettext_lazy("Site"),
+        queryset=Site.objects.order_by("code"),
+        required=False,
+        help_text=gettext_lazy("Scope: site."),
     )
-    produced_from = forms.DateField(required=False, help_text="Scope: first production day.")
-    produced_until = forms.DateField(required=False, help_text="Scope: last production day.")
+    produced_from = forms.DateField(
+        label=gettext_lazy("Produced from"),
+        required=False,
+        help_text=gettext_lazy("Scope: first production day."),
+    )
+    produced_until = forms.DateField(
+        label=gettext_lazy("Produced until"),
+        required=False,
+        help_text=gettext_lazy("Scope: last production day."),
+    )
     product_ids = forms.CharField(
+        label=gettext_lazy("Product ids"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Scope: product ids (FG_…), one per line or separated by spaces or commas.",
+        help_text=gettext_lazy(
+            "Scope: product ids (FG_…), one per line or separated by spaces or commas."
+        ),
     )
 
     def scope_arguments(self) -> dict[str, Any]:
@@ -72,11 +100,11 @@ class RecallDeclareForm(forms.Form):
 class RecallStatusFilter(admin.SimpleListFilter):
     """Active (not closed) or closed: the admin home links to the active ones."""
 
-    title = "status"
+    title = gettext_lazy("status")
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("active", "Active (not closed)"), ("closed", "Closed")]
+        return [("active", _("Active (not closed)")), ("closed", _("Closed"))]
 
     def queryset(self, request: HttpRequest, queryset: Any) -> Any:
         if self.value() == "active":
@@ -87,7 +115,9 @@ class RecallStatusFilter(admin.SimpleListFilter):
 
 
 class RecallCloseForm(forms.Form):
-    reason = forms.CharField(label="Reason for closing", widget=forms.Textarea(attrs={"rows": 3}))
+    reason = forms.CharField(
+        label=gettext_lazy("Reason for closing"), widget=forms.Textarea(attrs={"rows": 3})
+    )
 
 
 @admin.register(Recall)
@@ -120,35 +150,48 @@ class RecallAdmin(AuditedAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description="status")
+    @admin.display(description=gettext_lazy("status"))
     def status(self, obj: Recall) -> str:
         closure = getattr(obj, "closure", None)
         if closure is None:
-            return "active" if obj.starts_at <= timezone.now() else "scheduled"
-        return f"closed {closure.closed_at:%Y-%m-%d %H:%M}: {closure.reason}"
+            if obj.starts_at <= timezone.now():
+                return pgettext("recall status", "active")
+            return pgettext("recall status", "scheduled")
+        return _("closed %(when)s: %(reason)s") % {
+            "when": f"{closure.closed_at:%Y-%m-%d %H:%M}",
+            "reason": closure.reason,
+        }
 
-    @admin.display(description="scope")
+    @admin.display(description=gettext_lazy("scope"))
     def scope_summary(self, obj: Recall) -> str:
         if obj.scope == RecallScope.SITE_DATES:
-            return f"site {obj.site} from {obj.produced_from} to {obj.produced_until}"
+            return _("site %(site)s from %(first)s to %(last)s") % {
+                "site": obj.site,
+                "first": obj.produced_from,
+                "last": obj.produced_until,
+            }
         if obj.scope == RecallScope.LOTS:
-            return "lots " + ", ".join(r.lot.code for r in obj.scope_lots.select_related("lot"))
-        return f"{obj.scope_products.count()} listed products"
+            codes = ", ".join(r.lot.code for r in obj.scope_lots.select_related("lot"))
+            return _("lots %(codes)s") % {"codes": codes}
+        count = obj.scope_products.count()
+        return ngettext("%(n)d listed product", "%(n)d listed products", count) % {"n": count}
 
-    @admin.display(description="reach")
+    @admin.display(description=gettext_lazy("reach"))
     def links(self, obj: Recall) -> str:
         return format_html(
-            '<a href="{}">reach</a> · <a href="{}">CSV of units</a>',
+            '<a href="{}">{}</a> · <a href="{}">{}</a>',
             reverse("admin:traceability_recall_reach", args=[obj.pk]),
+            _("reach"),
             reverse("admin:traceability_recall_units_csv", args=[obj.pk]),
+            _("CSV of units"),
         )
 
-    @admin.display(description="reach")
+    @admin.display(description=gettext_lazy("reach"))
     def links_and_close(self, obj: Recall) -> str:
         if getattr(obj, "closure", None) is not None:
             return self.links(obj)
         url = reverse("admin:traceability_recall_close", args=[obj.pk])
-        return format_html('{} · <a href="{}">close</a>', self.links(obj), url)
+        return format_html('{} · <a href="{}">{}</a>', self.links(obj), url, _("close"))
 
     def _with_close(self, request: HttpRequest, names: Any) -> list[str]:
         """The close link only for those who may close."""
@@ -211,7 +254,11 @@ class RecallAdmin(AuditedAdmin):
                 except recalls.RecallError as exc:
                     form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
                 else:
-                    messages.success(request, f"Recall {recall.reference} declared and sealed.")
+                    messages.success(
+                        request,
+                        _("Recall %(reference)s declared and sealed.")
+                        % {"reference": recall.reference},
+                    )
                     return HttpResponseRedirect(
                         reverse("admin:traceability_recall_change", args=[recall.pk])
                     )
@@ -223,7 +270,7 @@ class RecallAdmin(AuditedAdmin):
                 )
                 preview = recalls.recall_preview(units)
         context = self._context(
-            request, "Declare a recall or withdrawal", form=form, preview=preview
+            request, _("Declare a recall or withdrawal"), form=form, preview=preview
         )
         return TemplateResponse(request, "traceability/admin/recall_declare.html", context)
 
@@ -240,12 +287,18 @@ class RecallAdmin(AuditedAdmin):
             except recalls.RecallError as exc:
                 form.add_error(None, exc.detail)
             else:
-                messages.success(request, f"Recall {recall.reference} closed and sealed.")
+                messages.success(
+                    request,
+                    _("Recall %(reference)s closed and sealed.") % {"reference": recall.reference},
+                )
                 return HttpResponseRedirect(
                     reverse("admin:traceability_recall_change", args=[recall.pk])
                 )
         context = self._context(
-            request, f"Close recall {recall.reference}", form=form, original=recall
+            request,
+            _("Close recall %(reference)s") % {"reference": recall.reference},
+            form=form,
+            original=recall,
         )
         return TemplateResponse(request, "traceability/admin/recall_close.html", context)
 
@@ -259,7 +312,7 @@ class RecallAdmin(AuditedAdmin):
         recall = self._viewable(request, pk)
         context = self._context(
             request,
-            f"Reach of recall {recall.reference}",
+            _("Reach of recall %(reference)s") % {"reference": recall.reference},
             original=recall,
             reach=recalls.recall_reach(recall),
         )

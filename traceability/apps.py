@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class TraceabilityConfig(AppConfig):
     name = "traceability"
-    verbose_name = "Traceability (consumer products)"
+    verbose_name = _("Traceability (consumer products)")
 
     def ready(self) -> None:
         # Django's documented place to connect receivers (apps are loaded by now).

@@ -9,6 +9,7 @@ data; columns keep the seed's names so that SQL and reports read the same table.
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
 
@@ -24,7 +25,7 @@ class ConsumerProduct(models.Model):
         on_delete=models.PROTECT,
         related_name="product",
         db_column="sqal_sample_pk",
-        help_text="A sample yields at most one product.",
+        help_text=_("A sample yields at most one product."),
     )
     sqal_sample_id = models.CharField(max_length=100)
     site_code = models.CharField(max_length=5)
@@ -55,7 +56,7 @@ class ConsumerProduct(models.Model):
         unique=True,
         editable=False,
         db_default=models.Func(function="gs1_random_serial", output_field=models.CharField()),
-        help_text="Random GS1 serial number (AI 21) printed on the label.",
+        help_text=_("Random GS1 serial number (AI 21) printed on the label."),
     )
 
     # Tamper evidence: the Merkle leaf hash of this record (ledger)
@@ -111,7 +112,7 @@ class ProductScanStats(models.Model):
     class Meta:
         db_table = "feedback_product_scan_stats"
         ordering = ["-scan_count"]
-        verbose_name = "product scan count"
+        verbose_name = _("product scan count")
 
     def __str__(self) -> str:
         return f"{self.product_id}: {self.scan_count} scans"
@@ -150,14 +151,14 @@ class DailySalt(models.Model):
 
 
 class ScanChannel(models.TextChoices):
-    PAGE = "page", "Scan page"
-    API = "api", "API"
+    PAGE = "page", _("Scan page")
+    API = "api", _("API")
 
 
 class PlaceSource(models.TextChoices):
-    NONE = "", "Unknown"
-    CDN = "cdn", "CDN country header"
-    LANGUAGE = "language", "Browser language region"
+    NONE = "", _("Unknown")
+    CDN = "cdn", _("CDN country header")
+    LANGUAGE = "language", _("Browser language region")
 
 
 class ScanEvent(models.Model):
@@ -178,7 +179,7 @@ class ScanEvent(models.Model):
     place_source = models.CharField(max_length=10, choices=PlaceSource.choices, blank=True)
     language = models.CharField(max_length=8, blank=True)
     client_hash = models.CharField(
-        max_length=16, blank=True, help_text="HMAC of the client address and the day, truncated."
+        max_length=16, blank=True, help_text=_("HMAC of the client address and the day, truncated.")
     )
 
     class Meta:
@@ -196,10 +197,12 @@ class ScanAlert(models.Model):
     product = models.OneToOneField(
         ConsumerProduct, on_delete=models.CASCADE, related_name="scan_alert"
     )
-    threshold = models.PositiveIntegerField(help_text="Distinct clients allowed before the alert.")
-    scan_count = models.PositiveIntegerField(help_text="Scans when the alert was raised.")
+    threshold = models.PositiveIntegerField(
+        help_text=_("Distinct clients allowed before the alert.")
+    )
+    scan_count = models.PositiveIntegerField(help_text=_("Scans when the alert was raised."))
     distinct_clients = models.PositiveIntegerField(
-        default=0, help_text="Distinct clients (per day) when the alert was raised."
+        default=0, help_text=_("Distinct clients (per day) when the alert was raised.")
     )
     raised_at = models.DateTimeField(db_index=True)
     is_resolved = models.BooleanField(default=False)
@@ -240,9 +243,9 @@ class ForgedScanAttempt(models.Model):
 class LedgerEntryKind(models.TextChoices):
     """What a leaf seals: each kind has its own canonical record (traceability/ledger/records)."""
 
-    PRODUCT = "product", "Product"
-    RECALL = "recall", "Recall declaration"
-    RECALL_CLOSURE = "recall_closure", "Recall closing"
+    PRODUCT = "product", _("Product")
+    RECALL = "recall", _("Recall declaration")
+    RECALL_CLOSURE = "recall_closure", _("Recall closing")
 
 
 class LedgerLeaf(models.Model):
@@ -283,7 +286,7 @@ class LedgerLeaf(models.Model):
         blank=True,
     )
     leaf_hash = models.BinaryField(max_length=32)
-    record = models.TextField(help_text="The canonical JSON record as sealed (UTF-8).")
+    record = models.TextField(help_text=_("The canonical JSON record as sealed (UTF-8)."))
     sealed_at = models.DateTimeField()
 
     class Meta:
@@ -344,9 +347,9 @@ class LedgerHead(models.Model):
 
     tree_size = models.BigIntegerField(primary_key=True)
     root_hash = models.BinaryField(max_length=32)
-    timestamp_ms = models.BigIntegerField(help_text="Milliseconds since the Unix epoch, UTC.")
+    timestamp_ms = models.BigIntegerField(help_text=_("Milliseconds since the Unix epoch, UTC."))
     signature = models.BinaryField(max_length=64)
-    key_id = models.CharField(max_length=16, help_text="First 16 hex digits of SHA-256(key).")
+    key_id = models.CharField(max_length=16, help_text=_("First 16 hex digits of SHA-256(key)."))
 
     class Meta:
         db_table = "ledger_heads"
@@ -386,21 +389,21 @@ class ApiToken(models.Model):
     user = models.ForeignKey(
         "auth.User", on_delete=models.CASCADE, related_name="api_tokens", editable=False
     )
-    name = models.CharField(max_length=100, help_text="What or who uses this token.")
-    prefix = models.CharField(max_length=12, editable=False, help_text="Start of the token.")
+    name = models.CharField(max_length=100, help_text=_("What or who uses this token."))
+    prefix = models.CharField(max_length=12, editable=False, help_text=_("Start of the token."))
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
     # What the token may do beyond the staff API, e.g. "epcis:read" (traceability/gs1/api.py).
-    scopes = models.JSONField(default=list, blank=True, help_text='e.g. ["epcis:read"]')
+    scopes = models.JSONField(default=list, blank=True, help_text=_('e.g. ["epcis:read"]'))
 
     history = HistoricalRecords()
 
     class Meta:
         db_table = "api_tokens"
         ordering = ["-created_at"]
-        verbose_name = "API token"
+        verbose_name = _("API token")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
@@ -410,14 +413,14 @@ class ApiToken(models.Model):
 
 
 class RecallKind(models.TextChoices):
-    RECALL = "recall", "Recall (consumers return or destroy the product)"
-    WITHDRAWAL = "withdrawal", "Withdrawal from sale"
+    RECALL = "recall", _("Recall (consumers return or destroy the product)")
+    WITHDRAWAL = "withdrawal", _("Withdrawal from sale")
 
 
 class RecallScope(models.TextChoices):
-    LOTS = "lots", "One or more lots"
-    SITE_DATES = "site_dates", "A site over a date range"
-    PRODUCTS = "products", "A list of products"
+    LOTS = "lots", _("One or more lots")
+    SITE_DATES = "site_dates", _("A site over a date range")
+    PRODUCTS = "products", _("A list of products")
 
 
 class Recall(models.Model):
@@ -428,15 +431,15 @@ class Recall(models.Model):
     kind = models.CharField(max_length=12, choices=RecallKind.choices)
     reference = models.CharField(max_length=64, unique=True)
     reason = models.TextField()
-    instructions_fr = models.TextField(help_text="What consumers should do, in French.")
-    instructions_en = models.TextField(help_text="What consumers should do, in English.")
-    starts_at = models.DateTimeField(help_text="Consumers see the recall from this time.")
+    instructions_fr = models.TextField(help_text=_("What consumers should do, in French."))
+    instructions_en = models.TextField(help_text=_("What consumers should do, in English."))
+    starts_at = models.DateTimeField(help_text=_("Consumers see the recall from this time."))
     scope = models.CharField(max_length=12, choices=RecallScope.choices)
     site = models.ForeignKey(
         "gaveurs.Site", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    produced_from = models.DateField(null=True, blank=True, help_text="First production day.")
-    produced_until = models.DateField(null=True, blank=True, help_text="Last production day.")
+    produced_from = models.DateField(null=True, blank=True, help_text=_("First production day."))
+    produced_until = models.DateField(null=True, blank=True, help_text=_("Last production day."))
     declared_at = models.DateTimeField()
     declared_by = models.ForeignKey(
         "auth.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
