@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from accounts.roles import ANALYST, QUALITY, STATION_ADMIN
 from accounts.selectors import attention_items
@@ -108,7 +108,9 @@ def seed(scale: int) -> None:
 
 
 def labels_of(user) -> list[str]:
-    return [item.label for item in attention_items(user=user)]
+    """The labels in English, the wording checked here (French: test_staff_language.py)."""
+    with translation.override("en"):
+        return [item.label for item in attention_items(user=user)]
 
 
 @pytest.mark.parametrize("role", [None, QUALITY, ANALYST, STATION_ADMIN])
@@ -152,7 +154,8 @@ def test_each_entry_leads_to_the_filtered_list_of_the_rows_it_counts(role):
     user = staff(role)
     client = Client()
     client.force_login(user)
-    items = attention_items(user=user)
+    with translation.override("en"):
+        items = attention_items(user=user)
     expected = {
         "Open quality alerts: critical": 4,  # 2 threshold alerts, 2 stations without a lot
         "Open quality alerts: warning": 4,

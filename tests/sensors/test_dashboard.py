@@ -337,4 +337,4 @@ def test_staff_with_the_permission_acknowledge_and_resolve_from_the_dashboard_wi
     alert.refresh_from_db()
     assert alert.status == "resolved"
     assert client.get(f"/sqal/live/alerts/{alert.pk}/resolve/").status_code == 405
-    assert "Nothing needs you" in client.get("/sqal/live/").content.decode()
+    assert "Rien à traiter : aucune alerte ouverte." in client.get("/sqal/live/").content.decode()
