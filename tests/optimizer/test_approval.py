@@ -192,7 +192,7 @@ def test_staff_open_the_latest_report_from_admin(staff_client, tmp_path):
         reverse("admin:optimizer_optimizationrun_report", args=[run.pk, "..%2Fold"])
     )
 
-    assert "Latest optimisation report" in changelist.content.decode()
+    assert "Dernier rapport d’optimisation" in changelist.content.decode()  # French admin
     assert b"".join(latest.streaming_content) == b"<h1>new report</h1>"
     assert image["Content-Type"] == "image/png"
     assert escape.status_code == 404

@@ -132,7 +132,7 @@ def test_the_admin_shows_the_gain_with_its_interval_or_why_it_is_not_stated(admi
 
     assert "+1,10 (+0,80 – +1,40)" in page  # the project's language: French decimals
     assert "4,20 (3,90 – 4,50)" in page
-    assert "not stated (a curve lies outside the data)" in page
+    assert "non indiqué (une courbe est hors des données)" in page
 
 
 def test_trial_curves_are_proposed_for_a_stated_share_of_the_next_lots(capsys, tmp_path, settings):

@@ -69,7 +69,7 @@ def test_it_refuses_when_ratings_are_pure_noise(capsys, tmp_path):
     assert "does not beat the mean-rating baseline" in out
     html = (tmp_path / "r" / "index.html").read_text()
     assert "does not beat the mean-rating baseline" in html
-    assert "RMSE of the mean rating" in html
+    assert "RMSE de la note moyenne" in html  # the report is in the default language, French
     assert not (tmp_path / "r" / "curve.png").exists()
     assert "No curve recommended" in out
     assert not OptimizedCurve.objects.exists()
@@ -115,7 +115,7 @@ def test_under_a_known_taste_the_recommended_curve_is_truly_better(capsys, tmp_p
     assert "Rows used for training: " not in out  # the sentence is in the report
     assert "rows used for training" in out
     html = (tmp_path / "report" / "index.html").read_text()
-    assert "Rows used for training" in html
+    assert "Lignes utilisées pour l’apprentissage" in html  # the report: French by default
     assert str(curve.data_metrics["rows_used"]) in html
     for png in ("importance.png", "rating_vs_top.png", "curve.png"):
         assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"

@@ -47,10 +47,10 @@ def test_the_report_states_the_gain_with_its_interval_in_french_numbers(tmp_path
     html = (tmp_path / "r" / "index.html").read_text()
     text = re.sub(r"<[^>]+>", "", html)
     predicted = f"{curve.predicted_rating:.2f}".replace(".", ",")
-    assert f"Predicted rating: {predicted} (80 % interval" in text
-    assert f"Predicted rating: {predicted}." not in text  # no stray full stop
+    assert f"Note prédite: {predicted} (intervalle à 80 % " in text
+    assert f"Note prédite: {predicted}." not in text  # no stray full stop
     gain = f"{curve.gain:.2f}".replace(".", ",")
-    assert f"Predicted gain over the current curve: {gain} (80 % interval" in text
-    assert "How the curve model was chosen" in html
+    assert f"Gain prédit par rapport à la courbe actuelle: {gain} (intervalle à 80 % " in text
+    assert "Comment le modèle de courbe a été choisi" in html
     for png in ("importance.png", "rating_vs_top.png", "curve.png"):
         assert (tmp_path / "r" / png).read_bytes()[:4] == b"\x89PNG"

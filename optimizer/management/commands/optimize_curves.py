@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, no_translations
 
 from optimizer.services import OptimizerError, optimization_run
 
@@ -35,6 +35,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-report", action="store_true", help="write no report")
         parser.add_argument("--seed", type=int, help="random seed (OPTIMIZER_RANDOM_SEED)")
 
+    @no_translations  # output in English, like every command; the report keeps its language
     def handle(self, *args, **options) -> None:
         try:
             outcome = optimization_run(
