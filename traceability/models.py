@@ -428,21 +428,41 @@ class Recall(models.Model):
     ``RecallClosure``. The affected units are not copied: they are resolved from the scope
     (``RecallLot`` rows, site and production dates, or ``RecallProduct`` rows) by one query."""
 
-    kind = models.CharField(max_length=12, choices=RecallKind.choices)
-    reference = models.CharField(max_length=64, unique=True)
-    reason = models.TextField()
-    instructions_fr = models.TextField(help_text=_("What consumers should do, in French."))
-    instructions_en = models.TextField(help_text=_("What consumers should do, in English."))
-    starts_at = models.DateTimeField(help_text=_("Consumers see the recall from this time."))
-    scope = models.CharField(max_length=12, choices=RecallScope.choices)
-    site = models.ForeignKey(
-        "gaveurs.Site", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    kind = models.CharField(_("kind"), max_length=12, choices=RecallKind.choices)
+    reference = models.CharField(_("reference"), max_length=64, unique=True)
+    reason = models.TextField(_("reason"))
+    instructions_fr = models.TextField(
+        _("instructions fr"), help_text=_("What consumers should do, in French.")
     )
-    produced_from = models.DateField(null=True, blank=True, help_text=_("First production day."))
-    produced_until = models.DateField(null=True, blank=True, help_text=_("Last production day."))
-    declared_at = models.DateTimeField()
+    instructions_en = models.TextField(
+        _("instructions en"), help_text=_("What consumers should do, in English.")
+    )
+    starts_at = models.DateTimeField(
+        _("starts at"), help_text=_("Consumers see the recall from this time.")
+    )
+    scope = models.CharField(_("scope"), max_length=12, choices=RecallScope.choices)
+    site = models.ForeignKey(
+        "gaveurs.Site",
+        verbose_name=_("site"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    produced_from = models.DateField(
+        _("produced from"), null=True, blank=True, help_text=_("First production day.")
+    )
+    produced_until = models.DateField(
+        _("produced until"), null=True, blank=True, help_text=_("Last production day.")
+    )
+    declared_at = models.DateTimeField(_("declared at"))
     declared_by = models.ForeignKey(
-        "auth.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "auth.User",
+        verbose_name=_("declared by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
     )
 
     history = HistoricalRecords()
@@ -451,6 +471,8 @@ class Recall(models.Model):
         db_table = "recalls"
         ordering = ["-declared_at"]
         default_permissions = ("add", "view")
+        verbose_name = _("recall")
+        verbose_name_plural = _("recalls")
         constraints = [
             models.CheckConstraint(
                 name="recall_site_scope_complete",
@@ -501,11 +523,18 @@ class RecallProduct(models.Model):
 class RecallClosure(models.Model):
     """The closing of a recall, with its reason: a record of its own, never changed."""
 
-    recall = models.OneToOneField(Recall, on_delete=models.PROTECT, related_name="closure")
-    reason = models.TextField()
-    closed_at = models.DateTimeField()
+    recall = models.OneToOneField(
+        Recall, verbose_name=_("recall"), on_delete=models.PROTECT, related_name="closure"
+    )
+    reason = models.TextField(_("reason"))
+    closed_at = models.DateTimeField(_("closed at"))
     closed_by = models.ForeignKey(
-        "auth.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "auth.User",
+        verbose_name=_("closed by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
     )
 
     history = HistoricalRecords()
@@ -513,6 +542,8 @@ class RecallClosure(models.Model):
     class Meta:
         db_table = "recall_closures"
         default_permissions = ("add", "view")
+        verbose_name = _("recall closure")
+        verbose_name_plural = _("recall closures")
 
     def __str__(self) -> str:
         return f"closing of {self.recall_id}"

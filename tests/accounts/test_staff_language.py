@@ -124,8 +124,9 @@ def test_the_recall_reach_and_list_are_in_the_staff_language(headers, cookies, l
 
     reach = client.get(f"/admin/traceability/recall/{recall.pk}/reach/", **headers)
     listing = client.get("/admin/traceability/recall/", **headers)
+    detail = client.get(f"/admin/traceability/recall/{recall.pk}/change/", **headers)
 
-    assert reach.status_code == listing.status_code == 200
+    assert reach.status_code == listing.status_code == detail.status_code == 200
     expect(
         reach.content.decode(),
         language,
@@ -151,6 +152,12 @@ def test_the_recall_reach_and_list_are_in_the_staff_language(headers, cookies, l
         language,
         french=["En cours (non clos)", "en cours", ">portée</a>", ">clore</a>"],
         english=["Active (not closed)", ">reach</a>", ">close</a>"],
+    )
+    expect(
+        detail.content.decode(),
+        language,
+        french=["Consignes (français)", "Déclaré par", "Rappel (les consommateurs", ">Rappels</a>"],
+        english=["Instructions fr", "Declared by", "Recall (consumers return", ">Recalls</a>"],
     )
 
 

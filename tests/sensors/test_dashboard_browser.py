@@ -46,8 +46,10 @@ def send_samples(
 
 
 @pytest.fixture
-def staff_page(daphne):
-    """(page, station token). All ORM work happens before Playwright starts its event loop."""
+def staff_page(daphne, request):
+    """(page, station token), the browser in English unless a test asks for another language
+    (indirect parameter). All ORM work happens before Playwright starts its event loop."""
+    locale = getattr(request, "param", "en-GB")
     token = device_issue_token(device=make_device())
     user = get_user_model().objects.create_user(
         "qualite", password="x-long-password-1", is_staff=True, is_superuser=True
@@ -55,7 +57,7 @@ def staff_page(daphne):
     client = Client()
     client.force_login(user)
     with chromium() as browser:
-        context = browser.new_context()
+        context = browser.new_context(locale=locale)
         context.add_cookies(
             [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": daphne.http}]
         )
@@ -166,3 +168,27 @@ def test_what_needs_staff_updates_live_with_counts_and_refused_samples(
         assert QualityAlert.objects.get(rule="lot_not_allowed").status == "resolved"
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("staff_page", ["fr-FR"], indirect=True)
+def test_a_french_browser_gets_the_page_and_its_live_updates_in_french(daphne, staff_page):
+    page, token = staff_page
+    page.goto(daphne.http + "/sqal/live/")
+    page.wait_for_function(
+        "() => document.getElementById('sqal-status').textContent.trim() === 'en direct'"
+    )
+    assert page.locator("h1").inner_text().startswith("Contrôle qualité SQAL en direct")
+    assert page.locator("#sqal-all-clear").inner_text() == "Rien à traiter : aucune alerte ouverte."
+
+    send_samples(daphne.url, token, ["FR_0001", "FR_0002"])  # no lot: an alert, sent live
+    group = page.locator('.sqal-alert-group[data-device="ESP32_LL_01"]')
+    group.wait_for()
+    page.wait_for_function(
+        '() => (document.querySelector(\'.sqal-group-alert[data-rule="no_lot"] '
+        ".sqal-occurrences') || {}).textContent === '2'"
+    )
+    assert group.locator(".sqal-group-total").inner_text() == "2 échantillons"
+    assert group.get_by_role("button", name="Résoudre").count() == 1
+    assert group.get_by_role("button", name="Acquitter").count() == 1
+    card = page.locator('.sqal-station[data-device="ESP32_LL_01"]')
+    assert "Canaux spectraux AS7341" in card.inner_text()
