@@ -79,8 +79,9 @@ def test_a_label_without_gs1_link_says_why(admin_client):
     product = ConsumerProduct.objects.get(product_id=registered.product_id)
 
     html = admin_client.get(f"/staff/products/labels/?ids={product.pk}").content.decode()
-    assert "No GS1 link" in html and "site NG has no GTIN" in html
+    # The label sheet is a staff page: French by default.
+    assert "Pas de lien GS1" in html and "le site NG n’a pas de GTIN" in html
 
     Site.objects.filter(pk=site.pk).update(gtin=GOOD_GTIN)
     html = admin_client.get(f"/staff/products/labels/?ids={product.pk}").content.decode()
-    assert "No GS1 link" not in html and f"/21/{product.gs1_serial}" in html
+    assert "Pas de lien GS1" not in html and f"/21/{product.gs1_serial}" in html
