@@ -304,7 +304,7 @@ SQAL_BATCH_MAX_BYTES = envint("SQAL_BATCH_MAX_BYTES", str(16 * 1024 * 1024))
 SQAL_WRITERS = envint("SQAL_WRITERS", "2")
 # A further writer starts only for at least this many queued samples (or bytes); below, they wait
 # for the running batch and join the next one (sensors/batching.py).
-SQAL_BATCH_PARALLEL_MIN_SAMPLES = envint("SQAL_BATCH_PARALLEL_MIN_SAMPLES", "16")
+SQAL_BATCH_PARALLEL_MIN_SAMPLES = envint("SQAL_BATCH_PARALLEL_MIN_SAMPLES", "64")
 SQAL_BATCH_PARALLEL_MIN_BYTES = envint("SQAL_BATCH_PARALLEL_MIN_BYTES", str(2 * 1024 * 1024))
 
 # Under ASGI (Daphne) Django runs each HTTP request in a thread of its own with a database

@@ -12,7 +12,9 @@ waits is worth a transaction of its own (``SQAL_BATCH_PARALLEL_MIN_SAMPLES`` sam
 everything queued meanwhile. A batch costs a fixed three round trips and its Python around them:
 with two writers always free, a light load (one station sending a window of frames) was split
 into batches of two or three samples, and each sample paid twice the server CPU it pays in one
-batch of ten (``bench/ingest.py``, compact messages).
+batch of ten (``bench/ingest.py``, compact messages). With twenty stations, a threshold of 64
+samples against 16 cost 0.46-0.50 against 0.52-0.60 ms of server CPU per compact message at the
+same or a better rate (two alternating runs each, 30 November 2026, load average 9-11).
 """
 
 from __future__ import annotations
