@@ -16,7 +16,10 @@ in flight per connection and measure frames acknowledged per second and each fra
 latency (send to ack). Echo and stored runs alternate (E S E S ...), ``--repeat`` of each, so a
 change of the shared machine's load weighs on both; rates and CPU are the medians of the turns,
 latency percentiles are over every frame of every turn. Server CPU per message is the Daphne
-process's user + system time over each turn (and PostgreSQL's, all its processes, beside it).
+process's user + system time over each turn (and PostgreSQL's, all its processes, beside it),
+with its event-loop thread's share (the rest is the batch writers' threads). After the runs, the
+per-message steps of the stored path are timed alone in this process (validation, zstd at the
+stored level and at -1, and ``json.loads`` for comparison).
 Goals, both on rate and on server CPU per message (echo CPU / stored CPU): 190 KB >= 0.5,
 5 KB nested >= 0.4. Stations are unregistered (development mode) and the per-connection throttle
 is lifted for the run: it is a protection, and here we measure capacity. The mean batch size
@@ -90,6 +93,44 @@ def server_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loop_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process's main thread (Daphne's event loop; the batch writers
+    and the sync-to-async threads are the others)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def codec_breakdown(texts: dict[str, str], repeat: int = 200) -> dict[str, dict[str, float]]:
+    """CPU ms per message of the stored path's per-message steps, in this process: validation
+    (``parse_message``, what the event loop runs), ``json.loads`` for comparison, and the zstd
+    compression the writer threads run (level 1, stored; level -1 for comparison)."""
+    import zstandard
+
+    from sensors.payload import LEVEL
+    from sensors.schemas import parse_message
+
+    def cpu_ms(step) -> float:
+        step()
+        started = time.process_time()
+        for _ in range(repeat):
+            step()
+        return round((time.process_time() - started) / repeat * 1000, 3)
+
+    out = {}
+    for name, text in texts.items():
+        data = text.encode()
+        stored, faster = zstandard.ZstdCompressor(level=LEVEL), zstandard.ZstdCompressor(level=-1)
+        out[name] = {
+            "parse_message_ms": cpu_ms(lambda t=text: parse_message(t, max_bytes=10**8)),
+            "json_loads_ms": cpu_ms(lambda t=text: json.loads(t)),
+            f"zstd_level_{LEVEL}_ms": cpu_ms(lambda d=data, c=stored: c.compress(d)),
+            f"zstd_level_{LEVEL}_bytes": len(stored.compress(data)),
+            "zstd_level_-1_ms": cpu_ms(lambda d=data, c=faster: c.compress(d)),
+            "zstd_level_-1_bytes": len(faster.compress(data)),
+        }
+    return out
 
 
 def flat_template() -> str:
@@ -251,6 +292,7 @@ def main() -> None:
             nonlocal run
             run += 1
             cpu = server_cpu_seconds(server.pid)
+            loop_cpu = loop_thread_cpu_seconds(server.pid)
             db_cpu = tree_cpu_seconds(pg_pid) if pg_pid else 0.0
             rate, n, latencies = await measure(
                 base + route, template, devices, total, args.window, f"{run}"
@@ -260,6 +302,7 @@ def main() -> None:
                 "n": n,
                 "latencies": latencies,
                 "cpu_ms": (server_cpu_seconds(server.pid) - cpu) / n * 1000,
+                "loop_cpu_ms": (loop_thread_cpu_seconds(server.pid) - loop_cpu) / n * 1000,
                 "db_cpu_ms": ((tree_cpu_seconds(pg_pid) - db_cpu) / n * 1000) if pg_pid else 0.0,
             }
 
@@ -268,6 +311,10 @@ def main() -> None:
             return {
                 "per_s": round(statistics.median(t["rate"] for t in turns), 1),
                 "cpu_ms_per_msg": round(statistics.median(t["cpu_ms"] for t in turns), 3),
+                # Of which Daphne's event-loop thread; the rest is the batch writers' threads.
+                "loop_thread_cpu_ms_per_msg": round(
+                    statistics.median(t["loop_cpu_ms"] for t in turns), 3
+                ),
                 "db_cpu_ms_per_msg": round(statistics.median(t["db_cpu_ms"] for t in turns), 3),
                 "ack_p50_ms": round(percentile(latencies, 50), 1),
                 "ack_p95_ms": round(percentile(latencies, 95), 1),
@@ -307,7 +354,8 @@ def main() -> None:
                         f"stored+acked {stored['per_s']:7.1f}/s p50/p95/p99 "
                         f"{stored['ack_p50_ms']:.1f}/{stored['ack_p95_ms']:.1f}/"
                         f"{stored['ack_p99_ms']:.1f} ms, {stored['cpu_ms_per_msg']:.2f} ms cpu "
-                        f"(+{stored['db_cpu_ms_per_msg']:.2f} ms PostgreSQL) | ratio "
+                        f"(event loop {stored['loop_thread_cpu_ms_per_msg']:.2f}; "
+                        f"+{stored['db_cpu_ms_per_msg']:.2f} ms PostgreSQL) | ratio "
                         f"{ratio:4.2f}, cpu ratio {cpu_ratio:4.2f} (goal {GOALS[name]})",
                         flush=True,
                     )
@@ -332,6 +380,17 @@ def main() -> None:
         samples, transactions = cursor.fetchone()
     mean_batch = samples / transactions if transactions else 0.0
     print(f"samples stored {samples} in {transactions} transactions (mean batch {mean_batch:.1f})")
+    breakdown = codec_breakdown(
+        {
+            name: text.replace("__DEV__", "ESP32_LL_01").replace("__SID__", "S1")
+            for name, (text, _) in templates.items()
+        }
+    )
+    for name, steps in breakdown.items():
+        print(
+            f"{name}: CPU ms per message in one process: "
+            + ", ".join(f"{step} {value}" for step, value in steps.items())
+        )
     print(
         json.dumps(
             {
@@ -344,6 +403,7 @@ def main() -> None:
                 "goals": GOALS,
                 "goals_met": all(f["goal_met"] for f in figures.values()),
                 "mean_batch_size": round(mean_batch, 1),
+                "per_message_steps": breakdown,
                 "cpus": os.cpu_count(),
                 "load_average": [round(x, 2) for x in os.getloadavg()],
             }

@@ -41,6 +41,16 @@ invariants are checked against the database:
 5. runs of at least ``--memory-min-duration`` seconds: neither the server's nor the worker's
    RSS grows faster than ``--max-rss-slope`` MB/min over the second half of the load.
 
+The load clients run in two processes: the stations in one (spawned before the warm-up, started
+with the load), the consumers, the catalog poll and the checks in this one. Until 30 November
+2026 they shared this process and its event loop, and a station's ack waited there for the
+200 consumers' HTTP work before the client read it: that wait was the client's, not the
+server's. ``--one-client-process`` keeps that layout to compare. Each client process reports
+its event loop's lag (how late a 50 ms sleep wakes up, p50/p99/max) beside the latencies it
+measured, and its CPU (``load_clients`` is this process, ``load_clients_stations`` the
+stations'). Nothing else changed in what is measured: an ack's latency still runs from the
+sample's measurement to the ack read by the station, through its own send loop.
+
 Figures: station ack latency and scan latency percentiles against their goals (under the soak,
 on the same cores: ack p99 <= 1 s, scan p99 <= 500 ms), and where the CPU went during the load
 (each server, the worker, PostgreSQL, and this process's clients). The only rate ratio is the
@@ -56,6 +66,7 @@ import argparse
 import asyncio
 import json
 import logging
+import multiprocessing
 import os
 import random
 import re
@@ -187,6 +198,100 @@ async def chaos(stations: list, deadline: float, mean_interval: float, rng: rand
         if time.monotonic() >= deadline:
             return
         rng.choice(stations).drop()
+
+
+class LoopLag:
+    """How late this process's event loop resumes a task that slept ``INTERVAL`` s: the time
+    every frame and response waits before the client code even sees it. A latency measured by
+    a client whose loop is this late is partly the client's own."""
+
+    INTERVAL = 0.05
+
+    def __init__(self) -> None:
+        self.lags_ms: list[float] = []
+
+    async def run(self, until: float) -> None:
+        while time.monotonic() < until:
+            started = time.perf_counter()
+            await asyncio.sleep(self.INTERVAL)
+            late = time.perf_counter() - started - self.INTERVAL
+            self.lags_ms.append(max(0.0, late * 1000))
+
+    def summary(self) -> dict:
+        lags = self.lags_ms
+        return {
+            "p50_ms": round(percentile(lags, 50), 1) if lags else None,
+            "p99_ms": round(percentile(lags, 99), 1) if lags else None,
+            "max_ms": round(max(lags), 1) if lags else None,
+            "samples": len(lags),
+        }
+
+
+async def run_stations(spec: dict, acked_now=None) -> dict:
+    """The stations' side of the load: the simulated stations, the connection cuts, a probe of
+    the event loop's lag. Runs in a process of its own (``stations_process``) unless
+    ``--one-client-process``; returns what ``report`` needs, as plain data."""
+    import dataclasses
+
+    from sensors.simulator import SimulatorConfig
+
+    SoakStation = soak_station_class()
+    config = SimulatorConfig(**spec["config"])
+    rng = random.Random(spec["seed"])
+    stations = [SoakStation(d, config, random.Random(rng.random())) for d in config.device_ids]
+    deadline = time.monotonic() + config.duration
+    lag = LoopLag()
+    cpu_started = time.process_time()
+
+    async def count_acks() -> None:
+        while acked_now is not None:
+            acked_now.value = sum(len(s.acked) for s in stations)
+            await asyncio.sleep(1.0)
+
+    helpers = [
+        asyncio.create_task(lag.run(deadline)),
+        asyncio.create_task(chaos(stations, deadline, spec["drop_every"], rng)),
+        asyncio.create_task(count_acks()),
+    ]
+    await asyncio.gather(*(s.run() for s in stations))
+    for task in helpers:
+        task.cancel()
+    return {
+        "stations": [
+            {
+                "device_id": s.device_id,
+                "acked": s.acked,
+                "unacked": list(s.unacked),
+                "stats": dataclasses.asdict(s.stats),
+                "drops": s.drops,
+                "ack_latencies": s.ack_latencies,
+                "live_ack_latencies": s.live_ack_latencies,
+                "last_ack_at": s.last_ack_at,
+            }
+            for s in stations
+        ],
+        "loop_lag": lag.summary(),
+        "cpu_s": time.process_time() - cpu_started,
+    }
+
+
+def station_views(result: dict) -> list:
+    """``run_stations``' plain data as the station objects ``report`` reads."""
+    from types import SimpleNamespace
+
+    return [
+        SimpleNamespace(**{**s, "stats": SimpleNamespace(**s["stats"])}) for s in result["stations"]
+    ]
+
+
+def stations_process(spec: dict, pipe, acked_now) -> None:
+    """Entry point of the stations' process: imports, waits for the go, runs, sends the result."""
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("sensors.simulator").setLevel(logging.ERROR)
+    soak_station_class()  # the imports, before the go
+    pipe.send("ready")
+    pipe.recv()
+    pipe.send(asyncio.run(run_stations(spec, acked_now)))
 
 
 # --- consumers -----------------------------------------------------------------------------------
@@ -512,6 +617,12 @@ def main() -> int:
         default=0,
         help="run granian at this nice level (stations' Daphne keeps the default priority)",
     )
+    parser.add_argument(
+        "--one-client-process",
+        action="store_true",
+        help="stations and consumers in this one process and event loop (the layout before the "
+        "stations got their own process; their acks then wait for the consumers' work)",
+    )
     args = parser.parse_args()
     baseline_seconds = args.baseline_seconds or min(5.0, max(1.0, args.duration / 5))
     rss_interval = args.rss_interval or min(5.0, max(0.5, args.duration / 30))
@@ -586,8 +697,6 @@ async def soak(
     import psutil
     import psycopg
 
-    from sensors.simulator import SimulatorConfig
-
     conn = psycopg.connect(db_url.replace("postgres://", "postgresql://", 1), autocommit=True)
     clients = make_clients(f"http://127.0.0.1:{http_port}", args.consumers)
     # CPU of each part over the load: the servers, the worker, PostgreSQL, and this process
@@ -597,6 +706,36 @@ async def soak(
     cpu_pids = {**pids, **({"postgres": pg} if pg else {}), "load_clients": os.getpid()}
     sampler = RssSampler(pids, rss_s)
     me = psutil.Process()
+    spec = {
+        "config": {
+            "url": f"ws://127.0.0.1:{port}/ws/sensors/",
+            "device_ids": list(tokens),
+            "rate": args.rate,
+            "duration": args.duration,
+            "reject_ratio": 0.1,
+            "form": args.form,
+            "tokens": tokens,
+            "lot_codes": lot_codes,
+            "drain_timeout": 60.0,
+            "seed": args.seed,
+        },
+        "seed": args.seed,
+        "drop_every": args.drop_every,
+    }
+    stations_proc = pipe = acked_now = None
+    if not args.one_client_process:
+        # The stations get a process (an event loop, a core when one is free) of their own: an
+        # ack read late because 200 consumers keep the client's loop busy is the client's delay.
+        ctx = multiprocessing.get_context("spawn")
+        pipe, child_pipe = ctx.Pipe()
+        acked_now = ctx.Value("i", 0, lock=False)
+        stations_proc = ctx.Process(
+            target=stations_process, args=(spec, child_pipe, acked_now), daemon=True
+        )
+        stations_proc.start()
+        if not pipe.poll(60) or pipe.recv() != "ready":
+            raise RuntimeError("the stations' process did not start")
+        cpu_pids["load_clients_stations"] = stations_proc.pid
     sampler.start()
     try:
         # Warm-up (connections, templates, first renders), then the baseline.
@@ -612,21 +751,6 @@ async def soak(
             flush=True,
         )
 
-        SoakStation = soak_station_class()
-        config = SimulatorConfig(
-            url=f"ws://127.0.0.1:{port}/ws/sensors/",
-            device_ids=list(tokens),
-            rate=args.rate,
-            duration=args.duration,
-            reject_ratio=0.1,
-            form=args.form,
-            tokens=tokens,
-            lot_codes=lot_codes,
-            drain_timeout=60.0,
-            seed=args.seed,
-        )
-        rng = random.Random(args.seed)
-        stations = [SoakStation(d, config, random.Random(rng.random())) for d in tokens]
         figs = Figures()
         load_started = time.monotonic()
         load_t0 = load_started - sampler.started_at
@@ -644,7 +768,7 @@ async def soak(
                 await asyncio.sleep(max(10.0, args.duration / 10))
                 if time.monotonic() >= deadline:
                     return
-                acked = sum(len(s.acked) for s in stations)
+                acked = acked_now.value if acked_now is not None else "-"
                 print(
                     f"  t={time.monotonic() - load_started:5.0f} s  samples acked {acked}  "
                     f"products {len(catalog.recent)}  scans {len(figs.latencies['scan'])}  "
@@ -656,16 +780,22 @@ async def soak(
             consumer(c, index=i, catalog=catalog, figs=figs, deadline=deadline, args=args)
             for i, c in enumerate(clients)
         ]
-        station_results = asyncio.gather(*(s.run() for s in stations))
+        if stations_proc is not None:
+            pipe.send("go")
+            station_results = asyncio.ensure_future(asyncio.to_thread(pipe.recv))
+        else:
+            station_results = asyncio.ensure_future(run_stations(spec))
+        lag = LoopLag()
         helpers = [
             asyncio.create_task(poll_catalog()),
-            asyncio.create_task(chaos(stations, deadline, args.drop_every, rng)),
             asyncio.create_task(progress()),
+            asyncio.create_task(lag.run(deadline)),
         ]
         await asyncio.gather(*consumer_tasks)
         consumers_done = time.monotonic()
-        await station_results
+        stations_result = await station_results
         stations_done = time.monotonic()
+        stations = station_views(stations_result)
         cpu_end = {name: tree_cpu_seconds(pid) for name, pid in cpu_pids.items()}
         cpu_end["load_clients"] = sum(me.cpu_times()[:2])
         for task in helpers:
@@ -683,6 +813,10 @@ async def soak(
     finally:
         sampler.stop()
         await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+        if stations_proc is not None:
+            stations_proc.join(10)
+            if stations_proc.is_alive():
+                stations_proc.kill()
 
     # Reviews as stored.
     with conn.cursor() as cur:
@@ -718,6 +852,11 @@ async def soak(
         "reviews_total": reviews_total,
         "memory": {name: sampler.report(name, load_t0, load_t1) for name in pids},
         "cpu_s": {name: cpu_end[name] - cpu_start[name] for name in cpu_pids},
+        "loop_lag": (
+            {"stations": stations_result["loop_lag"], "consumers": lag.summary()}
+            if stations_proc is not None
+            else {"clients": lag.summary()}
+        ),
         "products_seen": len(catalog.recent),
     }
 
@@ -852,6 +991,10 @@ def report(args, r: dict, server_log: Path, worker_log: Path) -> int:
         "http_workers": getattr(args, "http_workers", None),
         "http_nice": getattr(args, "http_nice", 0),
         "cpu": cpu,
+        # How late each load client's event loop ran (a sleep of 50 ms that took longer): what
+        # a latency measured by that client owes to the client itself.
+        "client_loop_lag": r.get("loop_lag", {}),
+        "clients_in_one_process": bool(getattr(args, "one_client_process", False)),
         "goals": GOALS,
         "goals_met": {
             # Judged on the server's part: samples measured and acked on one live connection
@@ -899,6 +1042,17 @@ def report(args, r: dict, server_log: Path, worker_log: Path) -> int:
                 f"{name} {c['cpu_s']} s ({c['share_of_cores'] * 100:.0f} %)"
                 for name, c in cpu.items()
             )
+        )
+    labels = {
+        "stations": "stations'",
+        "consumers": "consumers'",
+        "clients": "load clients' (stations and consumers)",
+    }
+    for name, lag in figures["client_loop_lag"].items():
+        print(
+            f"event-loop lag of the {labels[name]} client process: "
+            f"p50 {lag['p50_ms']} ms, "
+            f"p99 {lag['p99_ms']} ms, max {lag['max_ms']} ms"
         )
     met = figures["goals_met"]
     print(

@@ -302,6 +302,10 @@ SQAL_BATCH_MAX_SAMPLES = envint("SQAL_BATCH_MAX_SAMPLES", "200")
 SQAL_BATCH_MAX_BYTES = envint("SQAL_BATCH_MAX_BYTES", str(16 * 1024 * 1024))
 # Batches written at once (each on its own database connection).
 SQAL_WRITERS = envint("SQAL_WRITERS", "2")
+# A further writer starts only for at least this many queued samples (or bytes); below, they wait
+# for the running batch and join the next one (sensors/batching.py).
+SQAL_BATCH_PARALLEL_MIN_SAMPLES = envint("SQAL_BATCH_PARALLEL_MIN_SAMPLES", "64")
+SQAL_BATCH_PARALLEL_MIN_BYTES = envint("SQAL_BATCH_PARALLEL_MIN_BYTES", str(2 * 1024 * 1024))
 
 # Under ASGI (Daphne) Django runs each HTTP request in a thread of its own with a database
 # connection of its own: unbounded, a burst of slow requests opens one connection per request in

@@ -4,8 +4,17 @@ Consumers ``submit`` samples and await their result. One writer task takes every
 (up to ``SQAL_BATCH_MAX_SAMPLES`` samples or ``SQAL_BATCH_MAX_BYTES``), stores it with
 ``services.ingest_samples`` in one transaction on a writer thread, then resolves each sample's
 future: a consumer sends an ack only once its own sample is committed. Nothing waits on a timer:
-while ``SQAL_WRITERS`` batches are being written, the next one fills up, so batches grow with the
-load.
+while a batch is being written, the next one fills up, so batches grow with the load.
+
+Up to ``SQAL_WRITERS`` batches are written at once, but a further writer starts only when what
+waits is worth a transaction of its own (``SQAL_BATCH_PARALLEL_MIN_SAMPLES`` samples or
+``SQAL_BATCH_PARALLEL_MIN_BYTES``); otherwise it waits for the running batch, which ends with
+everything queued meanwhile. A batch costs a fixed three round trips and its Python around them:
+with two writers always free, a light load (one station sending a window of frames) was split
+into batches of two or three samples, and each sample paid twice the server CPU it pays in one
+batch of ten (``bench/ingest.py``, compact messages). With twenty stations, a threshold of 64
+samples against 16 cost 0.46-0.50 against 0.52-0.60 ms of server CPU per compact message at the
+same or a better rate (two alternating runs each, 30 November 2026, load average 9-11).
 """
 
 from __future__ import annotations
@@ -55,6 +64,8 @@ class IngestBatcher:
             max_workers=self._writers_count, thread_name_prefix="sqal-writer"
         )
         self._writers = asyncio.Semaphore(self._writers_count)
+        self._running = 0  # batches being written
+        self._queued_bytes = 0
         self.batches = 0
         self.samples = 0
 
@@ -62,6 +73,7 @@ class IngestBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         self._queue.append((item, future))
+        self._queued_bytes += len(item.payload)
         self._wakeup.set()
         metrics.sample_received()
         if self._task is None or self._task.done():
@@ -78,6 +90,7 @@ class IngestBatcher:
             if batch and size + len(item.payload) > settings.SQAL_BATCH_MAX_BYTES:
                 break
             self._queue.popleft()
+            self._queued_bytes -= len(item.payload)
             if future.cancelled():
                 continue
             batch.append((item, future))
@@ -89,13 +102,23 @@ class IngestBatcher:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._queue:
+            while self._queue and self._may_start_writer():
                 await self._writers.acquire()
                 batch = self._take_batch()
                 if not batch:
                     self._writers.release()
                     continue
+                self._running += 1
                 loop.create_task(self._write(batch))
+
+    def _may_start_writer(self) -> bool:
+        """The first writer starts for any queued sample; a further one only for a full enough
+        batch (the running writer takes the rest when it is done)."""
+        return (
+            self._running == 0
+            or len(self._queue) >= settings.SQAL_BATCH_PARALLEL_MIN_SAMPLES
+            or self._queued_bytes >= settings.SQAL_BATCH_PARALLEL_MIN_BYTES
+        )
 
     async def _write(self, batch: list[tuple[SampleInput, asyncio.Future]]) -> None:
         loop = asyncio.get_running_loop()
@@ -114,7 +137,9 @@ class IngestBatcher:
                     future.set_exception(exc)
             return
         finally:
+            self._running -= 1
             self._writers.release()
+            self._wakeup.set()  # what queued meanwhile is the next batch
         self.batches += 1
         self.samples += len(items)
         metrics.batch_stored(results)

@@ -338,3 +338,47 @@ def test_staff_with_the_permission_acknowledge_and_resolve_from_the_dashboard_wi
     assert alert.status == "resolved"
     assert client.get(f"/sqal/live/alerts/{alert.pk}/resolve/").status_code == 405
     assert "Rien à traiter : aucune alerte ouverte." in client.get("/sqal/live/").content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("watched", [True, False])
+def test_dashboard_updates_are_read_and_sent_only_when_a_dashboard_listens(watched):
+    from unittest import mock
+
+    from channels.db import database_sync_to_async
+    from channels.layers import get_channel_layer
+    from django.db import connections
+
+    from sensors import live
+    from tests.support.stations import ingest, message
+
+    result = ingest(message("WATCH_1"))  # no lot: it raises an alert, so the groups change
+    assert result.status == "saved" and result.alerts
+
+    async def flush_once():
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        if watched:
+            await layer.group_add(live.GROUP, channel)
+        try:
+            feed = live.LiveFeed()
+            with mock.patch.object(live, "needs_state", wraps=live.needs_state) as needs:
+                feed.note([result])
+                await feed.flush()
+            received = None
+            if watched:
+                received = await asyncio.wait_for(layer.receive(channel), 5)
+            return needs.call_count, received
+        finally:
+            await layer.group_discard(live.GROUP, channel)
+            # The alert groups were read on the sync thread: close its database connection.
+            await database_sync_to_async(connections.close_all)()
+
+    reads, received = asyncio.run(flush_once())
+    if watched:
+        assert reads == 1
+        assert received["type"] == "live.update"
+        assert [s["sample_id"] for s in received["stations"]] == ["WATCH_1"]
+    else:
+        # In-memory layer, nobody in the group: no alert-groups query, nothing sent.
+        assert reads == 0 and received is None
