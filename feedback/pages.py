@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist
 from django.template.loader import get_template, render_to_string
 from django.templatetags.static import static
@@ -237,16 +238,38 @@ def _pages_store(pages: list[ScanPage]) -> None:
     )
 
 
-def stored_page(*, qr_code: str, scan: ScanCount, language: str) -> str | None:
+def _kept_key(qr_code: str, language: str) -> str:
+    return f"scan-page:stored:v1:{language}:{qr_code}"
+
+
+def kept_page(*, qr_code: str, language: str) -> tuple[str, str] | None:
+    """This process's copy of a unit's stored page, (version, html), kept for
+    SCAN_PAGE_CACHE_SECONDS: the scan statement then sends the page only when its version
+    differs (a unit scanned again and again, e.g. the same consumer reloading)."""
+    return cache.get(_kept_key(qr_code, language))
+
+
+def stored_page(
+    *, qr_code: str, scan: ScanCount, language: str, kept: tuple[str, str] | None = None
+) -> str | None:
     """The page of a scanned unit without review or recall, with its review average put in
-    (the CSRF placeholder is left to the caller): the stored page when it is current, else
-    rendered now and stored. None when the unit has a review or a recall, or its page must not
-    be stored (``page_to_store``): the caller renders it."""
+    (the CSRF placeholder is left to the caller): the stored page when it is current (from
+    the scan statement, or ``kept``, this process's copy, when the statement did not send it
+    again), else rendered now and stored. None when the unit has a review or a recall, or its
+    page must not be stored (``page_to_store``): the caller renders it."""
     if scan.reviewed or scan.recall_state or not language:
         return None
     version = page_version(scan.content_version, language)
-    if scan.page_html is not None and scan.page_version == version:
-        return _filled_in(scan.page_html, scan, language)
+    if scan.page_version == version:
+        if scan.page_html is not None:
+            cache.set(
+                _kept_key(qr_code, language),
+                (version, scan.page_html),
+                settings.SCAN_PAGE_CACHE_SECONDS,
+            )
+            return _filled_in(scan.page_html, scan, language)
+        if kept is not None and kept[0] == version:
+            return _filled_in(kept[1], scan, language)
     product = product_for_scan(qr_code=qr_code)
     if product is None:
         return None

@@ -22,7 +22,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
 from feedback.forms import RATING_LABELS, FeedbackForm
-from feedback.pages import CSRF_PLACEHOLDER, blank_form_html, scan_context, stored_page
+from feedback.pages import (
+    CSRF_PLACEHOLDER,
+    blank_form_html,
+    kept_page,
+    scan_context,
+    stored_page,
+)
 from feedback.selectors import product_for_scan
 from feedback.services import (
     THANK_YOU_MESSAGE,
@@ -84,19 +90,21 @@ def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
     is rendered once per state and language, then served from the cache (two more queries on a
     miss)."""
     language = getattr(request, "LANGUAGE_CODE", "")
+    kept = kept_page(qr_code=qr_code, language=language)
     outcome = product_scan(
         qr_code=qr_code,
         channel=ScanChannel.PAGE,
         origin=client_origin(request),
         language=language,
         page=True,
+        known_page=kept[0] if kept else "",
     )
     if outcome.status == "forged":
         return _uncached(render(request, "feedback/scan_forged.html", status=404))
     if outcome.status == "unknown":
         return _uncached(render(request, "feedback/scan_unknown.html", status=404))
     # A unit without review or recall: its stored page, read by the scan statement.
-    html = stored_page(qr_code=qr_code, scan=outcome.scan, language=language)
+    html = stored_page(qr_code=qr_code, scan=outcome.scan, language=language, kept=kept)
     if html is not None:
         return HttpResponse(
             html.replace(CSRF_PLACEHOLDER, get_token(request)), headers=NO_CACHE_HEADERS

@@ -141,7 +141,8 @@ class ScanCount:
     recall_state: str = ""
     # The row versions of everything else the consumer page shows (``PAGE_CONTENT_VERSION_SQL``)
     # and the page stored for this unit in the scan's language (feedback.pages): its version
-    # and its HTML when the caller asked for it (``page=True``), else None.
+    # and its HTML when the caller asked for it (``page=True``) and does not hold that version
+    # already (``known_page``), else None.
     content_version: str = ""
     page_version: str | None = None
     page_html: str | None = None
@@ -185,7 +186,7 @@ WITH product AS (
            COALESCE(c.scan_count, 0) AS scan_count,
            COALESCE(c.distinct_clients, 0) AS distinct_clients,
            {content_version} AS content_version, pg.version AS page_version,
-           CASE WHEN $9 THEN pg.html END AS page_html
+           CASE WHEN $9 AND pg.version IS DISTINCT FROM $10 THEN pg.html END AS page_html
     FROM consumer_products p
     JOIN lots_gavage l ON l.id = p.lot_id
     LEFT JOIN feedback_lot_review_stats s ON s.lot_id = p.lot_id
@@ -236,13 +237,14 @@ SCAN_RECORD_PARAMS = (
     "hash",
     "record",
     "page",
+    "known_page",
 )
 
 # A prepared statement of the database session (``gaveurs.prepared``): planning was most of
 # its server time.
 SCAN_STATEMENT = PreparedStatement(
     "gaveurs_scan_record_v5",
-    ("text", "timestamptz", "text", "text", "text", "text", "text", "boolean", "boolean"),
+    ("text", "timestamptz", "text", "text", "text", "text", "text", "boolean", "boolean", "text"),
     SCAN_RECORD_PARAMS,
     SCAN_RECORD_SQL,
 )
@@ -266,7 +268,13 @@ def scan_recording_allowed(origin: ClientOrigin, *, now_seconds: float | None = 
 
 
 def scan_record(
-    *, qr_code: str, channel: str, origin: ClientOrigin, language: str = "", page: bool = False
+    *,
+    qr_code: str,
+    channel: str,
+    origin: ClientOrigin,
+    language: str = "",
+    page: bool = False,
+    known_page: str = "",
 ) -> ScanCount | None:
     """Count one scan of the product with this code (None, and nothing counted, when no product
     has it), in one statement that also reads what the page needs.
@@ -274,7 +282,8 @@ def scan_record(
     A client over SCAN_RECORD_PER_MINUTE gets the same answer without its scan being stored.
     The copied-label alert is raised when the distinct (client, day) pairs that scanned the
     code pass SCAN_ALERT_THRESHOLD: one phone reloading the page cannot raise it. ``page``:
-    also return the unit's stored page in ``language`` (``ScanCount.page_html``)."""
+    also return the unit's stored page in ``language`` (``ScanCount.page_html``), unless its
+    version is ``known_page`` (the caller holds a copy)."""
     now = timezone.now()
     record = scan_recording_allowed(origin, now_seconds=now.timestamp())
     row = _scan_statement_run(
@@ -288,6 +297,7 @@ def scan_record(
             "hash": origin.client_hash,
             "record": record,
             "page": page,
+            "known_page": known_page,
         }
     )
     if row is None:
@@ -345,7 +355,13 @@ class ScanOutcome:
 
 
 def product_scan(
-    *, qr_code: str, channel: str, origin: ClientOrigin, language: str = "", page: bool = False
+    *,
+    qr_code: str,
+    channel: str,
+    origin: ClientOrigin,
+    language: str = "",
+    page: bool = False,
+    known_page: str = "",
 ) -> ScanOutcome:
     """Resolve a scanned code and count the scan: one query for a known code.
 
@@ -363,7 +379,12 @@ def product_scan(
         )
         return ScanOutcome(status="forged")
     scan = scan_record(
-        qr_code=qr_code, channel=channel, origin=origin, language=language, page=page
+        qr_code=qr_code,
+        channel=channel,
+        origin=origin,
+        language=language,
+        page=page,
+        known_page=known_page,
     )
     if scan is None:
         return ScanOutcome(status="unknown")
