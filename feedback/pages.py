@@ -246,6 +246,8 @@ def kept_page(*, qr_code: str, language: str) -> tuple[str, str] | None:
     """This process's copy of a unit's stored page, (version, html), kept for
     SCAN_PAGE_CACHE_SECONDS: the scan statement then sends the page only when its version
     differs (a unit scanned again and again, e.g. the same consumer reloading)."""
+    if settings.SCAN_PAGE_CACHE_SECONDS <= 0:
+        return None
     return cache.get(_kept_key(qr_code, language))
 
 
@@ -262,11 +264,12 @@ def stored_page(
     version = page_version(scan.content_version, language)
     if scan.page_version == version:
         if scan.page_html is not None:
-            cache.set(
-                _kept_key(qr_code, language),
-                (version, scan.page_html),
-                settings.SCAN_PAGE_CACHE_SECONDS,
-            )
+            if settings.SCAN_PAGE_CACHE_SECONDS > 0:
+                cache.set(
+                    _kept_key(qr_code, language),
+                    (version, scan.page_html),
+                    settings.SCAN_PAGE_CACHE_SECONDS,
+                )
             return _filled_in(scan.page_html, scan, language)
         if kept is not None and kept[0] == version:
             return _filled_in(kept[1], scan, language)

@@ -9,7 +9,7 @@ import pytest
 from django.core.cache import cache
 from django.db import connection
 from django.template.loader import render_to_string
-from django.test import override_settings
+from django.test import RequestFactory, override_settings
 from django.utils import timezone, translation
 
 from feedback.models import ScanPage
@@ -50,13 +50,16 @@ def get(client, product, language="fr"):
 
 
 def rendered_per_scan(product, language):
-    """The page as a scan renders it when nothing is stored (the view's other path)."""
+    """The page as a scan renders it when nothing is stored (the view's other path: with the
+    request, so its context processors run)."""
+    request = RequestFactory().get(f"/p/{product.qr_code}")
+    request.LANGUAGE_CODE = language
     with translation.override(language):
         product = product_for_scan(qr_code=product.qr_code)
         context = scan_context(product, form=None, recall_state="", language=language)
         context["form_html"] = blank_form_html(product.qr_code)
         context["csrf_token"] = CSRF_PLACEHOLDER
-        return render_to_string("feedback/scan.html", context)
+        return render_to_string("feedback/scan.html", context, request=request)
 
 
 def without_token(html):
