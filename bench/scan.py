@@ -412,7 +412,7 @@ def main() -> None:
     parser.add_argument(
         "--unstored",
         type=int,
-        default=1500,
+        default=2500,
         help="products never scanned before and without a stored page (registered before "
         "stored pages existed): their first scan renders and stores the page",
     )

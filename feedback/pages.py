@@ -42,6 +42,7 @@ from feedback.models import COMMENT_MAX_LENGTH, LotReviewStats, ScanPage
 from feedback.selectors import product_for_scan
 from sensors.rules import GRADE_CUTOFFS
 from traceability.ledger import scan_context as ledger_scan_context
+from traceability.ledger import trusted_public_keys
 from traceability.models import ConsumerProduct
 from traceability.recalls import recall_for_product, recall_notice
 from traceability.scans import ScanCount, product_content_versions
@@ -180,7 +181,8 @@ _PAGE_STATIC = ("gaveurs/site.css", "gaveurs/favicon.ico", "gaveurs/apple-touch-
 @functools.cache
 def _deployment_digest(language: str) -> str:
     """What a stored page of ``language`` was rendered with, besides database rows: its
-    templates' sources, the language's translations and the static files' URLs."""
+    templates' sources, the language's translations, the static files' URLs and the ledger's
+    trusted keys."""
     digest = hashlib.sha256(language.encode())
     for name in _PAGE_TEMPLATES:
         digest.update(Path(get_template(name).origin.name).read_bytes())
@@ -190,6 +192,9 @@ def _deployment_digest(language: str) -> str:
             digest.update(catalog.read_bytes())
     for name in (*_PAGE_STATIC, "traceability/ledger.js"):
         digest.update(static(name).encode())
+    # The embedded signed head carries its key: a key retired from the trusted ones (rotation)
+    # makes the pages stale.
+    digest.update(",".join(sorted(trusted_public_keys())).encode())
     return digest.hexdigest()[:16]
 
 
