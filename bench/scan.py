@@ -58,10 +58,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
+    cpu_seconds_between,
     free_port,
     granian_command,
     postgres_pid,
-    tree_cpu_seconds,
+    tree_cpu_by_pid,
 )
 
 BIN = Path(sys.executable).parent
@@ -342,8 +343,8 @@ def _measure_interleaved(
             # A ``FreshPaths`` target gets paths never requested before, a new share each turn.
             unique = isinstance(paths, FreshPaths)
             turn_paths = paths.turn(turn, rounds) if unique else paths
-            cpu = tree_cpu_seconds(server.pid)
-            db_cpu = tree_cpu_seconds(pg_pid) if pg_pid else 0.0
+            cpu = tree_cpu_by_pid(server.pid)
+            db_cpu = tree_cpu_by_pid(pg_pid) if pg_pid else {}
             lats, errors, elapsed, repeats = _load(
                 port,
                 turn_paths,
@@ -353,8 +354,8 @@ def _measure_interleaved(
                 unique=unique,
             )
             repeated[name] += repeats
-            used = tree_cpu_seconds(server.pid) - cpu
-            db_used = (tree_cpu_seconds(pg_pid) - db_cpu) if pg_pid else 0.0
+            used = cpu_seconds_between(cpu, tree_cpu_by_pid(server.pid))
+            db_used = cpu_seconds_between(db_cpu, tree_cpu_by_pid(pg_pid)) if pg_pid else 0.0
             all_lats, all_errors, all_elapsed, all_cpu, all_db = totals[name]
             totals[name] = (
                 all_lats + lats,
