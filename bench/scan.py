@@ -1,16 +1,20 @@
 """Benchmark of the public scan page against a trivial Django view, on the same server.
 
 Starts a throwaway embedded PostgreSQL (unless DATABASE_URL is set), registers products the
-real way (PL/pgSQL function, sealed in the ledger), then serves the project with a WSGI server
-(granian, the consumer pages' server: docs/architecture.md) or Daphne (ASGI), twice: once as
-deployed, and once with the page cache and the proof cache off (``SCAN_PAGE_CACHE_SECONDS=0``,
-``LEDGER_PROOF_CACHE_SECONDS=0``: the cold path, where every scan renders its page, as in
-production where a consumer scans one unit and the cache's hit rate is near zero). It loads the
-URLs with keep-alive HTTP/1.1 clients in several processes for a fixed time each, taken in turns
-(``--rounds`` slices each) so a change of the shared machine's load hits them alike:
+real way (PL/pgSQL function, sealed in the ledger), stores their consumer pages as the Celery
+task a head signing enqueues does (``feedback.tasks``; its CPU per product is printed), then
+serves the project with a WSGI server (granian, the consumer pages' server:
+docs/architecture.md) or Daphne (ASGI), twice: once as deployed, and once with the page cache and
+the proof cache off (``SCAN_PAGE_CACHE_SECONDS=0``, ``LEDGER_PROOF_CACHE_SECONDS=0``: the cold
+path, as in production where a consumer scans one unit and a cache's hit rate is near zero). It
+loads the URLs with keep-alive HTTP/1.1 clients in several processes for a fixed time each, taken
+in turns (``--rounds`` slices each) so a change of the shared machine's load hits them alike:
 
-- ``/p/<qr_code>``: the full scan page (scan counted, page from the per-process cache) and, on
-  the cold server, rendered every time (product query, proof query, template);
+- ``/p/<qr_code>``: the full scan page (scan counted), on the deployed server for ``--products``
+  products scanned over and over; on the cold server for products never scanned before, each
+  requested once (``--fresh`` of them, with their stored pages: the scan statement reads the
+  page), and for products without a stored page (``--unstored``: registered before stored pages
+  existed, or whose page went stale; their first scan renders the page and stores it);
 - ``/bench/trivial``: a Django view returning "ok" through the same middleware (on both
   servers: each path is compared with the trivial view of its own server);
 - ``/bench/trivial-db``: the same plus one ``SELECT 1`` (one database round trip);
@@ -38,6 +42,7 @@ so what they acknowledge is on disk.
 
     .venv/bin/python bench/scan.py [--server granian|daphne] [--workers 2] [--seconds 8]
                                    [--rounds 4] [--clients 2] [--threads 4] [--products 20]
+                                   [--fresh 7000] [--unstored 2500]
 """
 
 from __future__ import annotations
