@@ -293,7 +293,7 @@ def stored_page(
 
 def scan_pages_render(*, product_pks: list[int]) -> int:
     """Render and store the pages of these products in every language (the Celery task's
-    work, off the request path): three queries per product, one write per 200 pages. Products
+    work, off the request path): two queries per product, one write per 200 pages. Products
     whose page must not be stored are left out. Returns how many pages were stored."""
     versions = product_content_versions(product_pks)
     codes = ConsumerProduct.objects.filter(pk__in=product_pks).values_list("qr_code", flat=True)
