@@ -39,7 +39,7 @@ soak: venv
 bench: venv
 	$(BIN)/python bench/ingest.py --flat 60 --nested 300
 	$(BIN)/python bench/pipeline.py --samples 30 --qr 50 --burst 100
-	$(BIN)/python bench/scan.py --seconds 2
+	$(BIN)/python bench/scan.py --seconds 2 --fresh 2000 --unstored 400
 	$(BIN)/python bench/ledger.py --sizes 10000 --samples 100 --proofs 200
 	$(BIN)/python bench/optimizer.py --lots 1000 --ratings 10000
 	$(BIN)/python bench/epcis.py --units 2000 --repeats 1

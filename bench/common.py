@@ -56,6 +56,36 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def tree_cpu_by_pid(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of a process and of each child alive now, by process id.
+
+    ``cpu_seconds_between(before, after)`` of two readings counts only the processes alive at
+    the second one: a child that exited in between (a PostgreSQL backend whose connection
+    reached its CONN_MAX_AGE) takes its whole life's CPU with it, which a difference of
+    ``tree_cpu_seconds`` would subtract from the turn (a negative figure)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return {}
+    found = {}
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        found[proc.pid] = times.user + times.system
+    return found
+
+
+def cpu_seconds_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two ``tree_cpu_by_pid`` readings by the processes alive at
+    the second (a process started in between counts from zero)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 def slope(points: list[tuple[float, float]]) -> float:
     """Least-squares slope of (x, y) points; 0 for fewer than two distinct x."""
     n = len(points)

@@ -1,16 +1,20 @@
 """Benchmark of the public scan page against a trivial Django view, on the same server.
 
 Starts a throwaway embedded PostgreSQL (unless DATABASE_URL is set), registers products the
-real way (PL/pgSQL function, sealed in the ledger), then serves the project with a WSGI server
-(granian, the consumer pages' server: docs/architecture.md) or Daphne (ASGI), twice: once as
-deployed, and once with the page cache and the proof cache off (``SCAN_PAGE_CACHE_SECONDS=0``,
-``LEDGER_PROOF_CACHE_SECONDS=0``: the cold path, where every scan renders its page, as in
-production where a consumer scans one unit and the cache's hit rate is near zero). It loads the
-URLs with keep-alive HTTP/1.1 clients in several processes for a fixed time each, taken in turns
-(``--rounds`` slices each) so a change of the shared machine's load hits them alike:
+real way (PL/pgSQL function, sealed in the ledger), stores their consumer pages as the Celery
+task a head signing enqueues does (``feedback.tasks``; its CPU per product is printed), then
+serves the project with a WSGI server (granian, the consumer pages' server:
+docs/architecture.md) or Daphne (ASGI), twice: once as deployed, and once with the page cache and
+the proof cache off (``SCAN_PAGE_CACHE_SECONDS=0``, ``LEDGER_PROOF_CACHE_SECONDS=0``: the cold
+path, as in production where a consumer scans one unit and a cache's hit rate is near zero). It
+loads the URLs with keep-alive HTTP/1.1 clients in several processes for a fixed time each, taken
+in turns (``--rounds`` slices each) so a change of the shared machine's load hits them alike:
 
-- ``/p/<qr_code>``: the full scan page (scan counted, page from the per-process cache) and, on
-  the cold server, rendered every time (product query, proof query, template);
+- ``/p/<qr_code>``: the full scan page (scan counted), on the deployed server for ``--products``
+  products scanned over and over; on the cold server for products never scanned before, each
+  requested once (``--fresh`` of them, with their stored pages: the scan statement reads the
+  page), and for products without a stored page (``--unstored``: registered before stored pages
+  existed, or whose page went stale; their first scan renders the page and stores it);
 - ``/bench/trivial``: a Django view returning "ok" through the same middleware (on both
   servers: each path is compared with the trivial view of its own server);
 - ``/bench/trivial-db``: the same plus one ``SELECT 1`` (one database round trip);
@@ -38,6 +42,7 @@ so what they acknowledge is on disk.
 
     .venv/bin/python bench/scan.py [--server granian|daphne] [--workers 2] [--seconds 8]
                                    [--rounds 4] [--clients 2] [--threads 4] [--products 20]
+                                   [--fresh 7000] [--unstored 2500]
 """
 
 from __future__ import annotations
@@ -58,10 +63,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
+    cpu_seconds_between,
     free_port,
     granian_command,
     postgres_pid,
-    tree_cpu_seconds,
+    tree_cpu_by_pid,
 )
 
 BIN = Path(sys.executable).parent
@@ -76,8 +82,13 @@ def _database_url() -> str:
     return database_url(Path(tempfile.mkdtemp(prefix="gtbench.")), cleanup_mode="delete")
 
 
-def _setup_products(count: int) -> list[str]:
-    """Migrate, register products from compliant samples, seal the ledger: their QR codes."""
+def _setup_products(count: int, fresh: int, unstored: int) -> tuple[list[str], ...]:
+    """Migrate, register products from compliant samples, seal the ledger, and store their
+    consumer pages as the Celery task a head signing enqueues does (``feedback.tasks``), but
+    for ``unstored`` products left as if registered before stored pages existed. Returns the
+    QR codes: ``count`` products scanned over and over, ``fresh`` never scanned before (with
+    stored pages), ``unstored`` never scanned and without a stored page, and 40 of the latter
+    for the warm-up. Prints what rendering and storing the pages cost per product."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gaveurs.settings")
     import django
 
@@ -85,20 +96,37 @@ def _setup_products(count: int) -> list[str]:
     from django.core.management import call_command
 
     from bench.builders import make_lot, make_sample
+    from feedback.pages import scan_pages_render
+    from feedback.tasks import CHUNK
     from traceability.services import product_register
 
     call_command("migrate", verbosity=0)
     lot = make_lot()
-    codes = []
-    for _ in range(count):
+    products = []
+    for _ in range(count + fresh + unstored + 40):
         sample = make_sample(lot=lot)
-        product = product_register(lot_id=lot.id, sample_id=sample.sample_id, site_code="LL")
-        codes.append(product.qr_code)
+        products.append(product_register(lot_id=lot.id, sample_id=sample.sample_id, site_code="LL"))
     call_command("seal_ledger", verbosity=0, stdout=open(os.devnull, "w"))
+    from traceability.models import ConsumerProduct
+
+    pks = dict(ConsumerProduct.objects.values_list("product_id", "pk"))
+    stored = [pks[p.product_id] for p in products[: count + fresh]]
+    started = time.process_time()
+    pages = 0
+    for first in range(0, len(stored), CHUNK):
+        pages += scan_pages_render(product_pks=stored[first : first + CHUNK])
+    cpu = time.process_time() - started
+    print(
+        f"pages stored ahead of their scans: {pages} for {len(stored)} products, "
+        f"{cpu / max(1, len(stored)) * 1000:.2f} ms of this process's CPU per product "
+        "(both languages; off the request path, in the Celery worker)"
+    )
     from django.db import connections
 
     connections.close_all()
-    return codes
+    codes = [p.qr_code for p in products]
+    cut = (count, count + fresh, count + fresh + unstored)
+    return codes[: cut[0]], codes[cut[0] : cut[1]], codes[cut[1] : cut[2]], codes[cut[2] :]
 
 
 def _cached_scan_round_trips(code: str) -> dict:
@@ -183,24 +211,42 @@ def _start_server(
     raise SystemExit(f"{kind} did not answer within 30 s")
 
 
-def _client(port: int, paths: list[str], seconds: float, threads: int, out: mp.Queue) -> None:
+def _client(
+    port: int,
+    paths: list[str],
+    seconds: float,
+    threads: int,
+    out: mp.Queue,
+    unique_slot: int | None = None,
+    slots: int = 1,
+) -> None:
     """One load process: ``threads`` keep-alive connections, each sending requests back to back
-    (cycling through ``paths``) until the deadline; puts (count, errors, latencies in ms)."""
+    (cycling through ``paths``) until the deadline; puts (count, errors, latencies in ms,
+    repeats). With ``unique_slot`` (this process's number among ``slots``), each connection
+    takes its own share of ``paths`` in order, so no path is requested twice unless the share
+    runs out (then it starts over: counted in ``repeats``)."""
     deadline = time.perf_counter() + seconds
     lock = threading.Lock()
     latencies: list[float] = []
     errors = [0]
+    repeats = [0]
 
     def loop(offset: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         n = offset
         mine: list[float] = []
         bad = 0
+        share = paths
+        if unique_slot is not None:
+            k = unique_slot * threads + (offset - start) // 7
+            share, n = paths[k :: slots * threads], 0
         while True:
             t = time.perf_counter()
             if t >= deadline:
                 break
-            path = paths[n % len(paths)]
+            if unique_slot is not None and n >= len(share):
+                repeats[0] += 1
+            path = share[n % len(share)]
             n += 1
             try:
                 conn.request("GET", path, headers={"Accept-Language": "fr-FR"})
@@ -225,17 +271,27 @@ def _client(port: int, paths: list[str], seconds: float, threads: int, out: mp.Q
         w.start()
     for w in workers:
         w.join()
-    out.put((len(latencies), errors[0], latencies))
+    out.put((len(latencies), errors[0], latencies, repeats[0]))
 
 
 def _load(
-    port: int, paths: list[str], *, seconds: float, clients: int, threads: int
-) -> tuple[list[float], int, float]:
-    """Load ``paths`` for ``seconds``: (latencies in ms, errors, elapsed seconds)."""
+    port: int,
+    paths: list[str],
+    *,
+    seconds: float,
+    clients: int,
+    threads: int,
+    unique: bool = False,
+) -> tuple[list[float], int, float, int]:
+    """Load ``paths`` for ``seconds``: (latencies in ms, errors, elapsed seconds, repeated
+    paths). ``unique``: each path at most once while there are enough (``_client``)."""
     queue: mp.Queue = mp.Queue()
     procs = [
-        mp.Process(target=_client, args=(port, paths, seconds, threads, queue))
-        for _ in range(clients)
+        mp.Process(
+            target=_client,
+            args=(port, paths, seconds, threads, queue, i if unique else None, clients),
+        )
+        for i in range(clients)
     ]
     for p in procs:
         p.start()
@@ -243,7 +299,12 @@ def _load(
     for p in procs:
         p.join()
     # Each client sends requests for ``seconds`` from its own start (process start-up left out).
-    return [lat for _, _, lats in results for lat in lats], sum(e for _, e, _ in results), seconds
+    return (
+        [lat for _, _, lats, _ in results for lat in lats],
+        sum(r[1] for r in results),
+        seconds,
+        sum(r[3] for r in results),
+    )
 
 
 def _summary(latencies: list[float], errors: int, elapsed: float) -> dict:
@@ -264,7 +325,7 @@ def _summary(latencies: list[float], errors: int, elapsed: float) -> dict:
 
 
 def _measure(port: int, paths: list[str], *, seconds: float, clients: int, threads: int) -> dict:
-    return _summary(*_load(port, paths, seconds=seconds, clients=clients, threads=threads))
+    return _summary(*_load(port, paths, seconds=seconds, clients=clients, threads=threads)[:3])
 
 
 def _measure_interleaved(
@@ -281,15 +342,25 @@ def _measure_interleaved(
     alike. Adds the server's CPU (all its processes) per request, and PostgreSQL's (all its
     processes) when it runs here."""
     totals = {name: ([], 0, 0.0, 0.0, 0.0) for name in targets}
-    for _ in range(rounds):
+    repeated = dict.fromkeys(targets, 0)
+    for turn in range(rounds):
         for name, (server, port, paths) in targets.items():
-            cpu = tree_cpu_seconds(server.pid)
-            db_cpu = tree_cpu_seconds(pg_pid) if pg_pid else 0.0
-            lats, errors, elapsed = _load(
-                port, paths, seconds=seconds / rounds, clients=clients, threads=threads
+            # A ``FreshPaths`` target gets paths never requested before, a new share each turn.
+            unique = isinstance(paths, FreshPaths)
+            turn_paths = paths.turn(turn, rounds) if unique else paths
+            cpu = tree_cpu_by_pid(server.pid)
+            db_cpu = tree_cpu_by_pid(pg_pid) if pg_pid else {}
+            lats, errors, elapsed, repeats = _load(
+                port,
+                turn_paths,
+                seconds=seconds / rounds,
+                clients=clients,
+                threads=threads,
+                unique=unique,
             )
-            used = tree_cpu_seconds(server.pid) - cpu
-            db_used = (tree_cpu_seconds(pg_pid) - db_cpu) if pg_pid else 0.0
+            repeated[name] += repeats
+            used = cpu_seconds_between(cpu, tree_cpu_by_pid(server.pid))
+            db_used = cpu_seconds_between(db_cpu, tree_cpu_by_pid(pg_pid)) if pg_pid else 0.0
             all_lats, all_errors, all_elapsed, all_cpu, all_db = totals[name]
             totals[name] = (
                 all_lats + lats,
@@ -304,7 +375,21 @@ def _measure_interleaved(
         results[name]["server_cpu_ms_per_req"] = round(cpu / max(1, len(lats)) * 1000, 3)
         if pg_pid:
             results[name]["db_cpu_ms_per_req"] = round(db_cpu / max(1, len(lats)) * 1000, 3)
+        if isinstance(targets[name][2], FreshPaths):
+            results[name]["repeated_requests"] = repeated[name]
     return results
+
+
+class FreshPaths:
+    """Paths to request at most once each (products never scanned before), shared out in
+    equal parts between the turns of ``_measure_interleaved``."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+
+    def turn(self, turn: int, turns: int) -> list[str]:
+        size = len(self.paths) // turns
+        return self.paths[turn * size : (turn + 1) * size]
 
 
 def main() -> None:
@@ -324,6 +409,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2, help="load processes")
     parser.add_argument("--threads", type=int, default=4, help="connections per load process")
     parser.add_argument(
+        "--fresh",
+        type=int,
+        default=7000,
+        help="products never scanned before, with stored pages, for the cold page (each "
+        "requested once while they last: the JSON's repeated_requests says if they ran out)",
+    )
+    parser.add_argument(
+        "--unstored",
+        type=int,
+        default=2500,
+        help="products never scanned before and without a stored page (registered before "
+        "stored pages existed): their first scan renders and stores the page",
+    )
+    parser.add_argument(
         "--products",
         type=int,
         default=20,
@@ -342,7 +441,9 @@ def main() -> None:
     # Pages stay cached for the whole run, so the figures are the steady state (in production
     # a page is rendered again once per SCAN_PAGE_CACHE_SECONDS per process and product).
     os.environ.setdefault("SCAN_PAGE_CACHE_SECONDS", "3600")
-    codes = _setup_products(args.products)
+    codes, fresh_codes, unstored_codes, warm_codes = _setup_products(
+        args.products, args.fresh, args.unstored
+    )
     import psycopg
 
     with psycopg.connect(
@@ -382,6 +483,7 @@ def main() -> None:
                 break
         _measure(port, trivial_paths, seconds=1.0, **warm)
         _measure(cold_port, scan_paths, seconds=1.0, **warm)
+        _measure(cold_port, [f"/p/{code}" for code in warm_codes], seconds=1.0, **warm)
         _measure(cold_port, trivial_paths, seconds=1.0, **warm)
         results = _measure_interleaved(
             {
@@ -394,7 +496,12 @@ def main() -> None:
                     [f"/bench/trivial-scan-write/{code}" for code in codes],
                 ),
                 "cold_trivial": (cold, cold_port, trivial_paths),
-                "cold_scan": (cold, cold_port, scan_paths),
+                "cold_scan": (cold, cold_port, FreshPaths([f"/p/{c}" for c in fresh_codes])),
+                "cold_unstored": (
+                    cold,
+                    cold_port,
+                    FreshPaths([f"/p/{c}" for c in unstored_codes]),
+                ),
             },
             rounds=args.rounds,
             pg_pid=pg_pid,
@@ -408,10 +515,11 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
     trivial, scan, trivial_db = results["trivial"], results["scan"], results["trivial_db"]
-    scan_write, cold_trivial, cold_scan = (
+    scan_write, cold_trivial, cold_scan, cold_unstored = (
         results["scan_write"],
         results["cold_trivial"],
         results["cold_scan"],
+        results["cold_unstored"],
     )
 
     def ratio(a: dict, b: dict) -> float | None:
@@ -437,6 +545,7 @@ def main() -> None:
         ("trivial + scan write", scan_write),
         ("trivial (cold server)", cold_trivial),
         ("scan page (cold)", cold_scan),
+        ("cold, no stored page", cold_unstored),
     ]:
         print(
             f"{name:>22}: {r['rps']:8.1f} req/s  p50 {r['p50_ms']:6.2f} ms  "
@@ -451,6 +560,7 @@ def main() -> None:
         "cached_vs_scan_write": ratio(scan, scan_write),
         "scan_write_vs_trivial": ratio(scan_write, trivial),
         "cold_vs_trivial": ratio(cold_scan, cold_trivial),
+        "cold_unstored_vs_trivial": ratio(cold_unstored, cold_trivial),
     }
     print(f"ratio scan (cached)/trivial: {figures['cached_vs_trivial']}")
     print(f"ratio scan (cached)/(trivial + 1 query): {figures['cached_vs_trivial_db']}")
@@ -463,6 +573,13 @@ def main() -> None:
         f"ratio scan (cold)/trivial: {figures['cold_vs_trivial']} "
         f"(goal >= {goals['cold_vs_trivial']})"
     )
+    print(
+        "ratio scan (cold, first scan of a product with no stored page)/trivial: "
+        f"{figures['cold_unstored_vs_trivial']}"
+    )
+    repeated = cold_scan["repeated_requests"] + cold_unstored["repeated_requests"]
+    if repeated:
+        print(f"WARNING: {repeated} cold requests repeated a product (raise --fresh/--unstored)")
     print(
         json.dumps(
             {

@@ -7,3 +7,10 @@ from django.utils.translation import gettext_lazy as _
 class FeedbackConfig(AppConfig):
     name = "feedback"
     verbose_name = _("Consumer feedback")
+
+    def ready(self) -> None:
+        # Django's documented place to connect receivers (apps are loaded by now).
+        from feedback.tasks import head_signed_receiver
+        from traceability.signals import head_signed
+
+        head_signed.connect(head_signed_receiver, dispatch_uid="feedback.scan_pages")

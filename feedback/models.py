@@ -106,3 +106,34 @@ class LotReviewStats(models.Model):
     @property
     def is_public(self) -> bool:
         return self.review_count > AVERAGE_MIN_REVIEWS
+
+
+class ScanPage(models.Model):
+    """A product's consumer page, rendered ahead of its scans (``feedback.pages``): what every
+    scan of a unit without review or recall shows, with its review average and CSRF token put
+    in per request. ``version`` names what it was rendered from (the templates and translations
+    of the deployment, and the rows the scan statement versions); a scan shows it only while
+    that is still current, else renders the page again and stores it."""
+
+    product = models.ForeignKey(
+        # The unique (product, language) index serves the product's lookups too.
+        "traceability.ConsumerProduct",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+    )
+    language = models.CharField(max_length=8)
+    version = models.TextField()
+    html = models.TextField()
+    rendered_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "feedback_scan_pages"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product", "language"], name="feedback_scan_page_one_per_language"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} ({self.language})"

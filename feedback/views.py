@@ -1,33 +1,34 @@
 """The consumer pages: the product page ``/p/<qr_code>`` with its review form, and the form's
 POST ``/p/<qr_code>/avis``. Thin: the work is in ``traceability.scans`` and ``feedback.services``.
 
-A scan costs one query (resolve the code, count the scan, read the review state); the rendered
-page is cached per product, language, review state and recall state, so a cache miss adds two
-(the product with everything shown, and the tamper-evidence proof), and for a unit a recall
-reaches a few more (the recall, its sealed records and their proofs). Nothing is recomputed
-from reviews or scans: the lot's figures are stored by feedback.services.
+A scan costs one query (resolve the code, count the scan, read the review state and, for a unit
+without review or recall, its page stored ahead of the scan: ``feedback.pages``). Other pages
+(a reviewed or recalled unit, a product not yet sealed) are rendered and cached per product,
+language, review state and recall state, so a cache miss adds two (the product with everything
+shown, and the tamper-evidence proof), and for a unit a recall reaches a few more (the recall,
+its sealed records and their proofs). Nothing is recomputed from reviews or scans: the lot's
+figures are stored by feedback.services.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
-from django.urls import reverse
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
-from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
 from feedback.forms import RATING_LABELS, FeedbackForm
-from feedback.models import COMMENT_MAX_LENGTH
+from feedback.pages import (
+    CSRF_PLACEHOLDER,
+    blank_form_html,
+    kept_page,
+    scan_context,
+    stored_page,
+)
 from feedback.selectors import product_for_scan
 from feedback.services import (
     THANK_YOU_MESSAGE,
@@ -36,93 +37,10 @@ from feedback.services import (
     feedback_submit,
 )
 from gaveurs.csrf import get_token
-from sensors.rules import GRADE_CUTOFFS
 from traceability.http import client_origin
-from traceability.ledger import scan_context as ledger_scan_context
 from traceability.models import ConsumerProduct, ScanChannel
-from traceability.recalls import recall_for_product, recall_notice
+from traceability.recalls import recall_for_product
 from traceability.scans import ScanCount, product_scan
-
-# Words for a 0–1 score, on the stations' grade cut-offs (sensors.rules).
-LEVELS = [
-    *(
-        (cutoff, level, word)
-        for (cutoff, _grade), level, word in zip(
-            GRADE_CUTOFFS,
-            (5, 4, 3, 2),
-            (_("Excellent"), _("Très bon"), _("Bon"), _("Correct")),
-            strict=True,
-        )
-    ),
-    (0.0, 1, _("Faible")),
-]
-GRADE_WORDS = {
-    "A+": _("Qualité exceptionnelle"),
-    "A": _("Excellente qualité"),
-    "B": _("Bonne qualité"),
-    "C": _("Qualité standard"),
-}
-GRADE_CSS = {"A+": "grade-aplus", "A": "grade-a", "B": "grade-b", "C": "grade-c"}
-
-
-def _level(score: float | None) -> dict[str, Any] | None:
-    if score is None:
-        return None
-    score = min(max(score, 0.0), 1.0)
-    for cut, level, word in LEVELS:
-        if score >= cut:
-            return {"level": level, "word": word, "segments": [i < level for i in range(5)]}
-    return None
-
-
-def _related(obj: Any, name: str) -> Any:
-    """A reverse one-to-one loaded by select_related, or None when there is no row."""
-    try:
-        return getattr(obj, name)
-    except ObjectDoesNotExist:
-        return None
-
-
-def scan_context(
-    product: ConsumerProduct,
-    *,
-    form: FeedbackForm | None,
-    status: int = 200,
-    notice: str = "",
-    recall_state: str | None = None,
-    language: str = "fr",
-) -> dict[str, Any]:
-    """What templates/feedback/scan.html shows of a product loaded by product_for_scan.
-
-    ``recall_state`` is the scan statement's (``ScanCount.recall_state``): when it is empty no
-    recall reaches the unit and none is looked up; None looks it up (one query)."""
-    stats = _related(product.lot, "review_stats")
-    review = _related(product, "feedback")
-    volume = product.tof_volume_mm3
-    context = {
-        "product": product,
-        "lot": product.lot,
-        "grade_word": GRADE_WORDS.get(product.fusion_grade, product.fusion_grade),
-        "grade_css": GRADE_CSS.get(product.fusion_grade, "grade-c"),
-        "fusion": _level(product.fusion_score),
-        "fusion_percent": round((product.fusion_score or 0) * 100),
-        "qualities": [
-            (_("Régularité de la surface"), _level(product.tof_surface_uniformity)),
-            (_("Fraîcheur (analyse spectrale)"), _level(product.spectral_freshness_index)),
-        ],
-        "volume_cm3": round(volume / 1000) if volume else None,
-        "stats": stats if stats is not None and stats.is_public else None,
-        "already_reviewed": review is not None,
-        "form": form,
-        "notice": notice,
-        "notice_warn": status >= 400,
-        "star_values": range(1, 6),
-        "comment_max": COMMENT_MAX_LENGTH,
-    }
-    context.update(ledger_scan_context(product))
-    recall = recall_for_product(product) if recall_state is None or recall_state else None
-    context["recall"] = recall_notice(recall, language=language) if recall else None
-    return context
 
 
 def scan_page(
@@ -139,10 +57,6 @@ def scan_page(
     return render(request, "feedback/scan.html", context, status=status)
 
 
-# The rendered page is cached without its CSRF token, which is put in per request.
-CSRF_PLACEHOLDER = "__scan_page_csrf_token__"
-
-
 def _scan_page_cache_key(scan: ScanCount, language: str) -> str:
     """Everything the page shows that can change is in the key: the product record's row
     version (a changed record, even tampered with in the database, is shown at once), this
@@ -153,35 +67,6 @@ def _scan_page_cache_key(scan: ScanCount, language: str) -> str:
     return (
         f"scan-page:v2:{scan.product_pk}:{scan.record_version}:{language}:"
         f"{int(scan.reviewed)}:{scan.review_count}:{scan.review_sum}:{scan.recall_state}"
-    )
-
-
-# The blank review form is the same on every product page of a language but for its action
-# (the product's code) and the CSRF token; it was most of a page's rendering time (5 ratings x 5
-# stars of translated labels). Rendered once per language and process, then filled in.
-_FORM_CODE_PLACEHOLDER = "__scan_form_qr_code__"
-_blank_forms: dict[str, str] = {}
-
-
-def _blank_form_html(qr_code: str) -> SafeString:
-    """The blank review form for this product, with CSRF_PLACEHOLDER for its token."""
-    language = get_language() or ""
-    html = _blank_forms.get(language)
-    if html is None:
-        html = render_to_string(
-            "feedback/_form.html",
-            {
-                "form": FeedbackForm(),
-                "product": {"qr_code": _FORM_CODE_PLACEHOLDER},
-                "star_values": range(1, 6),
-                "comment_max": COMMENT_MAX_LENGTH,
-                "csrf_token": CSRF_PLACEHOLDER,
-            },
-        )
-        _blank_forms[language] = html
-    action = escape(reverse("feedback:submit", args=[_FORM_CODE_PLACEHOLDER]))
-    return mark_safe(  # noqa: S308 (our own template's output, and an escaped URL)
-        html.replace(action, escape(reverse("feedback:submit", args=[qr_code])))
     )
 
 
@@ -201,19 +86,29 @@ def _uncached(response: HttpResponse) -> HttpResponse:
 
 @require_safe
 def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
-    """One query per scan (resolve and count); the page is rendered once per state and
-    language, then served from the cache (two more queries on a miss)."""
+    """One query per scan (resolve, count, read the stored page); a page that cannot be stored
+    is rendered once per state and language, then served from the cache (two more queries on a
+    miss)."""
     language = getattr(request, "LANGUAGE_CODE", "")
+    kept = kept_page(qr_code=qr_code, language=language)
     outcome = product_scan(
         qr_code=qr_code,
         channel=ScanChannel.PAGE,
         origin=client_origin(request),
         language=language,
+        page=True,
+        known_page=kept[0] if kept else "",
     )
     if outcome.status == "forged":
         return _uncached(render(request, "feedback/scan_forged.html", status=404))
     if outcome.status == "unknown":
         return _uncached(render(request, "feedback/scan_unknown.html", status=404))
+    # A unit without review or recall: its stored page, read by the scan statement.
+    html = stored_page(qr_code=qr_code, scan=outcome.scan, language=language, kept=kept)
+    if html is not None:
+        return HttpResponse(
+            html.replace(CSRF_PLACEHOLDER, get_token(request)), headers=NO_CACHE_HEADERS
+        )
     key = _scan_page_cache_key(outcome.scan, language)
     html = cache.get(key)
     if html is None:
@@ -227,7 +122,7 @@ def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
             language=language or "fr",
         )
         if not context["already_reviewed"]:
-            context["form_html"] = _blank_form_html(product.qr_code)
+            context["form_html"] = blank_form_html(product.qr_code)
         context["csrf_token"] = CSRF_PLACEHOLDER
         html = render_to_string("feedback/scan.html", context, request=request)
         cache.set(key, html, settings.SCAN_PAGE_CACHE_SECONDS)

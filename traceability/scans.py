@@ -139,6 +139,34 @@ class ScanCount:
     # part of the page's cache key, so a declaration or closing shows at once, with no
     # per-unit work and no extra round trip.
     recall_state: str = ""
+    # The row versions of everything else the consumer page shows (``PAGE_CONTENT_VERSION_SQL``)
+    # and the page stored for this unit in the scan's language (feedback.pages): its version
+    # and its HTML when the caller asked for it (``page=True``) and does not hold that version
+    # already (``known_page``), else None.
+    content_version: str = ""
+    page_version: str | None = None
+    page_html: str | None = None
+
+
+# The row versions of what a product's consumer page shows besides the unit's reviews, recalls
+# and scans: the product, its lot, producer and site, and the latest ledger verification (whose
+# findings may name the product). A page stored ahead of its scan (feedback.pages) is shown only
+# while this is what it was rendered from. Reads ``p`` (consumer_products) and ``l`` (its lot).
+PAGE_CONTENT_VERSION_SQL = """concat_ws('.', p.xmin, l.xmin,
+    (SELECT g.xmin FROM gaveurs_gaveur g WHERE g.id = l.gaveur_id),
+    (SELECT s.xmin FROM gaveurs_site s WHERE s.id = l.site_id),
+    (SELECT v.id FROM ledger_verifications v ORDER BY v.started_at DESC LIMIT 1))"""
+
+
+def product_content_versions(product_pks: list[int]) -> dict[int, str]:
+    """``PAGE_CONTENT_VERSION_SQL`` of these products, by primary key (one query)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT p.id, {PAGE_CONTENT_VERSION_SQL} FROM consumer_products p "
+            "JOIN lots_gavage l ON l.id = p.lot_id WHERE p.id = ANY(%s)",
+            [list(product_pks)],
+        )
+        return dict(cursor.fetchall())
 
 
 # One statement resolves the code and counts the scan (event row + per-product counter), so a
@@ -156,10 +184,14 @@ WITH product AS (
            COALESCE(s.review_count, 0) AS review_count,
            COALESCE(s.overall_sum, 0) AS review_sum,
            COALESCE(c.scan_count, 0) AS scan_count,
-           COALESCE(c.distinct_clients, 0) AS distinct_clients
+           COALESCE(c.distinct_clients, 0) AS distinct_clients,
+           {content_version} AS content_version, pg.version AS page_version,
+           CASE WHEN $9 AND pg.version IS DISTINCT FROM $10 THEN pg.html END AS page_html
     FROM consumer_products p
+    JOIN lots_gavage l ON l.id = p.lot_id
     LEFT JOIN feedback_lot_review_stats s ON s.lot_id = p.lot_id
     LEFT JOIN feedback_product_scan_stats c ON c.product_id = p.id
+    LEFT JOIN feedback_scan_pages pg ON pg.product_id = p.id AND pg.language = $6
     WHERE p.qr_code = $1
 ), async_commit AS (
     SELECT set_config('synchronous_commit', 'off', true) AS value
@@ -189,9 +221,12 @@ SELECT product.id, product.lot_id, product.record_version, product.reviewed,
        product.review_count, product.review_sum,
        COALESCE((SELECT scan_count FROM counter), product.scan_count),
        COALESCE((SELECT distinct_clients FROM counter), product.distinct_clients),
-       EXISTS (SELECT 1 FROM new_client), product.recall_state
+       EXISTS (SELECT 1 FROM new_client), product.recall_state,
+       product.content_version, product.page_version, product.page_html
 FROM product
-""".replace("{recall_state}", recall_state_sql("$2"))
+""".replace("{recall_state}", recall_state_sql("$2")).replace(
+    "{content_version}", PAGE_CONTENT_VERSION_SQL
+)
 SCAN_RECORD_PARAMS = (
     "qr_code",
     "now",
@@ -201,13 +236,15 @@ SCAN_RECORD_PARAMS = (
     "language",
     "hash",
     "record",
+    "page",
+    "known_page",
 )
 
 # A prepared statement of the database session (``gaveurs.prepared``): planning was most of
 # its server time.
 SCAN_STATEMENT = PreparedStatement(
-    "gaveurs_scan_record_v4",
-    ("text", "timestamptz", "text", "text", "text", "text", "text", "boolean"),
+    "gaveurs_scan_record_v5",
+    ("text", "timestamptz", "text", "text", "text", "text", "text", "boolean", "boolean", "text"),
     SCAN_RECORD_PARAMS,
     SCAN_RECORD_SQL,
 )
@@ -231,14 +268,22 @@ def scan_recording_allowed(origin: ClientOrigin, *, now_seconds: float | None = 
 
 
 def scan_record(
-    *, qr_code: str, channel: str, origin: ClientOrigin, language: str = ""
+    *,
+    qr_code: str,
+    channel: str,
+    origin: ClientOrigin,
+    language: str = "",
+    page: bool = False,
+    known_page: str = "",
 ) -> ScanCount | None:
     """Count one scan of the product with this code (None, and nothing counted, when no product
     has it), in one statement that also reads what the page needs.
 
     A client over SCAN_RECORD_PER_MINUTE gets the same answer without its scan being stored.
     The copied-label alert is raised when the distinct (client, day) pairs that scanned the
-    code pass SCAN_ALERT_THRESHOLD: one phone reloading the page cannot raise it."""
+    code pass SCAN_ALERT_THRESHOLD: one phone reloading the page cannot raise it. ``page``:
+    also return the unit's stored page in ``language`` (``ScanCount.page_html``), unless its
+    version is ``known_page`` (the caller holds a copy)."""
     now = timezone.now()
     record = scan_recording_allowed(origin, now_seconds=now.timestamp())
     row = _scan_statement_run(
@@ -251,6 +296,8 @@ def scan_record(
             "language": (language or "")[:8],
             "hash": origin.client_hash,
             "record": record,
+            "page": page,
+            "known_page": known_page,
         }
     )
     if row is None:
@@ -308,7 +355,13 @@ class ScanOutcome:
 
 
 def product_scan(
-    *, qr_code: str, channel: str, origin: ClientOrigin, language: str = ""
+    *,
+    qr_code: str,
+    channel: str,
+    origin: ClientOrigin,
+    language: str = "",
+    page: bool = False,
+    known_page: str = "",
 ) -> ScanOutcome:
     """Resolve a scanned code and count the scan: one query for a known code.
 
@@ -325,7 +378,14 @@ def product_scan(
             code=qr_code, claimed_product_id=parsed.product_id, channel=channel, origin=origin
         )
         return ScanOutcome(status="forged")
-    scan = scan_record(qr_code=qr_code, channel=channel, origin=origin, language=language)
+    scan = scan_record(
+        qr_code=qr_code,
+        channel=channel,
+        origin=origin,
+        language=language,
+        page=page,
+        known_page=known_page,
+    )
     if scan is None:
         return ScanOutcome(status="unknown")
     return ScanOutcome(status="ok", scan=scan)

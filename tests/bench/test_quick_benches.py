@@ -68,10 +68,23 @@ def test_the_scan_bench_measures_a_cold_path_and_cpu_per_request():
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_PG")}
     env["DATABASE_URL"] = django_database_url()
     args = ["--seconds", "0.6", "--rounds", "1", "--products", "3", "--clients", "1"]
+    args += ["--fresh", "600", "--unstored", "60"]
     figures = _bench("bench/scan.py", *args, "--threads", "2", env=env)
     urls = figures["urls"]
-    assert set(urls) == {"trivial", "scan", "trivial_db", "scan_write", "cold_trivial", "cold_scan"}
+    assert set(urls) == {
+        "trivial",
+        "scan",
+        "trivial_db",
+        "scan_write",
+        "cold_trivial",
+        "cold_scan",
+        "cold_unstored",
+    }
     assert all(u["requests"] > 0 and u["server_cpu_ms_per_req"] > 0 for u in urls.values())
+    assert all(u.get("db_cpu_ms_per_req", 0) >= 0 for u in urls.values())
+    # the cold page scans products never scanned before: each request is a first scan
+    assert urls["cold_scan"]["repeated_requests"] == 0
     assert figures["errors"] == 0
     assert set(figures["goals"]) == {"cached_vs_scan_write", "cold_vs_trivial"}
     assert figures["ratios"]["cold_vs_trivial"] > 0
+    assert figures["ratios"]["cold_unstored_vs_trivial"] > 0

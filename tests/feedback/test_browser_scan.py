@@ -179,3 +179,32 @@ def test_the_scan_page_and_the_warning_page_have_no_serious_accessibility_violat
             if v["impact"] in ("serious", "critical")
         ]
         assert serious == [], url
+
+
+@pytest.mark.parametrize("phone", ["en-GB"], indirect=True)
+def test_a_page_stored_ahead_of_its_first_scan_verifies_in_the_browser_after_the_log_grew(
+    live_server, phone
+):
+    from feedback.models import ScanPage
+    from feedback.tasks import scan_pages_render_leaves
+    from traceability.ledger import latest_head, ledger_sign_head
+
+    products = [make_product() for _ in range(3)]
+    ledger_sign_head(force=True)
+    scan_pages_render_leaves(0, latest_head().tree_size)  # what a head signing enqueues
+    for _ in range(2):
+        make_product()
+    ledger_sign_head(force=True)  # the log grew: the stored proof is against an older head
+    cache.clear()
+    target = products[1]
+    assert ScanPage.objects.filter(product=target, language="en").exists()
+
+    phone.goto(f"{live_server.url}/p/{target.qr_code}")
+    phone.wait_for_selector("[data-testid=ledger-result]:not([data-state=checking])")
+
+    result = phone.locator("[data-testid=ledger-result]")
+    assert result.get_attribute("data-state") == "verified", result.inner_text()
+    assert phone.locator("#integrity-banner").get_attribute("data-state") == "verified"
+    assert "Average rating" not in phone.content()
+    _rate_and_send(phone, "Stored page, sent review")
+    assert ConsumerFeedback.objects.filter(product=target).exists()

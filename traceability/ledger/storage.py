@@ -36,6 +36,7 @@ from traceability.models import (
     Recall,
     RecallClosure,
 )
+from traceability.signals import head_signed_on_commit
 
 # pg_advisory_xact_lock key of the log: the ASCII of "GTLEDGER" as a signed 64-bit integer.
 ADVISORY_LOCK_KEY = int.from_bytes(b"GTLEDGER", "big", signed=True)
@@ -145,6 +146,9 @@ def _sign_head(size: int, root: bytes, previous: LedgerHead | None) -> LedgerHea
         key_id=key_id(public_key_bytes(key)),
     )
     head.save(force_insert=True)
+    head_signed_on_commit(
+        previous_size=previous.tree_size if previous is not None else 0, tree_size=size
+    )
     return head
 
 

@@ -1,0 +1,327 @@
+"""The consumer product page ``/p/<qr_code>``: what it shows, how it is rendered, and the copy
+of it stored ahead of its scans.
+
+A unit's page is the same on every scan but for a few parts: the lot's review average, the
+unit's own review and the recalls that reach it (all read by the scan statement), and the CSRF
+token. So the page of a unit without review or recall is rendered once per language, off the
+request path (``scan_pages_render``: the Celery task run when a signed tree head seals new
+products, ``feedback.tasks``), stored (``ScanPage``) and read by the scan statement in its one
+round trip; a scan then only puts in the review average and the CSRF token.
+
+A stored page is shown only while it is current: its ``version`` is the deployment's digest
+(templates, translations, static URLs) plus ``traceability.scans.PAGE_CONTENT_VERSION_SQL``
+(the row versions of the product, lot, producer and site, and the latest ledger verification).
+Otherwise the scan renders the page as before and stores it (a product registered before stored
+pages existed, a changed record, a new deployment). A page is stored only once its product is
+sealed under a signed head and the server found nothing wrong with its record; the proof it
+embeds is against the head of that time, which stays verifiable as the log grows (every later
+head is consistent with it).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ObjectDoesNotExist
+from django.template.loader import get_template, render_to_string
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import get_language
+from django.utils.translation import gettext_lazy as _
+
+from feedback.forms import FeedbackForm
+from feedback.models import COMMENT_MAX_LENGTH, LotReviewStats, ScanPage
+from feedback.selectors import product_for_scan
+from sensors.rules import GRADE_CUTOFFS
+from traceability.ledger import scan_context as ledger_scan_context
+from traceability.ledger import trusted_public_keys
+from traceability.models import ConsumerProduct
+from traceability.recalls import recall_for_product, recall_notice
+from traceability.scans import ScanCount, product_content_versions
+
+# Words for a 0–1 score, on the stations' grade cut-offs (sensors.rules).
+LEVELS = [
+    *(
+        (cutoff, level, word)
+        for (cutoff, _grade), level, word in zip(
+            GRADE_CUTOFFS,
+            (5, 4, 3, 2),
+            (_("Excellent"), _("Très bon"), _("Bon"), _("Correct")),
+            strict=True,
+        )
+    ),
+    (0.0, 1, _("Faible")),
+]
+GRADE_WORDS = {
+    "A+": _("Qualité exceptionnelle"),
+    "A": _("Excellente qualité"),
+    "B": _("Bonne qualité"),
+    "C": _("Qualité standard"),
+}
+GRADE_CSS = {"A+": "grade-aplus", "A": "grade-a", "B": "grade-b", "C": "grade-c"}
+
+PAGE_TEMPLATE = "feedback/scan.html"
+REVIEW_AVERAGE_TEMPLATE = "feedback/_review_average.html"
+# What a stored or cached page holds in place of its per-request parts.
+CSRF_PLACEHOLDER = "__scan_page_csrf_token__"
+REVIEW_AVERAGE_PLACEHOLDER = "<!--scan-page:review-average-->"
+
+
+def _level(score: float | None) -> dict[str, Any] | None:
+    if score is None:
+        return None
+    score = min(max(score, 0.0), 1.0)
+    for cut, level, word in LEVELS:
+        if score >= cut:
+            return {"level": level, "word": word, "segments": [i < level for i in range(5)]}
+    return None
+
+
+def _related(obj: Any, name: str) -> Any:
+    """A reverse one-to-one loaded by select_related, or None when there is no row."""
+    try:
+        return getattr(obj, name)
+    except ObjectDoesNotExist:
+        return None
+
+
+def scan_context(
+    product: ConsumerProduct,
+    *,
+    form: FeedbackForm | None,
+    status: int = 200,
+    notice: str = "",
+    recall_state: str | None = None,
+    language: str = "fr",
+) -> dict[str, Any]:
+    """What templates/feedback/scan.html shows of a product loaded by product_for_scan.
+
+    ``recall_state`` is the scan statement's (``ScanCount.recall_state``): when it is empty no
+    recall reaches the unit and none is looked up; None looks it up (one query)."""
+    stats = _related(product.lot, "review_stats")
+    review = _related(product, "feedback")
+    volume = product.tof_volume_mm3
+    context = {
+        "product": product,
+        "lot": product.lot,
+        "grade_word": GRADE_WORDS.get(product.fusion_grade, product.fusion_grade),
+        "grade_css": GRADE_CSS.get(product.fusion_grade, "grade-c"),
+        "fusion": _level(product.fusion_score),
+        "fusion_percent": round((product.fusion_score or 0) * 100),
+        "qualities": [
+            (_("Régularité de la surface"), _level(product.tof_surface_uniformity)),
+            (_("Fraîcheur (analyse spectrale)"), _level(product.spectral_freshness_index)),
+        ],
+        "volume_cm3": round(volume / 1000) if volume else None,
+        "stats": stats if stats is not None and stats.is_public else None,
+        "already_reviewed": review is not None,
+        "form": form,
+        "notice": notice,
+        "notice_warn": status >= 400,
+        "star_values": range(1, 6),
+        "comment_max": COMMENT_MAX_LENGTH,
+    }
+    context.update(ledger_scan_context(product))
+    recall = recall_for_product(product) if recall_state is None or recall_state else None
+    context["recall"] = recall_notice(recall, language=language) if recall else None
+    return context
+
+
+# The blank review form is the same on every product page of a language but for its action
+# (the product's code) and the CSRF token; it was most of a page's rendering time (5 ratings x 5
+# stars of translated labels). Rendered once per language and process, then filled in.
+_FORM_CODE_PLACEHOLDER = "__scan_form_qr_code__"
+_blank_forms: dict[str, str] = {}
+
+
+def blank_form_html(qr_code: str) -> SafeString:
+    """The blank review form for this product, with CSRF_PLACEHOLDER for its token."""
+    language = get_language() or ""
+    html = _blank_forms.get(language)
+    if html is None:
+        html = render_to_string(
+            "feedback/_form.html",
+            {
+                "form": FeedbackForm(),
+                "product": {"qr_code": _FORM_CODE_PLACEHOLDER},
+                "star_values": range(1, 6),
+                "comment_max": COMMENT_MAX_LENGTH,
+                "csrf_token": CSRF_PLACEHOLDER,
+            },
+        )
+        _blank_forms[language] = html
+    action = escape(reverse("feedback:submit", args=[_FORM_CODE_PLACEHOLDER]))
+    return mark_safe(  # noqa: S308 (our own template's output, and an escaped URL)
+        html.replace(action, escape(reverse("feedback:submit", args=[qr_code])))
+    )
+
+
+# --- Pages stored ahead of their scans ----------------------------------------------------
+
+# The templates a stored page is made of: a change to any of them (a deployment) makes every
+# stored page stale.
+_PAGE_TEMPLATES = (
+    PAGE_TEMPLATE,
+    "base.html",
+    "traceability/_ledger_block.html",
+    "feedback/_form.html",
+    REVIEW_AVERAGE_TEMPLATE,
+)
+_PAGE_STATIC = ("gaveurs/site.css", "gaveurs/favicon.ico", "gaveurs/apple-touch-icon.png")
+
+
+@functools.cache
+def _deployment_digest(language: str) -> str:
+    """What a stored page of ``language`` was rendered with, besides database rows: its
+    templates' sources, the language's translations, the static files' URLs and the ledger's
+    trusted keys."""
+    digest = hashlib.sha256(language.encode())
+    for name in _PAGE_TEMPLATES:
+        digest.update(Path(get_template(name).origin.name).read_bytes())
+    for folder in settings.LOCALE_PATHS:
+        catalog = Path(folder) / language / "LC_MESSAGES" / "django.mo"
+        if catalog.exists():
+            digest.update(catalog.read_bytes())
+    for name in (*_PAGE_STATIC, "traceability/ledger.js"):
+        digest.update(static(name).encode())
+    # The embedded signed head carries its key: a key retired from the trusted ones (rotation)
+    # makes the pages stale.
+    digest.update(",".join(sorted(trusted_public_keys())).encode())
+    return digest.hexdigest()[:16]
+
+
+def page_version(content_version: str, language: str) -> str:
+    """The version a stored page of ``language`` must carry to be shown: the deployment's
+    digest and the rows' versions (``ScanCount.content_version``)."""
+    return f"{_deployment_digest(language)}:{content_version}"
+
+
+@functools.lru_cache(maxsize=512)
+def _review_average(language: str, review_count: int, review_sum: int) -> str:
+    stats = LotReviewStats(review_count=review_count, overall_sum=review_sum)
+    if not stats.is_public:
+        return ""
+    return render_to_string(REVIEW_AVERAGE_TEMPLATE, {"stats": stats})
+
+
+def _filled_in(html: str, scan: ScanCount, language: str) -> str:
+    average = _review_average(language, scan.review_count, scan.review_sum)
+    return html.replace(REVIEW_AVERAGE_PLACEHOLDER, average, 1)
+
+
+def page_to_store(product: ConsumerProduct, *, language: str) -> str | None:
+    """The page of ``product`` to store, rendered in ``language`` with its per-request parts
+    left as placeholders; None when it must not be stored: reviewed, not yet sealed under a
+    signed head, or a record the server found altered (such pages are rendered per scan)."""
+    if _related(product, "feedback") is not None:
+        return None
+    with translation.override(language):
+        context = scan_context(product, form=None, recall_state="", language=language)
+        ledger = context["ledger"]
+        if ledger.get("status") != "sealed" or ledger.get("integrity") != "unverified":
+            return None
+        context["form_html"] = blank_form_html(product.qr_code)
+        context["csrf_token"] = CSRF_PLACEHOLDER
+        context["review_average_html"] = mark_safe(REVIEW_AVERAGE_PLACEHOLDER)  # noqa: S308
+        return render_to_string(PAGE_TEMPLATE, context)
+
+
+def _pages_store(pages: list[ScanPage]) -> None:
+    ScanPage.objects.bulk_create(
+        pages,
+        update_conflicts=True,
+        unique_fields=["product", "language"],
+        update_fields=["version", "html", "rendered_at"],
+    )
+
+
+def _kept_key(qr_code: str, language: str) -> str:
+    return f"scan-page:stored:v1:{language}:{qr_code}"
+
+
+def kept_page(*, qr_code: str, language: str) -> tuple[str, str] | None:
+    """This process's copy of a unit's stored page, (version, html), kept for
+    SCAN_PAGE_CACHE_SECONDS: the scan statement then sends the page only when its version
+    differs (a unit scanned again and again, e.g. the same consumer reloading)."""
+    if settings.SCAN_PAGE_CACHE_SECONDS <= 0:
+        return None
+    return cache.get(_kept_key(qr_code, language))
+
+
+def stored_page(
+    *, qr_code: str, scan: ScanCount, language: str, kept: tuple[str, str] | None = None
+) -> str | None:
+    """The page of a scanned unit without review or recall, with its review average put in
+    (the CSRF placeholder is left to the caller): the stored page when it is current (from
+    the scan statement, or ``kept``, this process's copy, when the statement did not send it
+    again), else rendered now and stored. None when the unit has a review or a recall, or its
+    page must not be stored (``page_to_store``): the caller renders it."""
+    if scan.reviewed or scan.recall_state or not language:
+        return None
+    version = page_version(scan.content_version, language)
+    if scan.page_version == version:
+        if scan.page_html is not None:
+            if settings.SCAN_PAGE_CACHE_SECONDS > 0:
+                cache.set(
+                    _kept_key(qr_code, language),
+                    (version, scan.page_html),
+                    settings.SCAN_PAGE_CACHE_SECONDS,
+                )
+            return _filled_in(scan.page_html, scan, language)
+        if kept is not None and kept[0] == version:
+            return _filled_in(kept[1], scan, language)
+    product = product_for_scan(qr_code=qr_code)
+    if product is None:
+        return None
+    html = page_to_store(product, language=language)
+    if html is None:
+        return None
+    now = timezone.now()
+    _pages_store(
+        [ScanPage(product=product, language=language, version=version, html=html, rendered_at=now)]
+    )
+    return _filled_in(html, scan, language)
+
+
+def scan_pages_render(*, product_pks: list[int]) -> int:
+    """Render and store the pages of these products in every language (the Celery task's
+    work, off the request path): two queries per product, one write per 200 pages. Products
+    whose page must not be stored are left out. Returns how many pages were stored."""
+    versions = product_content_versions(product_pks)
+    codes = ConsumerProduct.objects.filter(pk__in=product_pks).values_list("qr_code", flat=True)
+    languages = [code for code, _name in settings.LANGUAGES]
+    pages: list[ScanPage] = []
+    stored = 0
+    for qr_code in codes:
+        product = product_for_scan(qr_code=qr_code)
+        if product is None or product.pk not in versions:
+            continue
+        for language in languages:
+            html = page_to_store(product, language=language)
+            if html is not None:
+                version = page_version(versions[product.pk], language)
+                pages.append(
+                    ScanPage(
+                        product=product,
+                        language=language,
+                        version=version,
+                        html=html,
+                        rendered_at=timezone.now(),
+                    )
+                )
+        if len(pages) >= 200:
+            _pages_store(pages)
+            stored += len(pages)
+            pages = []
+    if pages:
+        _pages_store(pages)
+        stored += len(pages)
+    return stored

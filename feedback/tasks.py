@@ -1,0 +1,50 @@
+"""Celery tasks of the feedback app (queue "default"). Thin: take ids, call ``feedback.pages``.
+
+``scan_pages_render_leaves`` renders and stores the consumer pages of the products a newly
+signed tree head sealed (``traceability.signals.head_signed``), so that a unit's first scan
+reads its page instead of rendering it. Idempotent (a page is stored per product and language,
+replaced when rendered again); a page it could not store is rendered by its first scan instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+
+from feedback.pages import scan_pages_render
+
+logger = logging.getLogger(__name__)
+
+RENDER_TASK = "feedback.tasks.scan_pages_render_leaves"
+# Products per task: a head signed over a bulk import covers thousands.
+CHUNK = 500
+
+
+@shared_task(name=RENDER_TASK, acks_late=True, ignore_result=True)
+def scan_pages_render_leaves(first_leaf: int, end_leaf: int) -> int:
+    """Store the pages of the products sealed at leaves ``first_leaf`` to ``end_leaf - 1``."""
+    from traceability.models import LedgerLeaf
+
+    product_pks = list(
+        LedgerLeaf.objects.filter(
+            leaf_index__gte=first_leaf, leaf_index__lt=end_leaf, product__isnull=False
+        )
+        .order_by("leaf_index")
+        .values_list("product_id", flat=True)
+    )
+    return scan_pages_render(product_pks=product_pks)
+
+
+def head_signed_receiver(sender: Any, *, previous_size: int, tree_size: int, **kwargs: Any) -> None:
+    """Connected to ``traceability.signals.head_signed`` by ``FeedbackConfig.ready``: enqueue
+    the rendering of the newly sealed products' pages. A broker that cannot be reached costs
+    nothing but the head start (the first scans render those pages), so it is logged, not
+    raised into the request or task that signed the head."""
+    for first in range(previous_size, tree_size, CHUNK):
+        try:
+            scan_pages_render_leaves.delay(first, min(first + CHUNK, tree_size))
+        except Exception:  # noqa: BLE001 (any broker failure)
+            logger.warning("Could not enqueue the scan pages of leaves %s-%s", first, tree_size)
+            return

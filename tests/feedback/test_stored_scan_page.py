@@ -1,0 +1,266 @@
+"""The consumer page stored ahead of its scans (feedback.pages): a unit's first scan reads it in
+the scan's one round trip, it is the very page a scan renders, and it is never shown stale."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.template.loader import render_to_string
+from django.test import RequestFactory, override_settings
+from django.utils import timezone, translation
+
+from feedback.models import ScanPage
+from feedback.pages import CSRF_PLACEHOLDER, blank_form_html, scan_context
+from feedback.selectors import product_for_scan
+from feedback.tasks import scan_pages_render_leaves
+from gaveurs.models import Site
+from tests.factories import make_lot, make_product, review
+from traceability.ledger import latest_head, ledger_sign_head
+from traceability.models import LedgerLeaf, LedgerVerification, ProductScanStats
+from traceability.recalls import recall_close, recall_declare
+from traceability.scans import daily_salt
+from traceability.signals import head_signed
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="[^"]+"')
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def sealed(*products):
+    """Sign a head over the products and run the task a head signing enqueues."""
+    head = ledger_sign_head(force=True) or latest_head()  # None: the first product signed one
+    first = min(LedgerLeaf.objects.get(product=p).leaf_index for p in products)
+    scan_pages_render_leaves(first, head.tree_size)
+    cache.clear()  # no cached proof nor page: what a consumer's first scan meets
+    daily_salt(timezone.now().date().isoformat())  # the client-hash salt: read once a day
+
+
+def get(client, product, language="fr"):
+    return client.get(f"/p/{product.qr_code}", headers={"accept-language": language})
+
+
+def rendered_per_scan(product, language):
+    """The page as a scan renders it when nothing is stored (the view's other path: with the
+    request, so its context processors run)."""
+    request = RequestFactory().get(f"/p/{product.qr_code}")
+    request.LANGUAGE_CODE = language
+    with translation.override(language):
+        product = product_for_scan(qr_code=product.qr_code)
+        context = scan_context(product, form=None, recall_state="", language=language)
+        context["form_html"] = blank_form_html(product.qr_code)
+        context["csrf_token"] = CSRF_PLACEHOLDER
+        return render_to_string("feedback/scan.html", context, request=request)
+
+
+def without_token(html):
+    return TOKEN.sub('name="csrfmiddlewaretoken" value=""', html)
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_a_first_scan_reads_the_stored_page_in_one_query_and_it_is_the_page_a_scan_renders(
+    client, django_assert_num_queries, language
+):
+    product = make_product(fusion_grade="A")
+    sealed(product)
+    assert ScanPage.objects.filter(product=product).count() == 2  # French and English
+
+    with django_assert_num_queries(1):
+        response = get(client, product, language)
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert ProductScanStats.objects.get(product=product).scan_count == 1
+    assert f'<html lang="{language}">' in html
+    assert 'data-state="checking"' in html  # the browser verifies the embedded proof
+    assert 'id="ledger-proof"' in html
+    assert CSRF_PLACEHOLDER not in html
+    assert without_token(html) == without_token(
+        rendered_per_scan(product, language).replace(CSRF_PLACEHOLDER, "")
+    )
+    assert response["Cache-Control"].startswith("max-age=0, no-cache, no-store")
+
+
+def test_each_visitor_gets_a_csrf_token_of_their_own_and_can_review(client):
+    from django.test import Client
+
+    product = make_product()
+    sealed(product)
+    first = Client(enforce_csrf_checks=True)
+    second = Client(enforce_csrf_checks=True)
+    tokens = []
+    for visitor in (first, second):
+        html = get(visitor, product).content.decode()
+        tokens.append(TOKEN.search(html).group(0))
+    assert tokens[0] != tokens[1]
+
+    token = tokens[1].split('value="')[1].rstrip('"')
+    answer = second.post(
+        f"/p/{product.qr_code}/avis",
+        {
+            "overall_rating": 5,
+            "taste_rating": 5,
+            "texture_rating": 4,
+            "appearance_rating": 4,
+            "value_rating": 3,
+            "csrfmiddlewaretoken": token,
+        },
+    )
+    assert answer.status_code == 200
+    assert "déjà été évalué" in get(second, product).content.decode()
+
+
+def test_the_lot_average_is_current_on_a_stored_page(client, django_assert_num_queries):
+    lot = make_lot()
+    products = [make_product(lot=lot) for _ in range(8)]
+    sealed(*products)
+    for p in products[:5]:
+        review(p, overall_rating=4)
+    assert "Note moyenne" not in get(client, products[7]).content.decode()
+
+    review(products[5], overall_rating=5)
+    with django_assert_num_queries(1):
+        html = get(client, products[7]).content.decode()
+    assert "Note moyenne des produits de ce lot : 4,2/5 (6 avis)" in html
+
+    review(products[6], overall_rating=5)
+    html = get(client, products[7], "en").content.decode()
+    assert "Average rating of this lot's products: 4.3/5 (7 reviews)" in html
+    assert without_token(get(client, products[7]).content.decode()) == without_token(
+        rendered_per_scan(products[7], "fr").replace(CSRF_PLACEHOLDER, "")
+    )
+
+
+def test_a_recall_declared_after_the_page_was_stored_shows_at_the_next_scan_and_its_closing_too(
+    client,
+):
+    lot = make_lot()
+    product = make_product(lot=lot)
+    sealed(product)
+    assert 'data-testid="recall-banner"' not in get(client, product).content.decode()
+
+    recall = recall_declare(
+        kind="recall",
+        reference="RC-STORED-1",
+        reason="Listeria",
+        instructions_fr="Rapportez-le au magasin.",
+        instructions_en="Take it back to the shop.",
+        starts_at=timezone.now(),
+        scope="lots",
+        lot_ids=[lot.pk],
+    )
+    html = get(client, product).content.decode()
+    assert 'data-testid="recall-banner"' in html and "Rapportez-le au magasin." in html
+    assert 'name="overall_rating"' not in html
+
+    recall_close(recall=recall, reason="Analyses négatives")
+    html = get(client, product, "en").content.decode()
+    assert 'data-status="closed"' in html and "Analyses négatives" in html
+
+
+def test_a_producer_or_site_changed_after_the_page_was_stored_is_shown_at_once(client):
+    product = make_product()
+    sealed(product)
+    stored = ScanPage.objects.get(product=product, language="fr").version
+
+    Site.objects.filter(pk=product.lot.site_id).update(name="Ferme du Nouveau Nom")
+
+    assert "Ferme du Nouveau Nom" in get(client, product).content.decode()
+    # rendered by that scan and stored again for the next ones
+    page = ScanPage.objects.get(product=product, language="fr")
+    assert page.version != stored and "Ferme du Nouveau Nom" in page.html
+
+
+def test_a_record_altered_in_the_database_is_never_served_from_its_stored_page(client):
+    product = make_product(fusion_grade="A")
+    sealed(product)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE consumer_products SET sqal_fusion_grade = 'C' WHERE id = %s", [product.pk]
+        )
+
+    html = get(client, product).content.decode()
+    assert 'data-testid="grade">C</span>' in html
+    assert 'data-state="failed"' in html  # the server's own finding, no JavaScript needed
+    assert "C</span>" not in ScanPage.objects.get(product=product, language="fr").html
+
+
+def test_a_verification_that_names_the_product_turns_its_stored_page_into_a_warning(client):
+    product = make_product()
+    sealed(product)
+    assert 'data-state="checking"' in get(client, product).content.decode()
+
+    now = timezone.now()
+    LedgerVerification.objects.create(
+        started_at=now,
+        finished_at=now,
+        ok=False,
+        tree_size=1,
+        findings=[{"product_id": product.product_id, "problem": "leaf hash differs"}],
+    )
+    cache.clear()  # the proof (and its finding) is cached like before stored pages
+
+    html = get(client, product).content.decode()
+    assert 'id="integrity-banner"' in html
+    assert 'data-state="failed"' in html
+
+
+@override_settings(LEDGER_HEAD_INTERVAL_SECONDS=3600, LEDGER_HEAD_MAX_PENDING=1000)
+def test_a_unit_not_yet_under_a_signed_head_is_rendered_per_scan_and_not_stored(client):
+    make_product()
+    ledger_sign_head(force=True)
+    product = make_product()  # no head covers it yet
+
+    html = get(client, product).content.decode()
+
+    assert "Intégrité bientôt vérifiable" in html
+    assert not ScanPage.objects.filter(product=product).exists()
+
+
+def test_a_product_registered_before_stored_pages_gets_its_page_stored_by_its_first_scan(
+    client, django_assert_num_queries
+):
+    product = make_product()
+    ledger_sign_head(force=True)
+    ScanPage.objects.filter(product=product).delete()
+
+    first = get(client, product).content.decode()
+    assert ScanPage.objects.filter(product=product, language="fr").exists()
+    cache.clear()
+    daily_salt(timezone.now().date().isoformat())
+    with django_assert_num_queries(1):
+        second = get(client, product).content.decode()
+    assert without_token(first) == without_token(second)
+
+
+def test_a_head_signing_tells_which_leaves_it_sealed_once_committed(
+    django_capture_on_commit_callbacks,
+):
+    heard = []
+
+    def listener(sender, *, previous_size, tree_size, **kwargs):
+        heard.append((previous_size, tree_size))
+
+    head_signed.connect(listener)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            make_product()
+            ledger_sign_head(force=True)
+        first = latest_head()
+        with django_capture_on_commit_callbacks(execute=True):
+            make_product()
+            make_product()
+            second = ledger_sign_head(force=True)
+    finally:
+        head_signed.disconnect(listener)
+    assert heard[-1] == (first.tree_size, second.tree_size)
+    assert second.tree_size - first.tree_size == 2
