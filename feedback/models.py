@@ -54,7 +54,7 @@ class ConsumerFeedback(models.Model):
         db_table = "consumer_feedback"
         ordering = ["-created_at"]
         verbose_name = _("consumer feedback")
-        verbose_name_plural = _("consumer feedbacks")
+        verbose_name_plural = _("consumer feedback")
         constraints = [
             models.CheckConstraint(
                 condition=Q(**{f"{f}__gte": 1}) & Q(**{f"{f}__lte": 5}),

@@ -352,7 +352,7 @@ class LedgerLeaf(models.Model):
         db_table = "ledger_leaves"
         ordering = ["leaf_index"]
         verbose_name = _("ledger leaf")
-        verbose_name_plural = _("ledger leafs")
+        verbose_name_plural = _("ledger leaves")
         constraints = [
             models.CheckConstraint(
                 name="ledger_leaf_one_subject_of_its_kind",

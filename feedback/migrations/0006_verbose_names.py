@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
             options={
                 "ordering": ["-created_at"],
                 "verbose_name": "consumer feedback",
-                "verbose_name_plural": "consumer feedbacks",
+                "verbose_name_plural": "consumer feedback",
             },
         ),
         migrations.AlterField(

@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
             options={
                 "ordering": ["leaf_index"],
                 "verbose_name": "ledger leaf",
-                "verbose_name_plural": "ledger leafs",
+                "verbose_name_plural": "ledger leaves",
             },
         ),
         migrations.AlterModelOptions(
