@@ -18,8 +18,9 @@ RATING_FIELDS = [
 COMMENT_MAX_LENGTH = 1000
 
 
-def rating_field(required: bool = True) -> models.PositiveSmallIntegerField:
+def rating_field(verbose_name: str, required: bool = True) -> models.PositiveSmallIntegerField:
     return models.PositiveSmallIntegerField(
+        verbose_name,
         null=not required,
         blank=not required,
         validators=[MinValueValidator(1), MaxValueValidator(5)],
@@ -29,28 +30,31 @@ def rating_field(required: bool = True) -> models.PositiveSmallIntegerField:
 class ConsumerFeedback(models.Model):
     product = models.OneToOneField(
         "traceability.ConsumerProduct",
+        verbose_name=_("product"),
         on_delete=models.PROTECT,
         related_name="feedback",
         help_text=_("One review per product unit."),
     )
-    overall_rating = rating_field()
-    taste_rating = rating_field()
-    texture_rating = rating_field()
-    appearance_rating = rating_field()
-    value_rating = rating_field()
-    comment = models.TextField(blank=True, max_length=COMMENT_MAX_LENGTH)
-    consent_to_publish = models.BooleanField(default=False)
-    reward_points = models.PositiveIntegerField(default=0)
-    language = models.CharField(max_length=8, blank=True)
-    is_hidden = models.BooleanField(default=False)
-    hidden_reason = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    overall_rating = rating_field(_("overall rating"))
+    taste_rating = rating_field(_("taste rating"))
+    texture_rating = rating_field(_("texture rating"))
+    appearance_rating = rating_field(_("appearance rating"))
+    value_rating = rating_field(_("value rating"))
+    comment = models.TextField(_("comment"), blank=True, max_length=COMMENT_MAX_LENGTH)
+    consent_to_publish = models.BooleanField(_("consent to publish"), default=False)
+    reward_points = models.PositiveIntegerField(_("reward points"), default=0)
+    language = models.CharField(_("language"), max_length=8, blank=True)
+    is_hidden = models.BooleanField(_("is hidden"), default=False)
+    hidden_reason = models.CharField(_("hidden reason"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
 
     history = HistoricalRecords()
 
     class Meta:
         db_table = "consumer_feedback"
         ordering = ["-created_at"]
+        verbose_name = _("consumer feedback")
+        verbose_name_plural = _("consumer feedback")
         constraints = [
             models.CheckConstraint(
                 condition=Q(**{f"{f}__gte": 1}) & Q(**{f"{f}__lte": 5}),
@@ -79,15 +83,19 @@ class LotReviewStats(models.Model):
     """
 
     lot = models.OneToOneField(
-        "gaveurs.Lot", on_delete=models.CASCADE, primary_key=True, related_name="review_stats"
+        "gaveurs.Lot",
+        verbose_name=_("lot"),
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="review_stats",
     )
-    review_count = models.PositiveIntegerField(default=0)
-    overall_sum = models.PositiveIntegerField(default=0)
-    taste_sum = models.PositiveIntegerField(default=0)
-    texture_sum = models.PositiveIntegerField(default=0)
-    appearance_sum = models.PositiveIntegerField(default=0)
-    value_sum = models.PositiveIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
+    review_count = models.PositiveIntegerField(_("review count"), default=0)
+    overall_sum = models.PositiveIntegerField(_("overall sum"), default=0)
+    taste_sum = models.PositiveIntegerField(_("taste sum"), default=0)
+    texture_sum = models.PositiveIntegerField(_("texture sum"), default=0)
+    appearance_sum = models.PositiveIntegerField(_("appearance sum"), default=0)
+    value_sum = models.PositiveIntegerField(_("value sum"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         db_table = "feedback_lot_review_stats"

@@ -16,9 +16,9 @@ site_code_validator = RegexValidator(
 
 
 class Site(models.Model):
-    code = models.CharField(max_length=5, unique=True, validators=[site_code_validator])
-    name = models.CharField(max_length=120)
-    region = models.CharField(max_length=120, blank=True)
+    code = models.CharField(_("code"), max_length=5, unique=True, validators=[site_code_validator])
+    name = models.CharField(_("name"), max_length=120)
+    region = models.CharField(_("region"), max_length=120, blank=True)
     # GS1: when set, products of this site also resolve at /01/<gtin>/10/<lot>/21/<serial>.
     # Checked here (form and admin) and by the database (migration gaveurs/0004).
     gtin = models.CharField(
@@ -41,6 +41,8 @@ class Site(models.Model):
 
     class Meta:
         ordering = ["code"]
+        verbose_name = _("site")
+        verbose_name_plural = _("sites")
 
     def __str__(self) -> str:
         return f"{self.code} — {self.name}"
@@ -49,17 +51,20 @@ class Site(models.Model):
 class Gaveur(models.Model):
     """A producer who feeds the ducks of a lot."""
 
-    last_name = models.CharField(max_length=80)
-    first_name = models.CharField(max_length=80)
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="gaveurs")
-    email = models.EmailField(blank=True)
-    phone = models.CharField(max_length=30, blank=True)
+    last_name = models.CharField(_("last name"), max_length=80)
+    first_name = models.CharField(_("first name"), max_length=80)
+    site = models.ForeignKey(
+        Site, verbose_name=_("site"), on_delete=models.PROTECT, related_name="gaveurs"
+    )
+    email = models.EmailField(_("email"), blank=True)
+    phone = models.CharField(_("phone"), max_length=30, blank=True)
 
     history = HistoricalRecords()
 
     class Meta:
         ordering = ["last_name", "first_name"]
         verbose_name = _("gaveur")
+        verbose_name_plural = _("gaveurs")
 
     def __str__(self) -> str:
         return f"{self.first_name} {self.last_name}"
@@ -68,31 +73,45 @@ class Gaveur(models.Model):
 class FeedingCurve(models.Model):
     """A named series of planned daily doses (grams of maize per duck, morning and evening)."""
 
-    name = models.CharField(max_length=120, unique=True)
-    description = models.TextField(blank=True)
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    description = models.TextField(_("description"), blank=True)
     is_reference = models.BooleanField(
-        default=False, help_text=_("The current reference curve new lots follow by default.")
+        _("is reference"),
+        default=False,
+        help_text=_("The current reference curve new lots follow by default."),
     )
     # An approved curve (written by the optimiser's approval through
     # gaveurs.services.feeding_curve_approve) applies to new lots of its scope: a producer, a
     # site, or all sites when both are empty, until it is retired.
     site = models.ForeignKey(
-        "Site", on_delete=models.PROTECT, null=True, blank=True, related_name="feeding_curves"
+        "Site",
+        verbose_name=_("site"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="feeding_curves",
     )
     gaveur = models.ForeignKey(
-        "Gaveur", on_delete=models.PROTECT, null=True, blank=True, related_name="feeding_curves"
+        "Gaveur",
+        verbose_name=_("gaveur"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="feeding_curves",
     )
-    approved_at = models.DateTimeField(null=True, blank=True, editable=False)
-    retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    approved_at = models.DateTimeField(_("approved at"), null=True, blank=True, editable=False)
+    retired_at = models.DateTimeField(_("retired at"), null=True, blank=True, editable=False)
     source = models.CharField(
-        max_length=120, blank=True, help_text=_("Where an approved curve comes from.")
+        _("source"), max_length=120, blank=True, help_text=_("Where an approved curve comes from.")
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     history = HistoricalRecords()
 
     class Meta:
         ordering = ["name"]
+        verbose_name = _("feeding curve")
+        verbose_name_plural = _("feeding curves")
 
     def __str__(self) -> str:
         return self.name
@@ -111,13 +130,17 @@ class FeedingCurve(models.Model):
 
 
 class FeedingCurveDay(models.Model):
-    curve = models.ForeignKey(FeedingCurve, on_delete=models.CASCADE, related_name="days")
-    day = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
-    morning_dose_g = models.FloatField(validators=[MinValueValidator(0)])
-    evening_dose_g = models.FloatField(validators=[MinValueValidator(0)])
+    curve = models.ForeignKey(
+        FeedingCurve, verbose_name=_("curve"), on_delete=models.CASCADE, related_name="days"
+    )
+    day = models.PositiveSmallIntegerField(_("day"), validators=[MinValueValidator(1)])
+    morning_dose_g = models.FloatField(_("morning dose g"), validators=[MinValueValidator(0)])
+    evening_dose_g = models.FloatField(_("evening dose g"), validators=[MinValueValidator(0)])
 
     class Meta:
         ordering = ["curve", "day"]
+        verbose_name = _("feeding curve day")
+        verbose_name_plural = _("feeding curve days")
         constraints = [
             models.UniqueConstraint(fields=["curve", "day"], name="feeding_curve_day_unique"),
             models.CheckConstraint(
@@ -137,30 +160,43 @@ class Lot(models.Model):
         FINISHED = "finished", _("Feeding finished")
         SLAUGHTERED = "slaughtered", _("Slaughtered")
 
-    code = models.CharField(max_length=50, unique=True)
-    gaveur = models.ForeignKey(Gaveur, on_delete=models.PROTECT, related_name="lots")
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="lots")
-    feeding_start = models.DateTimeField()
-    planned_feeding_end = models.DateTimeField()
-    duration_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    code = models.CharField(_("code"), max_length=50, unique=True)
+    gaveur = models.ForeignKey(
+        Gaveur, verbose_name=_("gaveur"), on_delete=models.PROTECT, related_name="lots"
+    )
+    site = models.ForeignKey(
+        Site, verbose_name=_("site"), on_delete=models.PROTECT, related_name="lots"
+    )
+    feeding_start = models.DateTimeField(_("feeding start"))
+    planned_feeding_end = models.DateTimeField(_("planned feeding end"))
+    duration_days = models.PositiveSmallIntegerField(_("duration days"), null=True, blank=True)
     # ITM: grams of maize per gram of liver (lower is better).
-    itm = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)])
+    itm = models.FloatField(_("itm"), null=True, blank=True, validators=[MinValueValidator(0)])
     mean_final_weight_g = models.FloatField(
-        null=True, blank=True, validators=[MinValueValidator(0)]
+        _("mean final weight g"), null=True, blank=True, validators=[MinValueValidator(0)]
     )
-    duck_count = models.PositiveIntegerField(default=0)
-    dead_count = models.PositiveIntegerField(default=0)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PLANNED)
+    duck_count = models.PositiveIntegerField(_("duck count"), default=0)
+    dead_count = models.PositiveIntegerField(_("dead count"), default=0)
+    status = models.CharField(
+        _("status"), max_length=20, choices=Status.choices, default=Status.PLANNED
+    )
     feeding_curve = models.ForeignKey(
-        FeedingCurve, on_delete=models.SET_NULL, null=True, blank=True, related_name="lots"
+        FeedingCurve,
+        verbose_name=_("feeding curve"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="lots",
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     history = HistoricalRecords()
 
     class Meta:
         db_table = "lots_gavage"
         ordering = ["-feeding_start"]
+        verbose_name = _("lot")
+        verbose_name_plural = _("lots")
         constraints = [
             models.CheckConstraint(
                 condition=Q(planned_feeding_end__gte=models.F("feeding_start")),
@@ -188,16 +224,24 @@ class FeedingRecord(models.Model):
         MORNING = "morning", _("Morning")
         EVENING = "evening", _("Evening")
 
-    lot = models.ForeignKey(Lot, on_delete=models.CASCADE, related_name="feeding_records")
-    day = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
-    meal = models.CharField(max_length=7, choices=Meal.choices)
-    planned_dose_g = models.FloatField(validators=[MinValueValidator(0)])
-    actual_dose_g = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)])
-    mean_weight_g = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)])
-    recorded_at = models.DateTimeField(auto_now_add=True)
+    lot = models.ForeignKey(
+        Lot, verbose_name=_("lot"), on_delete=models.CASCADE, related_name="feeding_records"
+    )
+    day = models.PositiveSmallIntegerField(_("day"), validators=[MinValueValidator(1)])
+    meal = models.CharField(_("meal"), max_length=7, choices=Meal.choices)
+    planned_dose_g = models.FloatField(_("planned dose g"), validators=[MinValueValidator(0)])
+    actual_dose_g = models.FloatField(
+        _("actual dose g"), null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    mean_weight_g = models.FloatField(
+        _("mean weight g"), null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    recorded_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
 
     class Meta:
         ordering = ["lot", "day", "meal"]
+        verbose_name = _("feeding record")
+        verbose_name_plural = _("feeding records")
         constraints = [
             models.UniqueConstraint(
                 fields=["lot", "day", "meal"], name="feeding_record_one_per_meal"

@@ -26,30 +26,43 @@ class Grade(models.TextChoices):
     REJECT = "REJECT", "REJECT"
 
 
-def matrix_field() -> ArrayField:
+def matrix_field(verbose_name: str) -> ArrayField:
     """An 8×8 matrix of floats (the VL53L8CH zones)."""
-    return ArrayField(ArrayField(models.FloatField(), size=8), size=8, null=True, blank=True)
+    return ArrayField(
+        ArrayField(models.FloatField(), size=8),
+        size=8,
+        null=True,
+        blank=True,
+        verbose_name=verbose_name,
+    )
 
 
 class Device(models.Model):
     """An SQAL station (ESP32). Authenticates with a per-device token stored hashed."""
 
-    device_id = models.CharField(max_length=64, unique=True)
-    name = models.CharField(max_length=255, blank=True)
+    device_id = models.CharField(_("device id"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=255, blank=True)
     site = models.ForeignKey(
-        "gaveurs.Site", on_delete=models.PROTECT, null=True, blank=True, related_name="devices"
+        "gaveurs.Site",
+        verbose_name=_("site"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="devices",
     )
-    location = models.CharField(max_length=255, blank=True)
+    location = models.CharField(_("location"), max_length=255, blank=True)
     assigned_lot = models.ForeignKey(
         "gaveurs.Lot",
+        verbose_name=_("assigned lot"),
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="stations",
         help_text=_("Lot whose products this station inspects when a message names no lot."),
     )
-    token_hash = models.CharField(max_length=128, blank=True, editable=False)
+    token_hash = models.CharField(_("token hash"), max_length=128, blank=True, editable=False)
     lots_of_any_site = models.BooleanField(
+        _("lots of any site"),
         default=False,
         help_text=_(
             "Let this station's messages name lots of other sites (a line shared between "
@@ -57,12 +70,12 @@ class Device(models.Model):
             "assigned lot when one is set."
         ),
     )
-    is_active = models.BooleanField(default=True)
+    is_active = models.BooleanField(_("is active"), default=True)
     # Descriptive fields: as long as the protocol accepts (sensors.schemas.DESCRIPTIVE_MAX).
-    firmware_version = models.CharField(max_length=255, blank=True)
-    mac_address = models.CharField(max_length=255, blank=True)
-    last_seen_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    firmware_version = models.CharField(_("firmware version"), max_length=255, blank=True)
+    mac_address = models.CharField(_("mac address"), max_length=255, blank=True)
+    last_seen_at = models.DateTimeField(_("last seen at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     # Staff changes, token regenerations included (``token_hash`` changes). What a station
     # reports itself (greeting, last seen) is saved without a historical record.
@@ -70,6 +83,8 @@ class Device(models.Model):
 
     class Meta:
         ordering = ["device_id"]
+        verbose_name = _("device")
+        verbose_name_plural = _("devices")
         constraints = [
             models.UniqueConstraint(
                 fields=["token_hash"],
@@ -89,64 +104,80 @@ class Device(models.Model):
 class SensorSample(models.Model):
     """One inspected product as measured by a station (ToF + spectral + fusion)."""
 
-    time = models.DateTimeField(db_index=True)
-    received_at = models.DateTimeField(auto_now_add=True)
+    time = models.DateTimeField(_("time"), db_index=True)
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True)
     # Keyed by the station's own id string, so `sample.device_id` is e.g. "ESP32_LL_01".
     device = models.ForeignKey(
         Device,
+        verbose_name=_("device"),
         on_delete=models.PROTECT,
         to_field="device_id",
         db_column="device_id",
         related_name="samples",
     )
-    sample_id = models.CharField(max_length=100)
+    sample_id = models.CharField(_("sample id"), max_length=100)
     lot = models.ForeignKey(
-        "gaveurs.Lot", on_delete=models.PROTECT, null=True, blank=True, related_name="samples"
+        "gaveurs.Lot",
+        verbose_name=_("lot"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="samples",
     )
-    site_code = models.CharField(max_length=5, blank=True)
+    site_code = models.CharField(_("site code"), max_length=5, blank=True)
 
     # VL53L8CH time of flight
-    tof_volume_mm3 = models.FloatField(null=True, blank=True)
-    tof_surface_uniformity = models.FloatField(null=True, blank=True)
-    tof_quality_score = models.FloatField(null=True, blank=True)
-    tof_grade = models.CharField(max_length=10, blank=True)
-    distance_matrix = matrix_field()
-    reflectance_matrix = matrix_field()
-    amplitude_matrix = matrix_field()
-    ambient_matrix = matrix_field()
-    status_matrix = matrix_field()
+    tof_volume_mm3 = models.FloatField(_("tof volume mm3"), null=True, blank=True)
+    tof_surface_uniformity = models.FloatField(_("tof surface uniformity"), null=True, blank=True)
+    tof_quality_score = models.FloatField(_("tof quality score"), null=True, blank=True)
+    tof_grade = models.CharField(_("tof grade"), max_length=10, blank=True)
+    distance_matrix = matrix_field(_("distance matrix"))
+    reflectance_matrix = matrix_field(_("reflectance matrix"))
+    amplitude_matrix = matrix_field(_("amplitude matrix"))
+    ambient_matrix = matrix_field(_("ambient matrix"))
+    status_matrix = matrix_field(_("status matrix"))
 
     # AS7341 spectral: F1..F8, Clear, NIR in this order
-    spectral_channels = ArrayField(models.FloatField(), size=10, null=True, blank=True)
-    spectral_freshness_index = models.FloatField(null=True, blank=True)
-    spectral_fat_quality_index = models.FloatField(null=True, blank=True)
-    spectral_oxidation_index = models.FloatField(null=True, blank=True)
-    spectral_quality_score = models.FloatField(null=True, blank=True)
-    spectral_grade = models.CharField(max_length=10, blank=True)
+    spectral_channels = ArrayField(
+        models.FloatField(), verbose_name=_("spectral channels"), size=10, null=True, blank=True
+    )
+    spectral_freshness_index = models.FloatField(
+        _("spectral freshness index"), null=True, blank=True
+    )
+    spectral_fat_quality_index = models.FloatField(
+        _("spectral fat quality index"), null=True, blank=True
+    )
+    spectral_oxidation_index = models.FloatField(
+        _("spectral oxidation index"), null=True, blank=True
+    )
+    spectral_quality_score = models.FloatField(_("spectral quality score"), null=True, blank=True)
+    spectral_grade = models.CharField(_("spectral grade"), max_length=10, blank=True)
 
     # Fusion
-    fusion_score = models.FloatField()
-    fusion_grade = models.CharField(max_length=10, choices=Grade.choices)
-    is_compliant = models.BooleanField()
+    fusion_score = models.FloatField(_("fusion score"))
+    fusion_grade = models.CharField(_("fusion grade"), max_length=10, choices=Grade.choices)
+    is_compliant = models.BooleanField(_("is compliant"))
     # The simulator's packaging fill conformity (fusion.foie_gras_metrics.is_compliant).
-    fill_conformity = models.BooleanField(null=True, blank=True)
+    fill_conformity = models.BooleanField(_("fill conformity"), null=True, blank=True)
 
     # Provenance as the station reports it
     # (descriptive fields: as long as the protocol accepts, sensors.schemas.DESCRIPTIVE_MAX)
-    lot_abattage = models.CharField(max_length=255, blank=True)
-    eleveur = models.CharField(max_length=255, blank=True)
-    provenance = models.CharField(max_length=255, blank=True)
-    firmware_version = models.CharField(max_length=255, blank=True)
-    temperature_c = models.FloatField(null=True, blank=True)
-    humidity_percent = models.FloatField(null=True, blank=True)
+    lot_abattage = models.CharField(_("lot abattage"), max_length=255, blank=True)
+    eleveur = models.CharField(_("eleveur"), max_length=255, blank=True)
+    provenance = models.CharField(_("provenance"), max_length=255, blank=True)
+    firmware_version = models.CharField(_("firmware version"), max_length=255, blank=True)
+    temperature_c = models.FloatField(_("temperature c"), null=True, blank=True)
+    humidity_percent = models.FloatField(_("humidity percent"), null=True, blank=True)
 
     # The full message as received: its JSON text zstd-compressed in a bytea (sensors/payload.py
     # says why and how to read it); ``sample.payload`` is the decoded JSON value.
-    payload = CompressedJSONField(help_text=_("The full message as received."))
+    payload = CompressedJSONField(_("payload"), help_text=_("The full message as received."))
 
     class Meta:
         db_table = "sqal_sensor_samples"
         ordering = ["-time"]
+        verbose_name = _("sensor sample")
+        verbose_name_plural = _("sensor samples")
         constraints = [
             models.UniqueConstraint(
                 fields=["device", "sample_id"], name="sqal_sample_unique_per_device"
@@ -219,7 +250,7 @@ class QualityThreshold(models.Model):
     )
     is_active = models.BooleanField(_("active"), default=True)
     description = models.CharField(_("description"), max_length=200, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     history = HistoricalRecords()
 
@@ -260,6 +291,7 @@ class QualityAlert(models.Model):
 
     sample = models.ForeignKey(
         SensorSample,
+        verbose_name=_("sample"),
         on_delete=models.CASCADE,
         null=True,
         blank=True,
@@ -270,11 +302,21 @@ class QualityAlert(models.Model):
         ),
     )
     lot = models.ForeignKey(
-        "gaveurs.Lot", on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts"
+        "gaveurs.Lot",
+        verbose_name=_("lot"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="alerts",
     )
     device_id = models.CharField(_("station"), max_length=64)
     threshold = models.ForeignKey(
-        QualityThreshold, on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts"
+        QualityThreshold,
+        verbose_name=_("threshold"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="alerts",
     )
     rule = models.CharField(_("rule"), max_length=80)
     metric = models.CharField(_("metric"), max_length=40)
@@ -289,7 +331,7 @@ class QualityAlert(models.Model):
     status = models.CharField(
         _("status"), max_length=12, choices=Status.choices, default=Status.OPEN
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
     occurrences = models.PositiveIntegerField(
         _("occurrences"),
         default=1,
@@ -297,9 +339,14 @@ class QualityAlert(models.Model):
         help_text=_("Samples that raised it while it was not resolved."),
     )
     last_seen_at = models.DateTimeField(_("last seen"), default=timezone.now, db_default=Now())
-    handled_at = models.DateTimeField(null=True, blank=True)
+    handled_at = models.DateTimeField(_("handled at"), null=True, blank=True)
     handled_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("handled by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
     )
 
     # Staff's acknowledge and resolve (sensors.alerts). The batch writer raises and counts

@@ -15,43 +15,61 @@ from simple_history.models import HistoricalRecords
 
 class ConsumerProduct(models.Model):
     id = models.AutoField(primary_key=True)
-    product_id = models.CharField(max_length=50, unique=True)
-    qr_code = models.TextField(unique=True)
+    product_id = models.CharField(_("product id"), max_length=50, unique=True)
+    qr_code = models.TextField(_("qr code"), unique=True)
     lot = models.ForeignKey(
-        "gaveurs.Lot", on_delete=models.PROTECT, related_name="products", db_column="lot_id"
+        "gaveurs.Lot",
+        verbose_name=_("lot"),
+        on_delete=models.PROTECT,
+        related_name="products",
+        db_column="lot_id",
     )
     sample = models.OneToOneField(
         "sensors.SensorSample",
+        verbose_name=_("sample"),
         on_delete=models.PROTECT,
         related_name="product",
         db_column="sqal_sample_pk",
         help_text=_("A sample yields at most one product."),
     )
-    sqal_sample_id = models.CharField(max_length=100)
-    site_code = models.CharField(max_length=5)
+    sqal_sample_id = models.CharField(_("sqal sample id"), max_length=100)
+    site_code = models.CharField(_("site code"), max_length=5)
 
     # SQAL quality, copied at registration (the record that is sealed)
-    fusion_score = models.FloatField(null=True, db_column="sqal_fusion_score")
-    fusion_grade = models.CharField(max_length=10, db_column="sqal_fusion_grade")
-    is_compliant = models.BooleanField(null=True, db_column="sqal_is_compliant")
-    tof_volume_mm3 = models.FloatField(null=True, db_column="sqal_tof_volume_mm3")
-    tof_surface_uniformity = models.FloatField(null=True, db_column="sqal_tof_surface_uniformity")
+    fusion_score = models.FloatField(_("fusion score"), null=True, db_column="sqal_fusion_score")
+    fusion_grade = models.CharField(_("fusion grade"), max_length=10, db_column="sqal_fusion_grade")
+    is_compliant = models.BooleanField(_("is compliant"), null=True, db_column="sqal_is_compliant")
+    tof_volume_mm3 = models.FloatField(
+        _("tof volume mm3"), null=True, db_column="sqal_tof_volume_mm3"
+    )
+    tof_surface_uniformity = models.FloatField(
+        _("tof surface uniformity"), null=True, db_column="sqal_tof_surface_uniformity"
+    )
     spectral_freshness_index = models.FloatField(
-        null=True, db_column="sqal_spectral_freshness_index"
+        _("spectral freshness index"), null=True, db_column="sqal_spectral_freshness_index"
     )
 
     # Lot data, copied at registration
-    lot_code = models.CharField(max_length=50, db_column="lot_code")
-    lot_itm = models.FloatField(null=True, db_column="lot_itm_moyen")
-    lot_mean_final_weight_g = models.FloatField(null=True, db_column="lot_poids_moyen_final_g")
-    lot_feeding_start = models.DateTimeField(null=True, db_column="lot_date_debut_gavage")
-    lot_feeding_end = models.DateTimeField(null=True, db_column="lot_date_fin_gavage")
-    lot_feeding_days = models.IntegerField(null=True, db_column="lot_duree_gavage_jours")
+    lot_code = models.CharField(_("lot code"), max_length=50, db_column="lot_code")
+    lot_itm = models.FloatField(_("lot itm"), null=True, db_column="lot_itm_moyen")
+    lot_mean_final_weight_g = models.FloatField(
+        _("lot mean final weight g"), null=True, db_column="lot_poids_moyen_final_g"
+    )
+    lot_feeding_start = models.DateTimeField(
+        _("lot feeding start"), null=True, db_column="lot_date_debut_gavage"
+    )
+    lot_feeding_end = models.DateTimeField(
+        _("lot feeding end"), null=True, db_column="lot_date_fin_gavage"
+    )
+    lot_feeding_days = models.IntegerField(
+        _("lot feeding days"), null=True, db_column="lot_duree_gavage_jours"
+    )
 
     # GS1 serial number (AI 21) of the Digital Link on the label: 80 random bits given by the
     # database (migration 0005), never derived from product_id, so that knowing a lot code and
     # stepping serials finds nothing.
     gs1_serial = models.CharField(
+        _("gs1 serial"),
         max_length=20,
         unique=True,
         editable=False,
@@ -60,12 +78,14 @@ class ConsumerProduct(models.Model):
     )
 
     # Tamper evidence: the Merkle leaf hash of this record (ledger)
-    blockchain_hash = models.CharField(max_length=64, blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    blockchain_hash = models.CharField(_("blockchain hash"), max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
 
     class Meta:
         db_table = "consumer_products"
         ordering = ["-created_at"]
+        verbose_name = _("consumer product")
+        verbose_name_plural = _("consumer products")
 
     def __str__(self) -> str:
         return self.product_id
@@ -74,12 +94,14 @@ class ConsumerProduct(models.Model):
 class ProductSequence(models.Model):
     """Last product number handed out per site and day (FG_<site>_<YYYYMMDD>_<seq4>)."""
 
-    site_code = models.CharField(max_length=5)
-    day = models.DateField()
-    last_value = models.PositiveIntegerField(default=0)
+    site_code = models.CharField(_("site code"), max_length=5)
+    day = models.DateField(_("day"))
+    last_value = models.PositiveIntegerField(_("last value"), default=0)
 
     class Meta:
         db_table = "consumer_product_sequences"
+        verbose_name = _("product sequence")
+        verbose_name_plural = _("product sequences")
         constraints = [
             models.UniqueConstraint(fields=["site_code", "day"], name="product_sequence_unique")
         ]
@@ -97,22 +119,24 @@ class ProductScanStats(models.Model):
 
     product = models.OneToOneField(
         ConsumerProduct,
+        verbose_name=_("product"),
         on_delete=models.CASCADE,
         primary_key=True,
         related_name="scan_stats",
     )
-    scan_count = models.PositiveIntegerField(default=0)
+    scan_count = models.PositiveIntegerField(_("scan count"), default=0)
     # Distinct (client, day) pairs that scanned it: the copied-label rule counts these, so one
     # phone reloading the page cannot raise it (client hashes are salted per day).
-    distinct_clients = models.PositiveIntegerField(default=0)
-    first_scanned_at = models.DateTimeField()
+    distinct_clients = models.PositiveIntegerField(_("distinct clients"), default=0)
+    first_scanned_at = models.DateTimeField(_("first scanned at"))
     # Not indexed: every scan updates this row, and an unindexed row updates in place (HOT).
-    last_scanned_at = models.DateTimeField()
+    last_scanned_at = models.DateTimeField(_("last scanned at"))
 
     class Meta:
         db_table = "feedback_product_scan_stats"
         ordering = ["-scan_count"]
         verbose_name = _("product scan count")
+        verbose_name_plural = _("product scan counts")
 
     def __str__(self) -> str:
         return f"{self.product_id}: {self.scan_count} scans"
@@ -124,12 +148,18 @@ class ProductScanClient(models.Model):
 
     pk = models.CompositePrimaryKey("product", "client_hash")
     product = models.ForeignKey(
-        ConsumerProduct, on_delete=models.CASCADE, related_name="+", db_constraint=True
+        ConsumerProduct,
+        verbose_name=_("product"),
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=True,
     )
-    client_hash = models.CharField(max_length=16)
+    client_hash = models.CharField(_("client hash"), max_length=16)
 
     class Meta:
         db_table = "traceability_product_scan_clients"
+        verbose_name = _("product scan client")
+        verbose_name_plural = _("product scan clients")
 
     def __str__(self) -> str:
         return f"{self.product_id}: {self.client_hash}"
@@ -140,11 +170,13 @@ class DailySalt(models.Model):
     is over, after which that day's hashes cannot be linked back to any address, even by
     someone holding SECRET_KEY and the database."""
 
-    day = models.DateField(primary_key=True)
-    salt = models.BinaryField(max_length=32)
+    day = models.DateField(_("day"), primary_key=True)
+    salt = models.BinaryField(_("salt"), max_length=32)
 
     class Meta:
         db_table = "traceability_daily_salts"
+        verbose_name = _("daily salt")
+        verbose_name_plural = _("daily salts")
 
     def __str__(self) -> str:
         return str(self.day)
@@ -168,23 +200,31 @@ class ScanEvent(models.Model):
     # work to every scan.
     product = models.ForeignKey(
         ConsumerProduct,
+        verbose_name=_("product"),
         on_delete=models.CASCADE,
         related_name="scan_events",
         db_index=False,
     )
-    scanned_at = models.DateTimeField()
-    channel = models.CharField(max_length=8, choices=ScanChannel.choices)
+    scanned_at = models.DateTimeField(_("scanned at"))
+    channel = models.CharField(_("channel"), max_length=8, choices=ScanChannel.choices)
     # ISO 3166-1 alpha-2 country, from a CDN header or the region of the browser language.
-    country = models.CharField(max_length=2, blank=True)
-    place_source = models.CharField(max_length=10, choices=PlaceSource.choices, blank=True)
-    language = models.CharField(max_length=8, blank=True)
+    country = models.CharField(_("country"), max_length=2, blank=True)
+    place_source = models.CharField(
+        _("place source"), max_length=10, choices=PlaceSource.choices, blank=True
+    )
+    language = models.CharField(_("language"), max_length=8, blank=True)
     client_hash = models.CharField(
-        max_length=16, blank=True, help_text=_("HMAC of the client address and the day, truncated.")
+        _("client hash"),
+        max_length=16,
+        blank=True,
+        help_text=_("HMAC of the client address and the day, truncated."),
     )
 
     class Meta:
         db_table = "feedback_scan_events"
         ordering = ["-scanned_at"]
+        verbose_name = _("scan event")
+        verbose_name_plural = _("scan events")
         indexes = [models.Index(fields=["product", "scanned_at"])]
 
     def __str__(self) -> str:
@@ -195,24 +235,33 @@ class ScanAlert(models.Model):
     """A code scanned more often than one unit can be: the label was probably copied."""
 
     product = models.OneToOneField(
-        ConsumerProduct, on_delete=models.CASCADE, related_name="scan_alert"
+        ConsumerProduct,
+        verbose_name=_("product"),
+        on_delete=models.CASCADE,
+        related_name="scan_alert",
     )
     threshold = models.PositiveIntegerField(
-        help_text=_("Distinct clients allowed before the alert.")
+        _("threshold"), help_text=_("Distinct clients allowed before the alert.")
     )
-    scan_count = models.PositiveIntegerField(help_text=_("Scans when the alert was raised."))
+    scan_count = models.PositiveIntegerField(
+        _("scan count"), help_text=_("Scans when the alert was raised.")
+    )
     distinct_clients = models.PositiveIntegerField(
-        default=0, help_text=_("Distinct clients (per day) when the alert was raised.")
+        _("distinct clients"),
+        default=0,
+        help_text=_("Distinct clients (per day) when the alert was raised."),
     )
-    raised_at = models.DateTimeField(db_index=True)
-    is_resolved = models.BooleanField(default=False)
-    resolution_note = models.CharField(max_length=200, blank=True)
+    raised_at = models.DateTimeField(_("raised at"), db_index=True)
+    is_resolved = models.BooleanField(_("is resolved"), default=False)
+    resolution_note = models.CharField(_("resolution note"), max_length=200, blank=True)
     # Staff's resolutions, with who and when (the alert itself is raised by the scan statement).
     history = HistoricalRecords()
 
     class Meta:
         db_table = "feedback_scan_alerts"
         ordering = ["is_resolved", "-raised_at"]
+        verbose_name = _("scan alert")
+        verbose_name_plural = _("scan alerts")
 
     def __str__(self) -> str:
         return f"{self.product_id}: {self.distinct_clients} clients > {self.threshold}"
@@ -221,17 +270,21 @@ class ScanAlert(models.Model):
 class ForgedScanAttempt(models.Model):
     """A well-formed code whose signature does not verify (altered or forged label)."""
 
-    code = models.CharField(max_length=300)
-    claimed_product_id = models.CharField(max_length=50, blank=True)
-    attempted_at = models.DateTimeField(db_index=True)
-    channel = models.CharField(max_length=8, choices=ScanChannel.choices)
-    country = models.CharField(max_length=2, blank=True)
-    place_source = models.CharField(max_length=10, choices=PlaceSource.choices, blank=True)
-    client_hash = models.CharField(max_length=16, blank=True)
+    code = models.CharField(_("code"), max_length=300)
+    claimed_product_id = models.CharField(_("claimed product id"), max_length=50, blank=True)
+    attempted_at = models.DateTimeField(_("attempted at"), db_index=True)
+    channel = models.CharField(_("channel"), max_length=8, choices=ScanChannel.choices)
+    country = models.CharField(_("country"), max_length=2, blank=True)
+    place_source = models.CharField(
+        _("place source"), max_length=10, choices=PlaceSource.choices, blank=True
+    )
+    client_hash = models.CharField(_("client hash"), max_length=16, blank=True)
 
     class Meta:
         db_table = "feedback_forged_scan_attempts"
         ordering = ["-attempted_at"]
+        verbose_name = _("forged scan attempt")
+        verbose_name_plural = _("forged scan attempts")
 
     def __str__(self) -> str:
         return f"{self.claimed_product_id or self.code[:40]} @ {self.attempted_at:%Y-%m-%d %H:%M}"
@@ -254,8 +307,9 @@ class LedgerLeaf(models.Model):
     A leaf seals exactly one row, named by ``kind``: a product, a recall declaration or a
     recall closing (a check constraint holds it)."""
 
-    leaf_index = models.BigIntegerField(primary_key=True)
+    leaf_index = models.BigIntegerField(_("leaf index"), primary_key=True)
     kind = models.CharField(
+        _("kind"),
         max_length=16,
         choices=LedgerEntryKind.choices,
         default=LedgerEntryKind.PRODUCT,
@@ -263,6 +317,7 @@ class LedgerLeaf(models.Model):
     )
     product = models.OneToOneField(
         ConsumerProduct,
+        verbose_name=_("product"),
         on_delete=models.PROTECT,
         related_name="ledger_leaf",
         db_column="product_pk",
@@ -271,6 +326,7 @@ class LedgerLeaf(models.Model):
     )
     recall = models.OneToOneField(
         "traceability.Recall",
+        verbose_name=_("recall"),
         on_delete=models.PROTECT,
         related_name="ledger_leaf",
         db_column="recall_pk",
@@ -279,19 +335,24 @@ class LedgerLeaf(models.Model):
     )
     recall_closure = models.OneToOneField(
         "traceability.RecallClosure",
+        verbose_name=_("recall closure"),
         on_delete=models.PROTECT,
         related_name="ledger_leaf",
         db_column="recall_closure_pk",
         null=True,
         blank=True,
     )
-    leaf_hash = models.BinaryField(max_length=32)
-    record = models.TextField(help_text=_("The canonical JSON record as sealed (UTF-8)."))
-    sealed_at = models.DateTimeField()
+    leaf_hash = models.BinaryField(_("leaf hash"), max_length=32)
+    record = models.TextField(
+        _("record"), help_text=_("The canonical JSON record as sealed (UTF-8).")
+    )
+    sealed_at = models.DateTimeField(_("sealed at"))
 
     class Meta:
         db_table = "ledger_leaves"
         ordering = ["leaf_index"]
+        verbose_name = _("ledger leaf")
+        verbose_name_plural = _("ledger leaves")
         constraints = [
             models.CheckConstraint(
                 name="ledger_leaf_one_subject_of_its_kind",
@@ -331,12 +392,14 @@ class LedgerNode(models.Model):
     """
 
     pk = models.CompositePrimaryKey("level", "index")
-    level = models.PositiveSmallIntegerField()
-    index = models.BigIntegerField(db_column="idx")
-    hash = models.BinaryField(max_length=32)
+    level = models.PositiveSmallIntegerField(_("level"))
+    index = models.BigIntegerField(_("index"), db_column="idx")
+    hash = models.BinaryField(_("hash"), max_length=32)
 
     class Meta:
         db_table = "ledger_nodes"
+        verbose_name = _("ledger node")
+        verbose_name_plural = _("ledger nodes")
 
     def __str__(self) -> str:
         return f"node ({self.level}, {self.index})"
@@ -345,15 +408,21 @@ class LedgerNode(models.Model):
 class LedgerHead(models.Model):
     """A signed tree head: Ed25519 over (timestamp, tree size, root hash), RFC 6962 layout."""
 
-    tree_size = models.BigIntegerField(primary_key=True)
-    root_hash = models.BinaryField(max_length=32)
-    timestamp_ms = models.BigIntegerField(help_text=_("Milliseconds since the Unix epoch, UTC."))
-    signature = models.BinaryField(max_length=64)
-    key_id = models.CharField(max_length=16, help_text=_("First 16 hex digits of SHA-256(key)."))
+    tree_size = models.BigIntegerField(_("tree size"), primary_key=True)
+    root_hash = models.BinaryField(_("root hash"), max_length=32)
+    timestamp_ms = models.BigIntegerField(
+        _("timestamp ms"), help_text=_("Milliseconds since the Unix epoch, UTC.")
+    )
+    signature = models.BinaryField(_("signature"), max_length=64)
+    key_id = models.CharField(
+        _("key id"), max_length=16, help_text=_("First 16 hex digits of SHA-256(key).")
+    )
 
     class Meta:
         db_table = "ledger_heads"
         ordering = ["-tree_size"]
+        verbose_name = _("ledger head")
+        verbose_name_plural = _("ledger heads")
 
     def __str__(self) -> str:
         return f"STH size {self.tree_size}"
@@ -362,18 +431,20 @@ class LedgerHead(models.Model):
 class LedgerVerification(models.Model):
     """The outcome of one `manage.py verify_ledger` run, for quality staff in admin."""
 
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField()
-    ok = models.BooleanField()
-    tree_size = models.BigIntegerField()
-    heads_checked = models.IntegerField(default=0)
-    products_checked = models.IntegerField(default=0)
-    findings = models.JSONField(default=list, blank=True)
-    summary = models.TextField(blank=True)
+    started_at = models.DateTimeField(_("started at"))
+    finished_at = models.DateTimeField(_("finished at"))
+    ok = models.BooleanField(_("ok"))
+    tree_size = models.BigIntegerField(_("tree size"))
+    heads_checked = models.IntegerField(_("heads checked"), default=0)
+    products_checked = models.IntegerField(_("products checked"), default=0)
+    findings = models.JSONField(_("findings"), default=list, blank=True)
+    summary = models.TextField(_("summary"), blank=True)
 
     class Meta:
         db_table = "ledger_verifications"
         ordering = ["-started_at"]
+        verbose_name = _("ledger verification")
+        verbose_name_plural = _("ledger verifications")
 
     def __str__(self) -> str:
         return f"{self.started_at:%Y-%m-%d %H:%M} {'OK' if self.ok else 'FINDINGS'}"
@@ -387,16 +458,24 @@ class ApiToken(models.Model):
     """
 
     user = models.ForeignKey(
-        "auth.User", on_delete=models.CASCADE, related_name="api_tokens", editable=False
+        "auth.User",
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="api_tokens",
+        editable=False,
     )
-    name = models.CharField(max_length=100, help_text=_("What or who uses this token."))
-    prefix = models.CharField(max_length=12, editable=False, help_text=_("Start of the token."))
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    name = models.CharField(_("name"), max_length=100, help_text=_("What or who uses this token."))
+    prefix = models.CharField(
+        _("prefix"), max_length=12, editable=False, help_text=_("Start of the token.")
+    )
+    key_hash = models.CharField(_("key hash"), max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
     # What the token may do beyond the staff API, e.g. "epcis:read" (traceability/gs1/api.py).
-    scopes = models.JSONField(default=list, blank=True, help_text=_('e.g. ["epcis:read"]'))
+    scopes = models.JSONField(
+        _("scopes"), default=list, blank=True, help_text=_('e.g. ["epcis:read"]')
+    )
 
     history = HistoricalRecords()
 
@@ -404,6 +483,7 @@ class ApiToken(models.Model):
         db_table = "api_tokens"
         ordering = ["-created_at"]
         verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
@@ -491,12 +571,18 @@ class Recall(models.Model):
 
 
 class RecallLot(models.Model):
-    recall = models.ForeignKey(Recall, on_delete=models.PROTECT, related_name="scope_lots")
-    lot = models.ForeignKey("gaveurs.Lot", on_delete=models.PROTECT, related_name="+")
+    recall = models.ForeignKey(
+        Recall, verbose_name=_("recall"), on_delete=models.PROTECT, related_name="scope_lots"
+    )
+    lot = models.ForeignKey(
+        "gaveurs.Lot", verbose_name=_("lot"), on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         db_table = "recall_lots"
         default_permissions = ()
+        verbose_name = _("recall lot")
+        verbose_name_plural = _("recall lots")
         indexes = [models.Index(fields=["lot"], name="recall_lots_lot_idx")]
         constraints = [models.UniqueConstraint(fields=["recall", "lot"], name="recall_lot_once")]
 
@@ -505,12 +591,18 @@ class RecallLot(models.Model):
 
 
 class RecallProduct(models.Model):
-    recall = models.ForeignKey(Recall, on_delete=models.PROTECT, related_name="scope_products")
-    product = models.ForeignKey(ConsumerProduct, on_delete=models.PROTECT, related_name="+")
+    recall = models.ForeignKey(
+        Recall, verbose_name=_("recall"), on_delete=models.PROTECT, related_name="scope_products"
+    )
+    product = models.ForeignKey(
+        ConsumerProduct, verbose_name=_("product"), on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         db_table = "recall_products"
         default_permissions = ()
+        verbose_name = _("recall product")
+        verbose_name_plural = _("recall products")
         indexes = [models.Index(fields=["product"], name="recall_products_product_idx")]
         constraints = [
             models.UniqueConstraint(fields=["recall", "product"], name="recall_product_once")

@@ -308,3 +308,139 @@ def test_the_compiled_catalogue_is_the_one_of_the_po_file(language):
     # Nothing more either: one entry per form plus the header.
     forms = sum(len(e.msgstr) for e in translated)
     assert len(compiled._catalog) == forms + 1
+
+
+# --- Field and model names (verbose names) in the admin -------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("headers", "cookies", "language"), ASKED)
+def test_the_admin_index_names_the_models_in_the_staff_language(headers, cookies, language):
+    user = make_staff("chef")
+    user.is_superuser = True
+    user.save()
+    client, headers = client_for(user, headers, cookies)
+
+    response = client.get("/admin/", **headers)
+
+    assert response.status_code == 200
+    expect(
+        response.content.decode(),
+        language,
+        french=[
+            ">Échantillons SQAL<",
+            ">Produits consommateurs<",
+            ">Têtes signées du registre<",
+            ">Courbes d’alimentation<",
+            ">Alertes de scan<",
+        ],
+        english=[
+            ">Sensor samples<",
+            ">Consumer products<",
+            ">Ledger heads<",
+            ">Feeding curves<",
+            ">Scan alerts<",
+        ],
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("headers", "cookies", "language"), ASKED)
+def test_the_lot_list_headers_are_in_the_staff_language(headers, cookies, language):
+    make_lot(code="LOT-LANG-1")
+    client, headers = client_for(make_staff("qualite", "gaveurs.view_lot"), headers, cookies)
+
+    response = client.get("/admin/gaveurs/lot/", **headers)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "LOT-LANG-1" in page
+    expect(
+        page,
+        language,
+        french=[
+            ">Début du gavage<",
+            ">Fin de gavage prévue<",
+            ">Nombre de canards<",
+            ">Poids final moyen (g)<",
+            ">Courbe d’alimentation<",
+        ],
+        english=[
+            ">Feeding start<",
+            ">Planned feeding end<",
+            ">Duck count<",
+            ">Mean final weight g<",
+            ">Feeding curve<",
+        ],
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("headers", "cookies", "language"), ASKED)
+def test_a_sensor_sample_list_and_form_are_in_the_staff_language(headers, cookies, language):
+    product = make_product(make_lot(), sample_id="LANG-S1")
+    client, headers = client_for(
+        make_staff("qualite", "sensors.view_sensorsample"), headers, cookies
+    )
+
+    listing = client.get("/admin/sensors/sensorsample/", **headers)
+    detail = client.get(f"/admin/sensors/sensorsample/{product.sample_id}/change/", **headers)
+
+    assert listing.status_code == detail.status_code == 200
+    expect(
+        listing.content.decode(),
+        language,
+        french=[">Identifiant de l’échantillon<", ">Mesuré le<", ">Code du site<"],
+        english=[">Sample id<", ">Time<", ">Site code<"],
+    )
+    expect(
+        detail.content.decode(),
+        language,
+        french=[
+            ">Score de fusion",
+            ">Volume ToF (mm³)",
+            ">Indice de fraîcheur spectral",
+            ">Lot d’abattage",
+            ">Humidité (%)",
+            "Affichage de échantillon SQAL",
+        ],
+        english=[
+            ">Fusion score",
+            ">Tof volume mm3",
+            ">Spectral freshness index",
+            ">Lot abattage",
+            ">Humidity percent",
+            "View sensor sample",
+        ],
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("headers", "cookies", "language"), ASKED)
+def test_the_consumer_product_list_and_form_are_in_the_staff_language(headers, cookies, language):
+    product = make_product(make_lot())
+    client, headers = client_for(
+        make_staff("qualite", "traceability.view_consumerproduct"), headers, cookies
+    )
+
+    listing = client.get("/admin/traceability/consumerproduct/", **headers)
+    detail = client.get(f"/admin/traceability/consumerproduct/{product.pk}/change/", **headers)
+
+    assert listing.status_code == detail.status_code == 200
+    expect(
+        listing.content.decode(),
+        language,
+        french=[
+            ">Produits consommateurs<",
+            ">Code du lot<",
+            ">Identifiant de l’échantillon SQAL<",
+            ">Conforme<",
+        ],
+        english=[">Consumer products<", ">Lot code<", ">Sqal sample id<", ">Is compliant<"],
+    )
+    expect(
+        detail.content.decode(),
+        language,
+        french=[">Numéro de série GS1", ">Empreinte dans le registre", ">ITM du lot"],
+        english=[">Gs1 serial", ">Blockchain hash", ">Lot itm"],
+    )
