@@ -126,17 +126,20 @@ class ScanPage(models.Model):
     product = models.ForeignKey(
         # The unique (product, language) index serves the product's lookups too.
         "traceability.ConsumerProduct",
+        verbose_name=_("consumer product"),
         on_delete=models.CASCADE,
         related_name="+",
         db_index=False,
     )
-    language = models.CharField(max_length=8)
-    version = models.TextField()
-    html = models.TextField()
-    rendered_at = models.DateTimeField()
+    language = models.CharField(_("language"), max_length=8)
+    version = models.TextField(_("version"))
+    html = models.TextField(_("HTML"))
+    rendered_at = models.DateTimeField(_("rendered at"))
 
     class Meta:
         db_table = "feedback_scan_pages"
+        verbose_name = _("stored consumer page")
+        verbose_name_plural = _("stored consumer pages")
         constraints = [
             models.UniqueConstraint(
                 fields=["product", "language"], name="feedback_scan_page_one_per_language"
