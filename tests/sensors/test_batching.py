@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from unittest import mock
 
 import pytest
 from django.db import connections
 
+from sensors import batching
 from sensors.batching import IngestBatcher
 from sensors.models import SensorSample
 from sensors.schemas import Reading, parse_message
@@ -32,13 +34,28 @@ async def _yield_to_the_loop(times: int = 5) -> None:
 
 
 async def _send_while_a_batch_is_written(batcher: IngestBatcher) -> list[str]:
-    """One sample, then two groups of five while the first one's batch is being written."""
-    submitted = [asyncio.ensure_future(batcher.submit(_item("W0")))]
-    await _yield_to_the_loop()  # the first batch (one sample) is on a writer thread now
-    submitted += [asyncio.ensure_future(batcher.submit(_item(f"W1{n}"))) for n in range(5)]
-    await _yield_to_the_loop()
-    submitted += [asyncio.ensure_future(batcher.submit(_item(f"W2{n}"))) for n in range(5)]
-    results = await asyncio.gather(*submitted)
+    """One sample, then two groups of five while the first one's batch is being written (its
+    writer is held until both groups are queued, so the outcome does not depend on how fast
+    the machine writes one sample)."""
+    first_started, release_first = threading.Event(), threading.Event()
+    write = batching._ingest_in_thread
+
+    def held_write(items, allow_unregistered):
+        if [item.reading.sample_id for item in items] == ["W0"]:
+            first_started.set()
+            release_first.wait(timeout=30)
+        return write(items, allow_unregistered)
+
+    loop = asyncio.get_running_loop()
+    with mock.patch.object(batching, "_ingest_in_thread", held_write):
+        submitted = [asyncio.ensure_future(batcher.submit(_item("W0")))]
+        assert await loop.run_in_executor(None, first_started.wait, 30)
+        submitted += [asyncio.ensure_future(batcher.submit(_item(f"W1{n}"))) for n in range(5)]
+        await _yield_to_the_loop()
+        submitted += [asyncio.ensure_future(batcher.submit(_item(f"W2{n}"))) for n in range(5)]
+        await _yield_to_the_loop()
+        release_first.set()
+        results = await asyncio.gather(*submitted)
     return [r.status for r in results]
 
 
