@@ -162,6 +162,40 @@ def ranges_hashes(
     return [nodes[ks[0]] if len(ks) == 1 else fold_right([nodes[k] for k in ks]) for ks in keys]
 
 
+# --- Tiles (``ledger_tiles``) ---------------------------------------------------------------
+# Tier t, tile k holds every node of levels 4t..4t+3 under node (4t + 4, k): level 4t + j at
+# slots TILE_OFFSETS[j] + i - (k << (4 - j)), 32 bytes a slot, zeros where a node is missing.
+
+TILE_HEIGHT = 4
+TILE_OFFSETS = (0, 16, 24, 28)
+TILE_SLOTS = 30
+TILE_BYTES = 32 * TILE_SLOTS
+ZERO_HASH = bytes(32)
+
+
+def tile_key(tier: int, index: int) -> int:
+    """The ``ledger_tiles`` key of tile ``index`` of ``tier``."""
+    return tier << 56 | index
+
+
+def tile_position(level: int, index: int) -> tuple[int, int]:
+    """(tile key, byte offset) of node (level, index) in ``ledger_tiles``."""
+    j = level & 3
+    tile = index >> (TILE_HEIGHT - j)
+    return tile_key(level >> 2, tile), 32 * (TILE_OFFSETS[j] + index - (tile << (TILE_HEIGHT - j)))
+
+
+def tile_from_levels(levels: Sequence[Sequence[bytes]], tier: int, tile: int) -> bytes:
+    """A tile's bytes from the tree's levels (nodes beyond a level's end are zeros)."""
+    parts = []
+    for j in range(TILE_HEIGHT):
+        width = 1 << (TILE_HEIGHT - j)
+        level = 4 * tier + j
+        nodes = levels[level][tile * width : (tile + 1) * width] if level < len(levels) else []
+        parts.append(b"".join(nodes) + ZERO_HASH * (width - len(nodes)))
+    return b"".join(parts)
+
+
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """The root of a list of leaf hashes, via the frontier (O(n) time, O(log n) memory)."""
     frontier = Frontier()

@@ -145,6 +145,11 @@ def _sign_head(size: int, root: bytes, previous: LedgerHead | None) -> LedgerHea
         key_id=key_id(public_key_bytes(key)),
     )
     head.save(force_insert=True)
+    # The tiles holding the nodes completed since the previous head (proofs read these).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT ledger_write_tiles(%s, %s)", [previous.tree_size if previous else 0, size]
+        )
     return head
 
 

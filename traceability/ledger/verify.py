@@ -14,11 +14,14 @@ from django.utils import timezone
 
 from traceability.ledger.keys import head_signature_is_valid, trusted_public_keys
 from traceability.ledger.merkle import (
+    TILE_BYTES,
+    ZERO_HASH,
     Key,
     consistency_ranges,
     fold_right,
     frontier_keys,
     ranges_hashes,
+    tile_from_levels,
     verify_consistency,
 )
 from traceability.ledger.records import (
@@ -113,6 +116,13 @@ ORDER BY l.leaf_index
 
 # Every stored level in one query: its node count, first and last index, and its hashes
 # concatenated in index order (compared with the rebuilt level as one bytes object).
+# Every tier of ``ledger_tiles`` in one query: its tile indexes and their bytes in index order.
+TILE_TIERS_SQL = """
+SELECT tile >> 56, array_agg(tile & 72057594037927935 ORDER BY tile),
+       string_agg(hashes, ''::bytea ORDER BY tile)
+FROM ledger_tiles GROUP BY tile >> 56 ORDER BY tile >> 56
+"""
+
 NODE_LEVELS_SQL = """
 SELECT level, count(*), min(idx), max(idx), string_agg(hash, ''::bytea ORDER BY idx)
 FROM ledger_nodes GROUP BY level ORDER BY level
@@ -211,6 +221,7 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
         stored_levels = _levels(level0)
         node_findings, fetch = _check_nodes(stored_levels)
         findings.extend(node_findings)
+        findings.extend(_check_tiles(stored_levels))
         current_levels = stored_levels
         if changed:
             current0 = list(level0)
@@ -428,3 +439,35 @@ def _check_nodes(
         return {**found, **_fetch_nodes(missing)} if missing else found
 
     return findings, fetch
+
+
+def _check_tiles(levels: list[list[bytes]]) -> list[Finding]:
+    """Compare every stored tile with the tree rebuilt from the stored leaves. A slot may be
+    zero (the node was not complete when the tile was last written: proofs then read it from
+    ledger_nodes); any other slot must be the node, or proofs would be served wrong."""
+    findings: list[Finding] = []
+    with connection.cursor() as cursor:
+        cursor.execute(TILE_TIERS_SQL)
+        tiers = [(tier, indexes, bytes(blob)) for tier, indexes, blob in cursor]
+    for tier, indexes, blob in tiers:
+        bad: list[int] = []
+        if len(blob) != TILE_BYTES * len(indexes):
+            bad = list(indexes)  # a tile of the wrong length: name them all
+        for n, index in enumerate(indexes if not bad else ()):
+            stored = blob[TILE_BYTES * n : TILE_BYTES * (n + 1)]
+            expected = tile_from_levels(levels, tier, index)
+            if stored != expected and any(
+                stored[i : i + 32] not in (ZERO_HASH, expected[i : i + 32])
+                for i in range(0, TILE_BYTES, 32)
+            ):
+                bad.append(index)
+        if bad:
+            findings.append(
+                Finding(
+                    "tiles_altered",
+                    f"{len(bad)} stored tile(s) of tier {tier} (levels {4 * tier}-"
+                    f"{4 * tier + 3}) differ from the leaves (first at index {bad[0]}): "
+                    "proofs read from them would not verify",
+                )
+            )
+    return findings
