@@ -35,10 +35,11 @@ def range_keys(start: int, end: int) -> list[Key]:
     """
     keys: list[Key] = []
     pos, size = start, end - start
-    for level in range(size.bit_length() - 1, -1, -1):
-        if size >> level & 1:
-            keys.append((level, pos >> level))
-            pos += 1 << level
+    while size:  # one turn per set bit of the size, largest first
+        level = size.bit_length() - 1
+        keys.append((level, pos >> level))
+        pos += 1 << level
+        size -= 1 << level
     return keys
 
 
@@ -185,15 +186,27 @@ def tile_position(level: int, index: int) -> tuple[int, int]:
     return tile_key(level >> 2, tile), 32 * (TILE_OFFSETS[j] + index - (tile << (TILE_HEIGHT - j)))
 
 
-def tile_from_levels(levels: Sequence[Sequence[bytes]], tier: int, tile: int) -> bytes:
-    """A tile's bytes from the tree's levels (nodes beyond a level's end are zeros)."""
+def tile_from_levels(
+    levels: Sequence[Sequence[bytes]], tier: int, tile: int, size: int | None = None
+) -> bytes:
+    """A tile's bytes from the tree's levels, as ``ledger_write_tiles`` writes it once the log
+    holds ``size`` leaves (default: all of ``levels[0]``): zeros for the nodes not complete."""
+    size = len(levels[0]) if size is None else size
     parts = []
     for j in range(TILE_HEIGHT):
         width = 1 << (TILE_HEIGHT - j)
         level = 4 * tier + j
-        nodes = levels[level][tile * width : (tile + 1) * width] if level < len(levels) else []
+        end = min((tile + 1) * width, size >> level)
+        nodes = levels[level][tile * width : end] if level < len(levels) else []
         parts.append(b"".join(nodes) + ZERO_HASH * (width - len(nodes)))
     return b"".join(parts)
+
+
+def tile_count(tier: int, size: int) -> int:
+    """How many tiles of ``tier`` a log of ``size`` leaves has (``ledger_write_tiles``)."""
+    if size == 0 or tier and not (size - 1) >> (4 * tier):
+        return 0
+    return ((size - 1) >> (4 * tier + 4)) + 1
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
