@@ -346,13 +346,13 @@ def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: boo
     # falls on both alike.
     seconds = {"append": 0.0, "insert": 0.0, "proof": 0.0, "select1": 0.0}
     # CPU of this process and of its PostgreSQL backend, per turn of SELECT 1 and of proofs.
-    cpu = {k: [0.0, 0.0] for k in ("proof", "select1")}
+    turn_cpu = {k: [0.0, 0.0] for k in ("proof", "select1")}
 
     def cpu_turn(what: str, fn) -> None:
         backend, own = _backend_cpu_seconds(), time.process_time()
         fn()
-        cpu[what][0] += time.process_time() - own
-        cpu[what][1] += _backend_cpu_seconds() - backend
+        turn_cpu[what][0] += time.process_time() - own
+        turn_cpu[what][1] += _backend_cpu_seconds() - backend
 
     proof: dict = {}
 
@@ -413,8 +413,8 @@ def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: boo
         "append_vs_insert_txn": round(append_rate / insert_rate, 3),
         "proof_vs_select1": round(proof_rate / select_rate, 3),
         # CPU per call in microseconds: [Python, PostgreSQL backend] (from /proc).
-        "proof_cpu_us": [round(c / len(picks) * 1e6, 1) for c in cpu["proof"]],
-        "select1_cpu_us": [round(c / len(picks) * 1e6, 1) for c in cpu["select1"]],
+        "proof_cpu_us": [round(c / len(picks) * 1e6, 1) for c in turn_cpu["proof"]],
+        "select1_cpu_us": [round(c / len(picks) * 1e6, 1) for c in turn_cpu["select1"]],
     }
 
 
