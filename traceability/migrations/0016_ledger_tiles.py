@@ -18,8 +18,16 @@ CREATE OR REPLACE FUNCTION ledger_write_tiles(p_from bigint, p_to bigint) RETURN
 LANGUAGE sql AS $$
     INSERT INTO ledger_tiles (tile, hashes)
     SELECT (k.tier::bigint << 56) | k.idx,
-           string_agg(coalesce(n.hash, decode(repeat('00', 32), 'hex')), ''::bytea
-                      ORDER BY s.j, s.p)
+           string_agg(
+               -- a scalar subquery, one primary-key probe a slot: as a join, the planner
+               -- hashed the whole ledger_nodes table at every head
+               coalesce(
+                   (SELECT n.hash FROM ledger_nodes n
+                    WHERE n.level = 4 * k.tier + s.j AND n.idx = (k.idx << (4 - s.j)) + s.p),
+                   decode(repeat('00', 32), 'hex')
+               ),
+               ''::bytea ORDER BY s.j, s.p
+           )
     FROM (
         SELECT g.t AS tier, x.idx
         FROM generate_series(0, 14) AS g(t)
@@ -33,8 +41,6 @@ LANGUAGE sql AS $$
         FROM generate_series(0, 3) AS j(j)
         CROSS JOIN LATERAL generate_series(0, (16 >> j.j) - 1) AS p(p)
     ) AS s
-    LEFT JOIN ledger_nodes n
-        ON n.level = 4 * k.tier + s.j AND n.idx = (k.idx << (4 - s.j)) + s.p
     GROUP BY k.tier, k.idx
     ON CONFLICT (tile) DO UPDATE SET hashes = EXCLUDED.hashes
 $$;
