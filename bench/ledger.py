@@ -9,8 +9,11 @@ Two paths, each against baselines measured in the same run:
   that a million-leaf log takes minutes, not an hour). Then, in alternating turns with their
   baselines: single-product appends (``ledger_append_product``, one transaction each, as
   ``product_register`` does; a head signed every LEDGER_HEAD_MAX_PENDING) against one-row
-  INSERT transactions, and cold inclusion proofs (``product_proof`` with the cache cleared: the
-  scan page's one query) against ``SELECT 1`` round trips. Then the whole ``ledger_verify``
+  INSERT transactions, and cold inclusion proofs (``product_proof`` with the proof cache
+  cleared before each, outside the timed call: the scan page's one query, which reads the
+  ``ledger_tiles`` the real signing path wrote) against ``SELECT 1`` round trips, with the CPU
+  per call of this process and of its PostgreSQL backend (``*_cpu_us``: the machine is shared,
+  so CPU says more than rates). Then the whole ``ledger_verify``
   (what ``manage.py verify_ledger`` runs), timed. ``*_large_vs_small`` compares each path's
   ratio to its baseline at the largest and the smallest size (the load of a shared machine
   differs between stages; within a stage it falls on path and baseline alike).
@@ -342,6 +345,30 @@ def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: boo
     # Baselines and measured paths in alternating turns, so that the load of a shared machine
     # falls on both alike.
     seconds = {"append": 0.0, "insert": 0.0, "proof": 0.0, "select1": 0.0}
+    # CPU of this process and of its PostgreSQL backend, per turn of SELECT 1 and of proofs.
+    turn_cpu = {k: [0.0, 0.0] for k in ("proof", "select1")}
+
+    def cpu_turn(what: str, fn) -> None:
+        backend, own = _backend_cpu_seconds(), time.process_time()
+        fn()
+        turn_cpu[what][0] += time.process_time() - own
+        turn_cpu[what][1] += _backend_cpu_seconds() - backend
+
+    proof: dict = {}
+
+    def proofs_turn() -> None:
+        nonlocal proof
+        elapsed = 0.0
+        for index in turn_picks:
+            cache.clear()  # cold: no cached proof (not timed: it is not the path's work)
+            t = time.perf_counter()
+            proof = ledger.product_proof(products[index])
+            elapsed += time.perf_counter() - t
+        seconds["proof"] += elapsed
+
+    def select1_turn() -> None:
+        seconds["select1"] += select1_seconds(len(turn_picks))
+
     for turn in range(ROUNDS):
         appends = pending[turn::ROUNDS]
         seconds["insert"] += insert_txn_seconds(len(appends))
@@ -350,12 +377,8 @@ def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: boo
             ledger.ledger_append_product(product_id=product_id)
         seconds["append"] += time.perf_counter() - t
         turn_picks = picks[turn::ROUNDS]
-        seconds["select1"] += select1_seconds(len(turn_picks))
-        t = time.perf_counter()
-        for index in turn_picks:
-            cache.clear()
-            proof = ledger.product_proof(products[index])
-        seconds["proof"] += time.perf_counter() - t
+        cpu_turn("select1", select1_turn)
+        cpu_turn("proof", proofs_turn)
     assert proof["status"] == "sealed"
     ledger.ledger_sign_head(force=True)
     with connection.cursor() as cursor:
@@ -389,6 +412,9 @@ def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: boo
         "select1_per_s": round(select_rate),
         "append_vs_insert_txn": round(append_rate / insert_rate, 3),
         "proof_vs_select1": round(proof_rate / select_rate, 3),
+        # CPU per call in microseconds: [Python, PostgreSQL backend] (from /proc).
+        "proof_cpu_us": [round(c / len(picks) * 1e6, 1) for c in turn_cpu["proof"]],
+        "select1_cpu_us": [round(c / len(picks) * 1e6, 1) for c in turn_cpu["select1"]],
     }
 
 
@@ -429,7 +455,8 @@ def main() -> None:
                 f"db      {d['tree_size']:>9,} leaves: append {d['append_per_s']:>6,}/s "
                 f"({d['append_vs_insert_txn']:.3f}x insert txn {d['insert_txn_per_s']:,}/s), "
                 f"cold proof {d['proof_per_s']:>6,}/s ({d['proof_vs_select1']:.3f}x SELECT 1 "
-                f"{d['select1_per_s']:,}/s); "
+                f"{d['select1_per_s']:,}/s; CPU us py+pg {d['proof_cpu_us']} vs "
+                f"{d['select1_cpu_us']}); "
                 f"seal_pending {bulk}; verify_ledger {d['verify_seconds']} s "
                 f"(CPU {d['verify_cpu_seconds']}) "
                 f"(stage {d['stage_seconds']} s)",

@@ -405,6 +405,31 @@ class LedgerNode(models.Model):
         return f"node ({self.level}, {self.index})"
 
 
+class LedgerTile(models.Model):
+    """Tier t, tile k: every node of levels 4t..4t+3 under node (4t+4, k), in one row.
+
+    A C2SP-style tile of height 4 that keeps its inner levels: 30 hashes in a fixed layout
+    (``merkle.TILE_OFFSETS``: the 16 nodes of level 4t, then 8, 4 and 2), 32 zero bytes where a
+    node is not complete yet. Its key is ``t << 56 | k`` (``merkle.tile_key``): one bigint, so
+    that a proof reads its tiles in one index scan (``= ANY``). Written from ``ledger_nodes``
+    when a head is signed (``ledger_write_tiles``, migration ``traceability/0018``), so that a
+    proof under the latest head reads one row per four levels (about log2(n)/4 for the leaf and
+    as many for the head's right edge) instead of one per level. Derived data: ``ledger_nodes``
+    stays the reference and ``verify_ledger`` compares every tile with the rebuilt tree.
+    """
+
+    tile = models.BigIntegerField(_("tile"), primary_key=True)
+    hashes = models.BinaryField(_("hashes"), max_length=960)
+
+    class Meta:
+        db_table = "ledger_tiles"
+        verbose_name = _("ledger tile")
+        verbose_name_plural = _("ledger tiles")
+
+    def __str__(self) -> str:
+        return f"tile ({self.tile >> 56}, {self.tile & ((1 << 56) - 1)})"
+
+
 class LedgerHead(models.Model):
     """A signed tree head: Ed25519 over (timestamp, tree size, root hash), RFC 6962 layout."""
 

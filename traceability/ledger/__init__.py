@@ -35,9 +35,14 @@ Storage (logarithmic append and proofs)
     completes by primary key and writes the leaf, at most log2 n + 1 nodes and the product's
     hash. Bulk appends read the compact frontier (one query) and write in one statement. A root,
     an inclusion or a consistency proof needs the O(log n) complete subtrees that make up its
-    ranges, read in one query; the consumer proof is one prepared statement
-    (``gaveurs.prepared``). ``verify_ledger`` streams the leaves once (server-side cursor),
-    rebuilds the tree level by level and compares each stored level as one concatenation.
+    ranges, read in one query. ``ledger_tiles`` holds the same nodes four levels a row (tier t,
+    tile k: levels 4t..4t+3 under node (4t+4, k)), rewritten from ``ledger_nodes`` for the
+    leaves each signed head adds (``ledger_write_tiles``, migration ``traceability/0018``): the
+    consumer proof is one prepared statement (``gaveurs.prepared``) that reads about
+    log2(n)/4 + 1 tiles, not a row per level, and falls back to ``ledger_nodes`` for a node its
+    tiles lack. ``verify_ledger`` streams the leaves once (server-side cursor), rebuilds the
+    tree level by level and compares each stored level as one concatenation, and each tier of
+    tiles as one digest.
 
 Order and signing
     Appends take a transaction-scoped PostgreSQL advisory lock, so the log has one order. A signed

@@ -35,10 +35,11 @@ def range_keys(start: int, end: int) -> list[Key]:
     """
     keys: list[Key] = []
     pos, size = start, end - start
-    for level in range(size.bit_length() - 1, -1, -1):
-        if size >> level & 1:
-            keys.append((level, pos >> level))
-            pos += 1 << level
+    while size:  # one turn per set bit of the size, largest first
+        level = size.bit_length() - 1
+        keys.append((level, pos >> level))
+        pos += 1 << level
+        size -= 1 << level
     return keys
 
 
@@ -160,6 +161,52 @@ def ranges_hashes(
     keys = [range_keys(start, end) for start, end in ranges]
     nodes = fetch(k for range_ in keys for k in range_)
     return [nodes[ks[0]] if len(ks) == 1 else fold_right([nodes[k] for k in ks]) for ks in keys]
+
+
+# --- Tiles (``ledger_tiles``) ---------------------------------------------------------------
+# Tier t, tile k holds every node of levels 4t..4t+3 under node (4t + 4, k): level 4t + j at
+# slots TILE_OFFSETS[j] + i - (k << (4 - j)), 32 bytes a slot, zeros where a node is missing.
+
+TILE_HEIGHT = 4
+TILE_OFFSETS = (0, 16, 24, 28)
+TILE_SLOTS = 30
+TILE_BYTES = 32 * TILE_SLOTS
+ZERO_HASH = bytes(32)
+
+
+def tile_key(tier: int, index: int) -> int:
+    """The ``ledger_tiles`` key of tile ``index`` of ``tier``."""
+    return tier << 56 | index
+
+
+def tile_position(level: int, index: int) -> tuple[int, int]:
+    """(tile key, byte offset) of node (level, index) in ``ledger_tiles``."""
+    j = level & 3
+    tile = index >> (TILE_HEIGHT - j)
+    return tile_key(level >> 2, tile), 32 * (TILE_OFFSETS[j] + index - (tile << (TILE_HEIGHT - j)))
+
+
+def tile_from_levels(
+    levels: Sequence[Sequence[bytes]], tier: int, tile: int, size: int | None = None
+) -> bytes:
+    """A tile's bytes from the tree's levels, as ``ledger_write_tiles`` writes it once the log
+    holds ``size`` leaves (default: all of ``levels[0]``): zeros for the nodes not complete."""
+    size = len(levels[0]) if size is None else size
+    parts = []
+    for j in range(TILE_HEIGHT):
+        width = 1 << (TILE_HEIGHT - j)
+        level = 4 * tier + j
+        end = min((tile + 1) * width, size >> level)
+        nodes = levels[level][tile * width : end] if level < len(levels) else []
+        parts.append(b"".join(nodes) + ZERO_HASH * (width - len(nodes)))
+    return b"".join(parts)
+
+
+def tile_count(tier: int, size: int) -> int:
+    """How many tiles of ``tier`` a log of ``size`` leaves has (``ledger_write_tiles``)."""
+    if size == 0 or tier and not (size - 1) >> (4 * tier):
+        return 0
+    return ((size - 1) >> (4 * tier + 4)) + 1
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:

@@ -21,10 +21,11 @@ from traceability.ledger.keys import (
     public_key_bytes,
     trusted_public_keys,
 )
-from traceability.ledger.merkle import Key, inclusion_ranges, leaf_hash
-from traceability.ledger.records import _time, canonical_json, product_record
+from traceability.ledger.merkle import ZERO_HASH, Key, inclusion_ranges, leaf_hash
+from traceability.ledger.records import canonical_json, product_record
 from traceability.ledger.storage import (
     LedgerCorrupt,
+    _fetch_nodes,
     _ranges_hashes,
     consistency_proof,
     latest_head,
@@ -43,30 +44,46 @@ def _entry_cache_key(column: str, pk: int) -> str:
     return f"ledger:proof:v1:{column}:{pk}"
 
 
-# One round trip, one row: the entry's leaf, the latest head, and a superset of the audit
-# path's nodes (``_candidate_keys``), concatenated in (level, index) order: the sibling of the
-# leaf's ancestor at every level (complete left or right siblings) plus the frontier of the
-# head (which covers any incomplete right sibling range). A prepared statement of the session:
-# planning cost three times its execution.
+# One round trip, one row: the entry's leaf (its time already in the record's format), the
+# latest head, and the audit path's nodes read from ``ledger_tiles``: for every tier, the leaf's
+# tile and the head's right-edge tile (which holds the head's frontier, hence any incomplete
+# right sibling range), in one index scan (= ANY on the tile keys). Of each tile only 8 slots
+# are sent, as int8 key || 4 nodes || 4 nodes: the sibling of the leaf's ancestor at each of
+# the tier's levels, then the head's frontier node at each (``_tiles_reader`` keeps those that
+# the leaf's and the head's indexes select). About log2(n)/4 + 1 rows, not one per level.
+# A prepared statement of the session: planning cost three times its execution.
 PROOF_SQL_TEMPLATE = """
 WITH leaf AS (
-    SELECT leaf_index, leaf_hash, sealed_at FROM ledger_leaves WHERE {column} = $1
+    SELECT leaf_index, leaf_hash,
+           to_char(sealed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS sealed_at
+    FROM ledger_leaves WHERE {column} = $1
 ), head AS (
     SELECT tree_size, root_hash, timestamp_ms, signature, key_id
     FROM ledger_heads ORDER BY tree_size DESC LIMIT 1
-), wanted AS (
-    SELECT g.l AS level, (leaf.leaf_index >> g.l) # 1 AS idx
-    FROM leaf, head, generate_series(0, 62) AS g(l)
-    WHERE head.tree_size > leaf.leaf_index
-      AND ((((leaf.leaf_index >> g.l) # 1) + 1) << g.l) <= head.tree_size
-    UNION
-    SELECT g.l, (head.tree_size >> g.l) - 1
-    FROM head, generate_series(0, 62) AS g(l)
-    WHERE (head.tree_size >> g.l) & 1 = 1
 )
 SELECT leaf.leaf_index, leaf.leaf_hash, leaf.sealed_at,
        head.tree_size, head.root_hash, head.timestamp_ms, head.signature, head.key_id,
-       nodes.hashes,
+       (SELECT string_agg(
+                   int8send(t.tile)
+                   || substring(t.hashes, 32 * (0 + (((x.i >> (x.b + 0)) # 1) & 15))::int + 1, 32)
+                   || substring(t.hashes, 32 * (16 + (((x.i >> (x.b + 1)) # 1) & 7))::int + 1, 32)
+                   || substring(t.hashes, 32 * (24 + (((x.i >> (x.b + 2)) # 1) & 3))::int + 1, 32)
+                   || substring(t.hashes, 32 * (28 + (((x.i >> (x.b + 3)) # 1) & 1))::int + 1, 32)
+                   || substring(t.hashes, 32 * (0 + (((x.n >> (x.b + 0)) - 1) & 15))::int + 1, 32)
+                   || substring(t.hashes, 32 * (16 + (((x.n >> (x.b + 1)) - 1) & 7))::int + 1, 32)
+                   || substring(t.hashes, 32 * (24 + (((x.n >> (x.b + 2)) - 1) & 3))::int + 1, 32)
+                   || substring(t.hashes, 32 * (28 + (((x.n >> (x.b + 3)) - 1) & 1))::int + 1, 32),
+                   ''::bytea)
+        FROM ledger_tiles t,
+             LATERAL (SELECT leaf.leaf_index AS i, head.tree_size AS n,
+                             (4 * (t.tile >> 56))::int AS b) AS x
+        WHERE head.tree_size > leaf.leaf_index AND length(t.hashes) = 960
+          AND t.tile = ANY(ARRAY(
+              SELECT (g.t::bigint << 56) | (k.i >> (4 * g.t + 4))
+              FROM generate_series(0, 14) AS g(t),
+                   unnest(ARRAY[leaf.leaf_index, head.tree_size - 1]) AS k(i)
+              WHERE g.t = 0 OR ((head.tree_size - 1) >> (4 * g.t)) > 0
+          ))) AS tiles,
        -- the latest verify_ledger run named this entry in a finding
        EXISTS (
            SELECT 1 FROM ledger_verifications v
@@ -75,21 +92,17 @@ SELECT leaf.leaf_index, leaf.leaf_hash, leaf.sealed_at,
        ) AS flagged
 FROM leaf
 LEFT JOIN head ON true
-CROSS JOIN LATERAL (
-    SELECT string_agg(n.hash, ''::bytea ORDER BY n.level, n.idx) AS hashes
-    FROM wanted JOIN ledger_nodes n USING (level, idx)
-) nodes
 """
 PROOF_SQL = PROOF_SQL_TEMPLATE.format(
     column="product_pk",
     flagged="v.findings @> jsonb_build_array(jsonb_build_object('product_id', "
     "(SELECT p.product_id FROM consumer_products p WHERE p.id = $1)))",
 )
-PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v4", ("integer",), ("pk",), PROOF_SQL)
+PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v6", ("integer",), ("pk",), PROOF_SQL)
 # A recall entry is named in findings by its leaf index.
 ENTRY_PROOF_STATEMENTS = {
     column: PreparedStatement(
-        f"gaveurs_ledger_{column}_proof_v3",
+        f"gaveurs_ledger_{column}_proof_v5",
         ("bigint",),
         ("pk",),
         PROOF_SQL_TEMPLATE.format(
@@ -102,18 +115,45 @@ ENTRY_PROOF_STATEMENTS = {
 }
 
 
-def _candidate_keys(index: int, size: int) -> list[Key]:
-    """The nodes PROOF_SQL reads for leaf ``index`` under a head of ``size``, in its order:
-    every complete sibling of the leaf's ancestors, and the head's frontier. All are complete
-    subtrees of the head, so all are stored (else the tables were altered)."""
-    levels = range(size.bit_length())
-    keys = {(lvl, (index >> lvl) ^ 1) for lvl in levels if ((index >> lvl) ^ 1) + 1 << lvl <= size}
-    keys.update((lvl, (size >> lvl) - 1) for lvl in levels if size >> lvl & 1)
-    return sorted(keys)
+TILE_RECORD = 8 + 8 * 32  # a tile's key and 8 slots, as PROOF_SQL sends them
+TILE_INDEX_MASK = (1 << 56) - 1
 
 
-def _reader(nodes: dict[Key, bytes]) -> Callable[[Iterable[Key]], dict[Key, bytes]]:
-    return lambda keys: {k: nodes[k] for k in keys}
+def _tiles_reader(
+    blob: bytes | None, index: int, size: int
+) -> Callable[[Iterable[Key]], dict[Key, bytes]]:
+    """A reader of the nodes PROOF_SQL returns for leaf ``index`` under a head of ``size``;
+    the nodes it lacks (a tile not written yet, a head signed by other means, a zero slot)
+    are read from ``ledger_nodes`` (``LedgerCorrupt`` when absent there too)."""
+    nodes: dict[Key, bytes] = {}
+    blob = blob or b""
+    for pos in range(0, len(blob) - TILE_RECORD + 1, TILE_RECORD):
+        key = int.from_bytes(blob[pos : pos + 8], "big")
+        tile, base = key & TILE_INDEX_MASK, 4 * (key >> 56)  # base: the tier's lowest level
+        if tile == index >> (base + 4):  # the leaf's tile: the siblings of its ancestors
+            for j in range(4):
+                offset = pos + 8 + 32 * j
+                nodes[base + j, (index >> (base + j)) ^ 1] = blob[offset : offset + 32]
+        if tile == (size - 1) >> (base + 4):  # the head's right edge: its frontier nodes
+            for j in range(4):
+                if size >> (base + j) & 1:
+                    offset = pos + 136 + 32 * j
+                    nodes[base + j, (size >> (base + j)) - 1] = blob[offset : offset + 32]
+
+    def fetch(keys: Iterable[Key]) -> dict[Key, bytes]:
+        found: dict[Key, bytes] = {}
+        missing: list[Key] = []
+        for key in keys:
+            node = nodes.get(key, ZERO_HASH)
+            if node == ZERO_HASH:
+                missing.append(key)
+            else:
+                found[key] = node
+        if missing:
+            found.update(_fetch_nodes(missing))
+        return found
+
+    return fetch
 
 
 def product_proof(product: ConsumerProduct) -> dict[str, Any]:
@@ -141,20 +181,16 @@ def _leaf_proof(statement: PreparedStatement, pk: int, cache_key: str) -> dict[s
     if not rows:
         return {"status": "unsealed"}
     index, leaf, sealed_at, head_size, *head_row = rows[0][:8]
-    hashes, flagged = rows[0][8:]
+    tiles, flagged = rows[0][8:]
     proof: dict[str, Any] = {
         "status": "pending",
         "leaf_index": index,
         "leaf_hash": leaf.hex(),
-        "sealed_at": _time(sealed_at),
+        "sealed_at": sealed_at,
         "flagged_by_verification": bool(flagged),
     }
     if head_size is not None and head_size > index:
-        keys = _candidate_keys(index, head_size)
-        fetch = None  # a node is missing: read the ones needed (LedgerCorrupt when absent)
-        if hashes is not None and len(hashes) == 32 * len(keys):
-            fetch = _reader({k: hashes[32 * i : 32 * i + 32] for i, k in enumerate(keys)})
-
+        fetch = _tiles_reader(tiles, index, head_size)
         signed_head = head_row_as_dict(head_size, *head_row)
     else:
         head = ledger_sign_head()

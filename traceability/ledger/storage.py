@@ -146,9 +146,11 @@ def _sign_head(size: int, root: bytes, previous: LedgerHead | None) -> LedgerHea
         key_id=key_id(public_key_bytes(key)),
     )
     head.save(force_insert=True)
-    head_signed_on_commit(
-        previous_size=previous.tree_size if previous is not None else 0, tree_size=size
-    )
+    previous_size = previous.tree_size if previous is not None else 0
+    # The tiles holding the nodes completed since the previous head (proofs read these).
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT ledger_write_tiles(%s, %s)", [previous_size, size])
+    head_signed_on_commit(previous_size=previous_size, tree_size=size)
     return head
 
 

@@ -14,11 +14,15 @@ from django.utils import timezone
 
 from traceability.ledger.keys import head_signature_is_valid, trusted_public_keys
 from traceability.ledger.merkle import (
+    TILE_BYTES,
+    ZERO_HASH,
     Key,
     consistency_ranges,
     fold_right,
     frontier_keys,
     ranges_hashes,
+    tile_count,
+    tile_from_levels,
     verify_consistency,
 )
 from traceability.ledger.records import (
@@ -113,6 +117,16 @@ ORDER BY l.leaf_index
 
 # Every stored level in one query: its node count, first and last index, and its hashes
 # concatenated in index order (compared with the rebuilt level as one bytes object).
+# Every tier of ``ledger_tiles`` in one query: its tile indexes and their bytes in index order.
+# Every tier of ``ledger_tiles`` in one query, as its tile count, first and last index and the
+# SHA-256 of its tiles concatenated in index order (compared with the tiles rebuilt from the
+# leaves as one digest; the tiles themselves are read only for a tier that differs).
+TILE_TIERS_SQL = """
+SELECT tile >> 56, count(*), min(tile & 72057594037927935), max(tile & 72057594037927935),
+       sha256(string_agg(hashes, ''::bytea ORDER BY tile))
+FROM ledger_tiles GROUP BY tile >> 56 ORDER BY tile >> 56
+"""
+
 NODE_LEVELS_SQL = """
 SELECT level, count(*), min(idx), max(idx), string_agg(hash, ''::bytea ORDER BY idx)
 FROM ledger_nodes GROUP BY level ORDER BY level
@@ -142,7 +156,8 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
     1. every leaf: recompute from its row (product, recall, recall closing) as it is now,
        compare with the sealed leaf; name each entry whose record changed (and which fields);
     2. the stored leaves hash to their sealed records, and blockchain_hash matches;
-    3. the tree rebuilt from the stored leaves matches every stored node and every signed root;
+    3. the tree rebuilt from the stored leaves matches every stored node, every tile proofs are
+       read from, and every signed root;
        the tree rebuilt from the current rows is compared with the signed roots too;
     4. every head's signature verifies with a trusted key; consecutive heads are consistent
        (RFC 9162 consistency proofs from the stored nodes);
@@ -211,6 +226,7 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
         stored_levels = _levels(level0)
         node_findings, fetch = _check_nodes(stored_levels)
         findings.extend(node_findings)
+        findings.extend(_check_tiles(stored_levels, heads[-1].tree_size if heads else 0))
         current_levels = stored_levels
         if changed:
             current0 = list(level0)
@@ -428,3 +444,51 @@ def _check_nodes(
         return {**found, **_fetch_nodes(missing)} if missing else found
 
     return findings, fetch
+
+
+def _check_tiles(levels: list[list[bytes]], head_size: int) -> list[Finding]:
+    """Compare every stored tile with the tree rebuilt from the stored leaves.
+
+    Tiles are written when a head is signed, so they should be those of the log at the latest
+    head's size (``head_size``): each tier is compared as one digest. Where a tier differs, its
+    tiles are compared one by one: a slot may be zero (the node was not complete when the tile
+    was written, or its head was signed by other means: proofs then read ledger_nodes); any
+    other slot must be the node, or the proofs read from it would not verify.
+    """
+    findings: list[Finding] = []
+    with connection.cursor() as cursor:
+        cursor.execute(TILE_TIERS_SQL)
+        tiers = cursor.fetchall()
+    for tier, count, low, high, digest in tiers:
+        expected_count = tile_count(tier, head_size)
+        if (count, low, high) == (expected_count, 0, expected_count - 1):
+            expected = hashlib.sha256()
+            for index in range(expected_count):
+                expected.update(tile_from_levels(levels, tier, index, head_size))
+            if expected.digest() == bytes(digest):
+                continue
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT tile & 72057594037927935, hashes FROM ledger_tiles "
+                "WHERE tile >> 56 = %s ORDER BY tile",
+                [tier],
+            )
+            stored_tiles = [(index, bytes(hashes)) for index, hashes in cursor]
+        bad = []
+        for index, stored in stored_tiles:
+            actual = tile_from_levels(levels, tier, index)
+            if len(stored) != TILE_BYTES or any(
+                stored[i : i + 32] not in (ZERO_HASH, actual[i : i + 32])
+                for i in range(0, TILE_BYTES, 32)
+            ):
+                bad.append(index)
+        if bad:
+            findings.append(
+                Finding(
+                    "tiles_altered",
+                    f"{len(bad)} stored tile(s) of tier {tier} (levels {4 * tier}-"
+                    f"{4 * tier + 3}) differ from the leaves (first at index {bad[0]}): "
+                    "proofs read from them would not verify",
+                )
+            )
+    return findings

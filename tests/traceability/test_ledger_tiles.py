@@ -1,0 +1,119 @@
+"""Proofs served from ``ledger_tiles``: written when a head is signed, read in one query,
+checked by verify_ledger, and never trusted over ``ledger_nodes`` when one is missing."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+
+from tests.factories import make_lot, make_sample
+from tests.support.rfc9162 import rfc_verify_inclusion
+from traceability import ledger
+from traceability.models import ConsumerProduct, LedgerTile
+
+pytestmark = pytest.mark.django_db
+
+# Heads at sizes that end inside and on the edges of tiles of tiers 0, 1 and 2 (16, 256 leaves).
+HEAD_SIZES = (1, 17, 100, 256, 290)
+
+
+@pytest.fixture(autouse=True)
+def _ledger_settings(settings):
+    settings.LEDGER_HEAD_INTERVAL_SECONDS = 3600
+    settings.LEDGER_HEAD_MAX_PENDING = 1000
+    settings.LEDGER_SIGNING_KEY = ""
+    settings.LEDGER_TRUSTED_PUBLIC_KEYS = []
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _products(count: int) -> list[ConsumerProduct]:
+    """Unsealed products, in creation order."""
+    lot = make_lot()
+    ids = []
+    with connection.cursor() as cursor:
+        for _ in range(count):
+            sample = make_sample(lot=lot)
+            cursor.execute(
+                "SELECT product_id FROM register_consumer_product(%s, %s, 'LL')",
+                [lot.id, sample.sample_id],
+            )
+            ids.append(cursor.fetchone()[0])
+    by_id = ConsumerProduct.objects.in_bulk(ids, field_name="product_id")
+    return [by_id[i] for i in ids]
+
+
+def _tiles() -> dict[int, bytes]:
+    return {t.tile: bytes(t.hashes) for t in LedgerTile.objects.all()}
+
+
+def _assert_proof_verifies(product: ConsumerProduct, index: int, size: int) -> None:
+    cache.clear()
+    proof = ledger.product_proof(product)
+    assert (proof["status"], proof["leaf_index"], proof["tree_size"]) == ("sealed", index, size)
+    audit = [bytes.fromhex(h) for h in proof["audit_path"]]
+    root = bytes.fromhex(proof["signed_head"]["root_hash"])
+    assert rfc_verify_inclusion(index, size, ledger.product_leaf_hash(product), audit, root)
+
+
+def test_proofs_read_from_tiles_verify_for_every_leaf_under_each_new_head(
+    django_assert_num_queries,
+):
+    products = _products(HEAD_SIZES[-1])
+    start = 0
+    for size in HEAD_SIZES:
+        result = ledger.ledger_append_products(products=products[start:size])
+        assert result.head is not None and result.head.tree_size == size
+        start = size
+        # Every leaf under the head just signed: one query each (no fallback to ledger_nodes).
+        for index in range(size):
+            with django_assert_num_queries(1):
+                _assert_proof_verifies(products[index], index, size)
+
+    # The tiles written head by head are the tiles written at once for the whole log.
+    incremental = _tiles()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM ledger_tiles")
+        cursor.execute("SELECT ledger_write_tiles(0, %s)", [HEAD_SIZES[-1]])
+    assert _tiles() == incremental
+    assert len(incremental) == 19 + 2 + 1  # tier 0: ceil(290/16); tier 1: 2; tier 2: 1
+    assert ledger.ledger_verify().ok
+
+
+def test_a_missing_or_zeroed_tile_falls_back_to_the_stored_nodes(django_assert_num_queries):
+    products = _products(48)
+    ledger.ledger_append_products(products=products)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM ledger_tiles WHERE tile = 0")  # tier 0, leaves 0-15
+        cursor.execute(  # tier 0, leaves 32-47
+            "UPDATE ledger_tiles SET hashes = decode(repeat('00', 960), 'hex') WHERE tile = 2"
+        )
+    for index in (3, 35, 47):
+        with django_assert_num_queries(2):  # the proof, then the nodes its tiles lack
+            _assert_proof_verifies(products[index], index, 48)
+    # Leaf 20's path is in tile 1 of tier 0 and tile 0 of tier 1: untouched, one query.
+    with django_assert_num_queries(1):
+        _assert_proof_verifies(products[20], 20, 48)
+    # A zeroed or missing tile is not tampering: proofs stay right.
+    assert ledger.ledger_verify().ok
+
+
+def test_verify_ledger_names_an_altered_tile():
+    products = _products(40)
+    ledger.ledger_append_products(products=products)
+    with connection.cursor() as cursor:
+        # Node (1, 9) of tile 1 of tier 0 (leaves 16-31) replaced: the proofs of leaves 16-17
+        # read from this tile would not verify.
+        cursor.execute(
+            "UPDATE ledger_tiles SET hashes = overlay(hashes placing sha256(hashes) "
+            "from 32 * (16 + 1) + 1 for 32) WHERE tile = 1"
+        )
+
+    outcome = ledger.ledger_verify()
+
+    assert not outcome.ok
+    tiles = [f for f in outcome.findings if f["kind"] == "tiles_altered"]
+    assert len(tiles) == 1
+    assert "tier 0" in tiles[0]["detail"] and "first at index 1" in tiles[0]["detail"]
