@@ -323,8 +323,11 @@ class CurveModel:
         ratio = self.support.distance_ratio(F)
         # Towards the edge of the data and beyond, the refits agree for want of evidence
         # (they all fall back on the same trend): add the spread of true ratings between
-        # curves, a quarter of it at the support's distance, in full from twice that.
-        edge = np.clip(np.nan_to_num(ratio, posinf=2.0), 0.0, 2.0) / 2.0
+        # curves, growing with the distance to the nearest lot, in full from the support's
+        # distance on. (A quarter of it there, in full from twice that, left the search's
+        # curve at the edge of a history of one practice above its interval in
+        # `simulate_loop`'s first generation: it maximises the model, so it goes there.)
+        edge = np.clip(np.nan_to_num(ratio, posinf=1.0), 0.0, 1.0)
         sd = np.sqrt(self.slope**2 * boot.var(axis=0) + self.bias_var + edge**2 * self.signal_var)
         return [
             Prediction(float(m), float(m - Z80 * s), float(m + Z80 * s), float(s), float(r))
