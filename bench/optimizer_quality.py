@@ -369,6 +369,14 @@ def _curve(doses_json: list[dict]) -> list[tuple[float, float]]:
 
 def best_feasible(taste: Taste, extra: list, seed: int, effort: float) -> tuple[float, list]:
     """Thorough search of the taste itself under the optimiser's constraints."""
+    from optimizer.learning import one_thread
+
+    # One BLAS/OpenMP thread, like the optimiser's own runs (threads only wait on a busy machine).
+    with one_thread():
+        return _best_feasible(taste, extra, seed, effort)
+
+
+def _best_feasible(taste: Taste, extra: list, seed: int, effort: float) -> tuple[float, list]:
     from django.conf import settings
 
     from optimizer.curves import CurveBounds

@@ -229,6 +229,7 @@ def dataset_build(
             .values_list(
                 "id",
                 "code",
+                "site__code",
                 "duration_days",
                 "itm",
                 "mean_final_weight_g",
@@ -240,6 +241,7 @@ def dataset_build(
         columns=[
             "lot_id",
             "lot_code",
+            "site_code",
             "lot_duration_days",
             "itm",
             "mean_final_weight_g",
@@ -280,7 +282,7 @@ def dataset_build(
 
     reviewed_products = len(rows)
     rows = rows.merge(
-        lot_frame.drop(columns=["lot_duration_days", "feeding_curve_id"]),
+        lot_frame.drop(columns=["lot_duration_days", "feeding_curve_id", "site_code"]),
         on="lot_id",
         how="inner",
         validate="many_to_one",

@@ -146,17 +146,21 @@ class CurveSpace:
 
     def distance(self, doses: np.ndarray) -> np.ndarray:
         """Relative L2 distance of each candidate to the nearest observed curve."""
-        from sklearn.neighbors import NearestNeighbors
-
         if self._nn is None:
-            # Brute force: in 2 × days dimensions trees do not prune, a matrix product is fast.
-            self._nn = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(
-                np.unique(self._flat, axis=0)
-            )
+            # A matrix product (in 2 × days dimensions trees do not prune), in numpy: no
+            # thread pool to wait on when the machine is busy.
+            unique = np.unique(self._flat, axis=0)
+            self._nn = (unique, (unique**2).sum(axis=1))
+        unique, unique_sq = self._nn
         flat = doses.reshape(len(doses), -1)
-        dist, _ = self._nn.kneighbors(flat)
-        norms = np.linalg.norm(flat, axis=1)
-        return dist[:, 0] / np.maximum(norms, 1e-9)
+        norms_sq = (flat**2).sum(axis=1)
+        nearest = np.empty(len(flat))
+        for start in range(0, len(flat), 2048):
+            part = slice(start, start + 2048)
+            sq = norms_sq[part, None] + unique_sq[None, :] - 2.0 * flat[part] @ unique.T
+            nearest[part] = sq.min(axis=1)
+        dist = np.sqrt(np.maximum(nearest, 0.0))
+        return dist / np.maximum(np.sqrt(norms_sq), 1e-9)
 
 
 def pad_curve(curve, feature_days: int) -> np.ndarray | None:

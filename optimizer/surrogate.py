@@ -1,6 +1,8 @@
 """The curve model: which model predicts a curve's mean rating best, with honest intervals.
 
 What the curve search asks. Chosen by evidence, every run:
+0. Sites: each site's offset (how it rates the same curve, `site_offsets`) is taken off its
+   lots' means first; a recommendation is for the average site.
 1. Candidates, all fitted on lots (a lot's mean overall rating, weighted by its reviews):
    - `quadratic`: a response surface (degree 2, ridge penalty chosen by GCV) on the few shape
      features a producer decides (COMPACT_COLUMNS: duration, total maize, starting dose, late
@@ -321,8 +323,11 @@ class CurveModel:
         ratio = self.support.distance_ratio(F)
         # Towards the edge of the data and beyond, the refits agree for want of evidence
         # (they all fall back on the same trend): add the spread of true ratings between
-        # curves, a quarter of it at the support's distance, in full from twice that.
-        edge = np.clip(np.nan_to_num(ratio, posinf=2.0), 0.0, 2.0) / 2.0
+        # curves, growing with the distance to the nearest lot, in full from the support's
+        # distance on. (A quarter of it there, in full from twice that, left the search's
+        # curve at the edge of a history of one practice above its interval in
+        # `simulate_loop`'s first generation: it maximises the model, so it goes there.)
+        edge = np.clip(np.nan_to_num(ratio, posinf=1.0), 0.0, 1.0)
         sd = np.sqrt(self.slope**2 * boot.var(axis=0) + self.bias_var + edge**2 * self.signal_var)
         return [
             Prediction(float(m), float(m - Z80 * s), float(m + Z80 * s), float(s), float(r))
@@ -410,6 +415,36 @@ def _noise_var(dataset: Dataset) -> tuple[np.ndarray, float]:
     return per_lot, max(pooled, 1e-3)
 
 
+def site_offsets(
+    features: np.ndarray, y: np.ndarray, w: np.ndarray, sites: np.ndarray
+) -> np.ndarray:
+    """Each lot's site offset: how much better or worse its site rates the same curve.
+
+    Sites are a nuisance (a recommendation is for the average site): a ridge of the
+    quadratic surface on the compact shape plus one indicator per site (scaled up so the
+    penalty barely touches it) separates the sites' levels from their curves. Offsets are
+    centred on the lots' weighted mean (the average lot's site is 0) and shrunk towards 0
+    by the site's number of lots. One site, or under 4 lots a site: all zeros.
+    """
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import PolynomialFeatures
+
+    names, index = np.unique(sites.astype(str), return_inverse=True)
+    if len(names) < 2 or len(y) < 4 * len(names):
+        return np.zeros(len(y))
+    Z = _shape_part(features)[:, _COMPACT]
+    P = PolynomialFeatures(degree=2, include_bias=False).fit_transform(_Standard(Z)(Z))
+    dummies = np.eye(len(names))[index] * 10.0
+    model = Ridge(alpha=1.0).fit(np.hstack([P, dummies]), y, sample_weight=w)
+    level = model.coef_[-len(names) :] * 10.0
+    weight = np.bincount(index, weights=w, minlength=len(names))
+    level -= float(np.average(level, weights=weight))
+    # Shrink by the site's number of lots (a handful of lots says little about a site).
+    lots = np.bincount(index, minlength=len(names))
+    level *= lots / (lots + 5.0)
+    return level[index]
+
+
 def _five_ratings(dataset: Dataset) -> tuple[np.ndarray, float]:
     """Lots' mean of the five ratings, on the overall rating's scale, and its pooled noise."""
     from optimizer.dataset import RATING_COLUMNS
@@ -470,6 +505,10 @@ def _select(
     y = lots["mean_rating"].to_numpy(dtype=float)
     w = lots["reviews"].to_numpy(dtype=float)
     lot_within, noise_var = _noise_var(dataset)
+    # Sites rate alike curves differently: their offsets are taken out before modelling.
+    sites = lots["site_code"].to_numpy() if "site_code" in lots else np.zeros(len(y))
+    offsets = site_offsets(X, y, w, sites)
+    y = y - offsets
     n = len(y)
     k = max(2, min(folds, n))
     # Plenty of lots: candidates are compared on a (deterministic) sample of them, one split;
@@ -485,6 +524,7 @@ def _select(
     # ratings move with the overall one, they are more measurements of the same liking and
     # their mean is less noisy; cross-validation against the overall rating says whether).
     y5, noise5 = _five_ratings(dataset)
+    y5 = y5 - site_offsets(X, y5, w, sites)
     target = {name: y for name in candidates}
     noise = {name: noise_var for name in candidates}
     if "gp_five" in candidates:

@@ -92,6 +92,45 @@ def test_intervals_cover_the_true_rating_of_the_data_curves_and_widen_outside_th
     assert outside.high - outside.low > np.median([p.high - p.low for p in predictions])
 
 
+def test_the_recommended_curve_is_the_one_the_model_rates_highest_among_the_feasible():
+    from optimizer.recommend import recommend
+    from optimizer.search import CurveSpace
+
+    history_generate(HistorySpec(lots=150, products_per_lot=3, seed=5))
+    data = dataset_build(feature_days=16)
+    model = curve_model_select(data, folds=4, seed=0, boot=8, n_estimators=20, repeats=1)
+    durations = data.lots["curve_days"].to_numpy()
+    bounds = CurveBounds(9, 16, 90.0, 1000.0)
+
+    found = recommend(
+        model=model,
+        observed=data.curves,
+        durations=durations,
+        bounds=bounds,
+        max_distance=0.12,
+        current=None,
+        population=60,
+        generations=10,
+        seed=0,
+    )
+
+    assert found.curve is not None and not curve_violations(found.curve, bounds)
+    padded = np.zeros((1, 16, 2))
+    padded[0, : len(found.curve)] = found.curve
+    rating = model.predict(padded, np.array([len(found.curve)]))[0]
+    # The model's own rating is what the search maximises (no penalty for uncertainty): at
+    # least as high as any lot curve that keeps the rules and the data's range (the search
+    # starts from them; rounding to 0.1 g aside).
+    space = CurveSpace(data.curves, durations, bounds, 0.12, support=model.support)
+    keeps_rules = [
+        not curve_violations(c[:d].tolist(), bounds)
+        for c, d in zip(data.curves, durations, strict=True)
+    ]
+    feasible = space.feasible_mask(data.curves, durations) & np.array(keeps_rules)
+    assert feasible.sum() >= 10
+    assert rating >= model.predict(data.curves[feasible], durations[feasible]).max() - 1e-3
+
+
 def test_a_current_curve_outside_the_data_is_flagged_and_no_gain_is_stated(
     capsys, tmp_path, settings
 ):

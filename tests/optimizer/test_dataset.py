@@ -119,3 +119,7 @@ def test_the_site_filter_keeps_only_that_sites_products():
 
     assert data.counts["rows_used"] == 1
     assert data.rows["lot_id"].tolist() == [lot_so.id]
+    assert data.lots["site_code"].tolist() == ["SO"]  # each lot's site, for its offset
+    everything = dataset_build()
+    by_lot = dict(zip(everything.lots["lot_id"], everything.lots["site_code"], strict=True))
+    assert by_lot == {lot_ll.id: lot_ll.site.code, lot_so.id: "SO"}
