@@ -11,12 +11,14 @@ Two paths, each against baselines measured in the same run:
   ``product_register`` does; a head signed every LEDGER_HEAD_MAX_PENDING) against one-row
   INSERT transactions, and cold inclusion proofs (``product_proof`` with the proof cache
   cleared before each, outside the timed call: the scan page's one query, which reads the
-  ``ledger_tiles`` the real signing path wrote) against ``SELECT 1`` round trips, with the CPU
-  per call of this process and of its PostgreSQL backend (``*_cpu_us``: the machine is shared,
-  so CPU says more than rates). Then the whole ``ledger_verify``
-  (what ``manage.py verify_ledger`` runs), timed. ``*_large_vs_small`` compares each path's
-  ratio to its baseline at the largest and the smallest size (the load of a shared machine
-  differs between stages; within a stage it falls on path and baseline alike).
+  ``ledger_tiles`` the real signing path wrote) against ``SELECT 1`` round trips, these two
+  interleaved call by call (in turns, the rate of ``SELECT 1`` swung 7k-20k/s between runs of
+  the same code), with the CPU per call of this process and of its PostgreSQL backend
+  (``*_cpu_us``: the machine is shared, so CPU says more than rates). Then the whole
+  ``ledger_verify`` (what ``manage.py verify_ledger`` runs), timed. ``*_large_vs_small``
+  compares each path's ratio to its baseline at the largest and the smallest size (the load of
+  a shared machine differs between stages; within a stage it falls on path and baseline
+  alike).
 Products are bulk-inserted with SQL (not timed). Runs on a throwaway embedded PostgreSQL unless
 DATABASE_URL is set. Last line: one JSON object.
 
@@ -345,29 +347,29 @@ def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: boo
     # Baselines and measured paths in alternating turns, so that the load of a shared machine
     # falls on both alike.
     seconds = {"append": 0.0, "insert": 0.0, "proof": 0.0, "select1": 0.0}
-    # CPU of this process and of its PostgreSQL backend, per turn of SELECT 1 and of proofs.
+    # CPU of this process and of its PostgreSQL backend, summed over SELECT 1 calls and proofs.
     turn_cpu = {k: [0.0, 0.0] for k in ("proof", "select1")}
 
-    def cpu_turn(what: str, fn) -> None:
+    def timed_call(what: str, fn):
+        """One call, its wall time added to ``seconds[what]`` and its CPU to ``turn_cpu``."""
         backend, own = _backend_cpu_seconds(), time.process_time()
-        fn()
+        t = time.perf_counter()
+        result = fn()
+        seconds[what] += time.perf_counter() - t
         turn_cpu[what][0] += time.process_time() - own
         turn_cpu[what][1] += _backend_cpu_seconds() - backend
+        return result
 
     proof: dict = {}
 
-    def proofs_turn() -> None:
+    def proofs_and_select1(turn_picks: list[int]) -> None:
+        """Cold proofs and SELECT 1 round trips interleaved call by call: the rate of SELECT 1
+        swings by 2-3x between turns on a shared machine, so only calls side by side compare."""
         nonlocal proof
-        elapsed = 0.0
         for index in turn_picks:
+            timed_call("select1", lambda: select1_seconds(1))
             cache.clear()  # cold: no cached proof (not timed: it is not the path's work)
-            t = time.perf_counter()
-            proof = ledger.product_proof(products[index])
-            elapsed += time.perf_counter() - t
-        seconds["proof"] += elapsed
-
-    def select1_turn() -> None:
-        seconds["select1"] += select1_seconds(len(turn_picks))
+            proof = timed_call("proof", lambda index=index: ledger.product_proof(products[index]))
 
     for turn in range(ROUNDS):
         appends = pending[turn::ROUNDS]
@@ -376,9 +378,7 @@ def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: boo
         for product_id in appends:
             ledger.ledger_append_product(product_id=product_id)
         seconds["append"] += time.perf_counter() - t
-        turn_picks = picks[turn::ROUNDS]
-        cpu_turn("select1", select1_turn)
-        cpu_turn("proof", proofs_turn)
+        proofs_and_select1(picks[turn::ROUNDS])
     assert proof["status"] == "sealed"
     ledger.ledger_sign_head(force=True)
     with connection.cursor() as cursor:
