@@ -321,6 +321,14 @@ class Databases:
         with self._admin() as admin:
             if self.current:
                 admin.execute(f'DROP DATABASE IF EXISTS "{self.current}"')
+            # A connection the run opened outside this thread (Django closes only this
+            # thread's) stays idle on the template, and CREATE DATABASE ... TEMPLATE refuses
+            # to copy a database in use: end those sessions first.
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (self.template,),
+            )
             admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
         connection.settings_dict["NAME"] = name
         self.current = name
