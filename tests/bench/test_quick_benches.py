@@ -67,8 +67,10 @@ def test_the_ingest_bench_compares_the_stored_path_with_an_echo_of_the_same_disp
 def test_the_scan_bench_measures_a_cold_path_and_cpu_per_request():
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDED_PG")}
     env["DATABASE_URL"] = django_database_url()
-    args = ["--seconds", "0.6", "--rounds", "1", "--products", "3", "--clients", "1"]
-    args += ["--fresh", "600", "--unstored", "60"]
+    # Enough fresh products for a fast machine: a quiet one served about 1,200 cold scans a
+    # second, so 0.6 s against 600 products repeated 103 of them.
+    args = ["--seconds", "0.3", "--rounds", "1", "--products", "3", "--clients", "1"]
+    args += ["--fresh", "1200", "--unstored", "60"]
     figures = _bench("bench/scan.py", *args, "--threads", "2", env=env)
     urls = figures["urls"]
     assert set(urls) == {
