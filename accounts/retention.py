@@ -10,7 +10,7 @@ logs (third-party apps).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from axes.models import AccessFailureLog, AccessLog
 from django.conf import settings
@@ -19,7 +19,7 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 from django_celery_results.models import GroupResult, TaskResult
 
-from traceability.models import DailySalt, ForgedScanAttempt, ScanEvent
+from traceability.models import DailySalt, ForgedScanAttempt, ProductScanClient, ScanEvent
 
 DEFAULT_BATCH_SIZE = 5000
 
@@ -31,11 +31,14 @@ class Expiry:
     name: str
     model: type[Model]
     field: str
-    days_setting: str | None  # None: past days (the cutoff is today's local midnight)
+    # None: rows of past client-hash days. Those days are UTC dates (traceability.scans
+    # .client_hash), so the cutoff is today's UTC midnight, not the local one: a purge run just
+    # after local midnight must not remove the salt still in use.
+    days_setting: str | None
 
     def cutoff(self, now: datetime) -> datetime:
         if self.days_setting is None:
-            return timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+            return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         return now - timedelta(days=getattr(settings, self.days_setting))
 
     def expired(self, now: datetime) -> QuerySet:
@@ -57,6 +60,8 @@ EXPIRIES = [
     # The scan path deletes past days' salts when it makes a day's salt, so after a day without
     # scans the last one stays: that day's hashes become unlinkable only once it is gone.
     Expiry("client-hash salts of past days", DailySalt, "day", None),
+    # Pairs only count distinct clients within their day (a client's hash changes every day).
+    Expiry("(unit, client hash) pairs of past days", ProductScanClient, "day", None),
 ]
 
 
@@ -70,11 +75,15 @@ class Purged:
 def _delete_in_batches(queryset: QuerySet, batch_size: int) -> int:
     model = queryset.model
     quote = connection.ops.quote_name
-    select, params = queryset.order_by().values("pk")[:batch_size].query.sql_with_params()
-    sql = (
-        f"DELETE FROM {quote(model._meta.db_table)} "
-        f"WHERE {quote(model._meta.pk.column)} IN ({select})"
+    pk = model._meta.pk
+    pk_fields = getattr(pk, "fields", None) or [pk]  # a composite key lists its fields
+    key = ", ".join(quote(field.column) for field in pk_fields)
+    select, params = (
+        queryset.order_by()
+        .values(*(field.attname for field in pk_fields))[:batch_size]
+        .query.sql_with_params()
     )
+    sql = f"DELETE FROM {quote(model._meta.db_table)} WHERE ({key}) IN ({select})"
     total = 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:

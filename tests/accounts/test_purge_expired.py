@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from axes.models import AccessFailureLog, AccessLog
@@ -13,9 +13,17 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from accounts.retention import expired_purge
 from feedback.integrity import scan_counter_differences
 from tests.factories import make_product
-from traceability.models import DailySalt, ForgedScanAttempt, ProductScanStats, ScanEvent
+from traceability.models import (
+    DailySalt,
+    ForgedScanAttempt,
+    ProductScanClient,
+    ProductScanStats,
+    ScanEvent,
+)
+from traceability.scans import ClientOrigin, client_hash, scan_record
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +67,7 @@ def seed() -> None:
         for label, age in [("old", 21), ("new", 19)]:
             entry = model.objects.create(username=label, ip_address="192.0.2.1", user_agent="x")
             model.objects.filter(pk=entry.pk).update(attempt_time=now - age * DAY)
-    today = timezone.localdate()
+    today = timezone.now().astimezone(UTC).date()  # client-hash days are UTC days
     for day in (today - 2 * DAY, today - DAY, today):
         DailySalt.objects.create(day=day, salt=bytes(32))
 
@@ -74,7 +82,7 @@ def test_it_removes_expired_rows_keeps_fresh_ones_and_says_what_it_removed(reten
         "tasks": {"new"},
         "logins": {"new"},
         "failures": {"new"},
-        "salts": {timezone.localdate()},
+        "salts": {timezone.now().astimezone(UTC).date()},
     }
     report = out.getvalue()
     assert "scan events (before " in report and ": 3 removed" in report  # 2 batches of 2
@@ -103,7 +111,7 @@ def test_it_deletes_set_based_not_row_by_row(retention):
         call_command("purge_expired", stdout=io.StringIO())
     deletes = [q["sql"] for q in queries if q["sql"].startswith("DELETE")]
     # one statement per kind (each batch under its limit), not one per row
-    assert len(deletes) == 7, deletes
+    assert len(deletes) == 8, deletes
     assert ScanEvent.objects.count() == 1
 
 
@@ -133,3 +141,39 @@ def test_scan_counters_still_check_against_the_events_left_after_a_purge(retenti
     assert scan_counter_differences() == []  # the lifetime counters keep the purged scans
     ProductScanStats.objects.filter(pk=stats.pk).update(scan_count=0)
     assert len(scan_counter_differences()) == 1  # fewer than the events left: still found
+
+
+def test_past_days_client_pairs_go_and_the_distinct_count_stays(retention):
+    """A (unit, client hash) pair only counts distinct clients within its day: the scan
+    statement dates it, and the purge removes past days' pairs, never the counts."""
+    product = make_product()
+    for address in ("192.0.2.1", "192.0.2.2"):
+        origin = ClientOrigin(client_hash=client_hash(address=address))
+        scan_record(qr_code=product.qr_code, channel="page", origin=origin)
+    today = timezone.now().astimezone(UTC).date()
+    assert set(ProductScanClient.objects.values_list("day", flat=True)) == {today}
+    call_command("purge_expired", stdout=io.StringIO())
+    assert ProductScanClient.objects.count() == 2  # today's pairs still deduplicate today
+    ProductScanClient.objects.filter(client_hash=client_hash(address="192.0.2.1")).update(
+        day=today - DAY
+    )
+    out = io.StringIO()
+    call_command("purge_expired", stdout=out)
+    assert "(unit, client hash) pairs of past days" in out.getvalue()
+    assert list(ProductScanClient.objects.values_list("day", flat=True)) == [today]
+    assert ProductScanStats.objects.get(product=product).distinct_clients == 2
+    # the same client scanning again today is still one client
+    origin = ClientOrigin(client_hash=client_hash(address="192.0.2.2"))
+    scan_record(qr_code=product.qr_code, channel="page", origin=origin)
+    assert ProductScanStats.objects.get(product=product).distinct_clients == 2
+
+
+def test_a_purge_just_after_local_midnight_keeps_the_salt_in_use(retention):
+    """Client-hash days are UTC days: at 00:30 in Paris it is still yesterday in UTC, and that
+    day's salt is the one in use."""
+    paris_half_past_midnight = datetime(2026, 12, 1, 23, 30, tzinfo=UTC)  # 00:30 on the 2nd
+    in_use = paris_half_past_midnight.date()
+    DailySalt.objects.create(day=in_use - DAY, salt=bytes(32))
+    DailySalt.objects.create(day=in_use, salt=bytes(32))
+    expired_purge(now=paris_half_past_midnight)
+    assert list(DailySalt.objects.values_list("day", flat=True)) == [in_use]
