@@ -15,6 +15,7 @@ the cursor, and these run once per batch on the hot path.
 from __future__ import annotations
 
 import functools
+import operator
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -236,19 +237,34 @@ def _float8_array(value) -> Float8Array | None:
     """Floats (a list, or a list of rows) as a binary float8[]: numpy converts the floats in C.
 
     The text literal ({{1.0,2.0},{…}}) meant printing and parsing 330 floats per sample, a
-    fifth of the server's GIL time on compact messages. Shapes are validated (8×8, 10).
+    fifth of the server's GIL time on compact messages. Shapes are validated (8×8, 10). The
+    header depends on the shape only (two or three of them ever): built once per shape, it had
+    cost as much as the conversion.
     """
     if value is None:
         return None
     floats = np.asarray(value, dtype=np.float64)
+    header = _ARRAY_HEADERS.get(floats.shape)
+    if header is None:
+        header = _ARRAY_HEADERS[floats.shape] = _array_header(floats.shape)
     if floats.size == 0:
-        return Float8Array(struct.pack(">iiI", 0, 0, _FLOAT8_OID))
-    dims = [number for size in floats.shape for number in (size, 1)]  # size, lower bound
-    header = struct.pack(f">iiI{len(dims)}i", floats.ndim, 0, _FLOAT8_OID, *dims)
+        return Float8Array(header)
     cells = np.empty(floats.size, dtype=_CELL)
     cells["size"] = 8
     cells["value"] = floats.ravel()
     return Float8Array(header + cells.tobytes())
+
+
+def _array_header(shape: tuple[int, ...]) -> bytes:
+    """The binary float8[] header: dimensions, no null bitmap, element type, then each
+    dimension's size and lower bound (1)."""
+    if 0 in shape:
+        return struct.pack(">iiI", 0, 0, _FLOAT8_OID)
+    dims = [number for size in shape for number in (size, 1)]
+    return struct.pack(f">iiI{len(dims)}i", len(shape), 0, _FLOAT8_OID, *dims)
+
+
+_ARRAY_HEADERS: dict[tuple[int, ...], bytes] = {}
 
 
 class _Float8ArrayDumper(Dumper):
@@ -259,10 +275,15 @@ class _Float8ArrayDumper(Dumper):
         return obj
 
 
+# The columns a Reading holds as they are (the others are set by ``sample_row``).
+_READING_COLUMNS = [name for name in _COLUMNS if name in Reading.__dataclass_fields__]
+_reading_values = operator.attrgetter(*_READING_COLUMNS)
+
+
 def sample_row(
     reading: Reading, *, lot_id: int | None, site_code: str, now: datetime, payload: str
 ) -> list:
-    values = {name: getattr(reading, name) for name in _COLUMNS if hasattr(reading, name)}
+    values = dict(zip(_READING_COLUMNS, _reading_values(reading), strict=True))
     # The message's own text, zstd-compressed (sensors/payload.py): never re-serialised. This
     # runs on a writer thread, and zstd releases the GIL while it compresses.
     values.update(
@@ -394,9 +415,17 @@ def stations_fetch(device_ids: Sequence[str]) -> dict[str, StationRef]:
 
 
 def thresholds_from(rows: Sequence[tuple]) -> list[QualityThreshold]:
-    return [
+    """The active thresholds, from their rows. Read again for every batch (staff edit them in
+    admin, and a batch must see the thresholds of its time), but built again only when the rows
+    changed: model instances cost more than the query (``alerts_for`` only reads them)."""
+    return list(_thresholds_built(tuple(rows)))
+
+
+@functools.lru_cache(maxsize=1)
+def _thresholds_built(rows: tuple[tuple, ...]) -> tuple[QualityThreshold, ...]:
+    return tuple(
         QualityThreshold(
             id=pk, metric=metric, operator=op, value=value, grade=grade, severity=severity
         )
         for pk, metric, op, value, grade, severity in rows
-    ]
+    )
