@@ -1,8 +1,8 @@
 """PostgreSQL storage of sample ingestion: the low-level reads and the batch writer.
 
 What ``sensors.services`` (the ingestion rules) calls, and nothing else:
-- ``fetch_all`` runs several reads in one round trip (a psycopg pipeline): stations
-  (``STATIONS_SQL``), lots (``LOTS_SQL``) and quality thresholds (``THRESHOLDS_SQL``);
+- ``batch_reads`` runs a batch's reads in one statement: stations (``STATIONS_SQL``'s rows),
+  lots and the active quality thresholds;
 - ``sample_row`` turns a reading into the column values of ``sqal_sensor_samples`` (payload
   zstd-compressed, matrices as binary ``float8[]``);
 - ``samples_insert`` writes a batch of rows and their alerts in one statement (SQL text built
@@ -371,32 +371,39 @@ STATIONS_SQL = (
     f"LEFT JOIN {_SITE} ls ON ls.id = l.site_id "
     f"WHERE d.device_id = ANY(%s)"
 )
-LOTS_SQL = (
-    f"SELECT l.id, l.code, s.code FROM {_LOT} l JOIN {_SITE} s ON s.id = l.site_id "
-    f"WHERE l.id = ANY(%s) OR l.code = ANY(%s)"
-)
-THRESHOLDS_SQL = (
-    f"SELECT id, metric, operator, value, grade, severity "
-    f"FROM {QualityThreshold._meta.db_table} WHERE is_active"
+# The reads a batch needs before it is stored (stations, lots, active thresholds), as one
+# statement with one result row: each read a JSON array of rows. A psycopg pipeline of three
+# statements cost the writer thread 0.56-0.68 ms of CPU per batch against 0.32-0.37 ms for this
+# one (measured by hand with its transaction, 30 November 2026): three cursors, a pipeline sync
+# and three results, for a handful of rows.
+BATCH_READS_SQL = (
+    f"SELECT (SELECT coalesce(json_agg(json_build_array(d.device_id, d.is_active, "
+    f"d.token_hash <> '', s.code, l.id, l.code, ls.code, d.lots_of_any_site)), '[]') "
+    f"FROM {_DEVICE} d LEFT JOIN {_SITE} s ON s.id = d.site_id "
+    f"LEFT JOIN {_LOT} l ON l.id = d.assigned_lot_id "
+    f"LEFT JOIN {_SITE} ls ON ls.id = l.site_id "
+    f"WHERE d.device_id = ANY($1::varchar[])), "
+    f"(SELECT coalesce(json_agg(json_build_array(l.id, l.code, s.code)), '[]') "
+    f"FROM {_LOT} l JOIN {_SITE} s ON s.id = l.site_id "
+    f"WHERE l.id = ANY($2::bigint[]) OR l.code = ANY($3::varchar[])), "
+    f"(SELECT coalesce(json_agg(json_build_array(id, metric, operator, value, grade, severity) "
+    f"ORDER BY id), '[]') FROM {QualityThreshold._meta.db_table} WHERE is_active)"
 )
 
 
-def fetch_all(queries: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]:
-    """Several reads in one round trip (a psycopg pipeline): each one costs the writer thread a
-    wait for PostgreSQL and then for the GIL, which the event loop holds most of the time."""
-    cursors = []
-    with connection.wrap_database_errors:
-        first = raw_cursor()
-        with first.connection.pipeline():
-            for sql, params in queries:
-                cursor = first if not cursors else raw_cursor()
-                cursor.execute(sql, params)
-                cursors.append(cursor)
-        try:
-            return [cursor.fetchall() for cursor in cursors]
-        finally:
-            for cursor in cursors:
-                cursor.close()
+def batch_reads(
+    device_ids: Sequence[str], lot_ids: Sequence[int], lot_codes: Sequence[str]
+) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """Rows of the stations (``STATIONS_SQL``'s columns), of the lots named by id or by code
+    (id, code, site code) and of the active thresholds, in one round trip."""
+    with connection.wrap_database_errors, raw_cursor(native=True) as cursor:
+        cursor.execute(BATCH_READS_SQL, [list(device_ids), list(lot_ids), list(lot_codes)])
+        stations, lots, thresholds = cursor.fetchone()
+    return (
+        [tuple(row) for row in stations],
+        [tuple(row) for row in lots],
+        [tuple(row) for row in thresholds],
+    )
 
 
 def stations_from(rows: Sequence[tuple]) -> dict[str, StationRef]:
