@@ -17,8 +17,8 @@ latency (send to ack). Echo and stored runs alternate (E S E S ...), ``--repeat`
 change of the shared machine's load weighs on both; rates and CPU are the medians of the turns,
 latency percentiles are over every frame of every turn. Server CPU per message is the Daphne
 process's user + system time over each turn (and PostgreSQL's, all its processes, beside it),
-with its event-loop thread's share (validation and compression run there; the rest is the batch
-writers' threads). After the runs, the per-message steps of the stored path are timed alone in
+with its event-loop thread's share (validation runs there; the rest is the batch writers'
+threads: compression and the database work). After the runs, the per-message steps of the stored path are timed alone in
 this process (validation by the consumer's parser and by pydantic's, zstd at the stored level
 and at -1, and ``json.loads`` for comparison).
 Goals, both on rate and on server CPU per message (echo CPU / stored CPU): 190 KB >= 0.5,
@@ -107,7 +107,7 @@ def codec_breakdown(texts: dict[str, str], repeat: int = 200) -> dict[str, dict[
     """CPU ms per message of the stored path's per-message steps, in this process: validation
     (``parse_frame``, what the event loop runs: msgspec's fast path; ``parse_message``, pydantic's
     path, which decides every refusal), ``json.loads`` for comparison, and the zstd compression
-    the event loop runs after it (level 1, stored; level -1 for comparison)."""
+    the writer threads run (level 1, stored; level -1 for comparison)."""
     import zstandard
 
     from sensors.frames import parse_frame

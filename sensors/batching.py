@@ -73,7 +73,7 @@ class IngestBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         self._queue.append((item, future))
-        self._queued_bytes += item.size
+        self._queued_bytes += len(item.payload)
         self._wakeup.set()
         metrics.sample_received()
         if self._task is None or self._task.done():
@@ -87,14 +87,14 @@ class IngestBatcher:
         size = 0
         while self._queue and len(batch) < settings.SQAL_BATCH_MAX_SAMPLES:
             item, future = self._queue[0]
-            if batch and size + item.size > settings.SQAL_BATCH_MAX_BYTES:
+            if batch and size + len(item.payload) > settings.SQAL_BATCH_MAX_BYTES:
                 break
             self._queue.popleft()
-            self._queued_bytes -= item.size
+            self._queued_bytes -= len(item.payload)
             if future.cancelled():
                 continue
             batch.append((item, future))
-            size += item.size
+            size += len(item.payload)
         return batch
 
     async def _run(self) -> None:

@@ -28,7 +28,6 @@ from gaveurs.logs import frame_request_id
 from sensors import live, services
 from sensors.batching import batcher
 from sensors.frames import parse_frame
-from sensors.payload import compress_text
 from sensors.schemas import (
     FieldWarning,
     Heartbeat,
@@ -291,14 +290,10 @@ class SensorConsumer(FrameDispatch, AsyncWebsocketConsumer):
 
     async def _sample(self, reading: Reading, text: str) -> None:
         self._check_identity(reading.device_id, reading.sample_id)
-        # Compressed here, while the text is still in the CPU cache from its validation (on a
-        # writer thread it cost a third more), and the text is dropped: a connection's unacked
-        # samples hold 54 KB each rather than 190 KB (bench/ingest.py).
         item = services.SampleInput(
             reading=reading,
-            payload=compress_text(text),
+            payload=text,
             authenticated=self.device is not None,
-            size=len(text),
         )
         # Back-pressure: past SQAL_MAX_IN_FLIGHT unacknowledged samples, stop reading frames.
         await self.in_flight.acquire()

@@ -178,15 +178,8 @@ def _check_device(device: Device | StationRef, *, authenticated: bool) -> None:
 @dataclass(frozen=True)
 class SampleInput:
     reading: Reading
-    # The message as received (JSON text), stored verbatim (zstd, sensors/payload.py); or already
-    # in that stored form (``payload.compress_text``), as the websocket consumer hands it over.
-    payload: str | bytes
+    payload: str  # the message as received (JSON text), stored verbatim (zstd, sensors/payload.py)
     authenticated: bool = False
-    size: int = -1  # the message's bytes as received (batch limits); default: len(payload)
-
-    def __post_init__(self) -> None:
-        if self.size < 0:
-            object.__setattr__(self, "size", len(self.payload))
 
 
 @dataclass

@@ -281,16 +281,13 @@ _reading_values = operator.attrgetter(*_READING_COLUMNS)
 
 
 def sample_row(
-    reading: Reading, *, lot_id: int | None, site_code: str, now: datetime, payload: str | bytes
+    reading: Reading, *, lot_id: int | None, site_code: str, now: datetime, payload: str
 ) -> list:
     values = dict(zip(_READING_COLUMNS, _reading_values(reading), strict=True))
-    # The message's own text, zstd-compressed (sensors/payload.py): never re-serialised. The
-    # websocket consumer hands it over compressed already (bytes); other writers send the text.
+    # The message's own text, zstd-compressed (sensors/payload.py): never re-serialised. This
+    # runs on a writer thread, and zstd releases the GIL while it compresses.
     values.update(
-        received_at=now,
-        lot_id=lot_id,
-        site_code=site_code,
-        payload=payload if isinstance(payload, bytes) else compress_text(payload),
+        received_at=now, lot_id=lot_id, site_code=site_code, payload=compress_text(payload)
     )
     for name in _ARRAYS:
         values[name] = _float8_array(values[name])
