@@ -18,9 +18,9 @@ change of the shared machine's load weighs on both; rates and CPU are the median
 latency percentiles are over every frame of every turn. Server CPU per message is the Daphne
 process's user + system time over each turn (and PostgreSQL's, all its processes, beside it),
 with its event-loop thread's share (validation runs there; the rest is the batch writers'
-threads: compression and the database work). After the runs, the per-message steps of the stored path are timed alone in
-this process (validation by the consumer's parser and by pydantic's, zstd at the stored level
-and at -1, and ``json.loads`` for comparison).
+threads: compression and the database work). After the runs, the per-message steps of the
+stored path are timed alone in this process (validation by the consumer's parser and by
+pydantic's, zstd at the stored level and at -1, and ``json.loads`` for comparison).
 Goals, both on rate and on server CPU per message (echo CPU / stored CPU): 190 KB >= 0.5,
 5 KB nested >= 0.4. Stations are unregistered (development mode) and the per-connection throttle
 is lifted for the run: it is a protection, and here we measure capacity. The mean batch size
