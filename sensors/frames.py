@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import sys
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -50,9 +50,9 @@ NonNegative = Annotated[float, Meta(ge=0, le=_FLOAT_MAX)]
 Channel = Annotated[float, Meta(ge=0, le=65535)]
 
 
-def _matrix(item: object) -> object:
-    row = Annotated[list[item], Meta(min_length=8, max_length=8)]  # type: ignore[valid-type]
-    return Annotated[list[row], Meta(min_length=8, max_length=8)]  # type: ignore[valid-type]
+def _matrix(item: Any) -> Any:
+    row = Annotated[list[item], Meta(min_length=8, max_length=8)]
+    return Annotated[list[row], Meta(min_length=8, max_length=8)]
 
 
 DistanceMatrix = _matrix(Annotated[float, Meta(ge=0, le=4000)])
@@ -74,11 +74,11 @@ class _Channels(Struct, frozen=True):
 
 
 class _ToFMatrices(Struct, frozen=True):
-    distance_matrix: DistanceMatrix  # type: ignore[valid-type]
-    reflectance_matrix: PositiveMatrix  # type: ignore[valid-type]
-    amplitude_matrix: PositiveMatrix  # type: ignore[valid-type]
-    ambient_matrix: PositiveMatrix | None = None  # type: ignore[valid-type]
-    status_matrix: StatusMatrix | None = None  # type: ignore[valid-type]
+    distance_matrix: DistanceMatrix
+    reflectance_matrix: PositiveMatrix
+    amplitude_matrix: PositiveMatrix
+    ambient_matrix: PositiveMatrix | None = None
+    status_matrix: StatusMatrix | None = None
 
 
 class _ToFAnalysis(Struct, frozen=True):
@@ -94,11 +94,11 @@ class _ToF(Struct, frozen=True):
 
     raw: _ToFMatrices | None | UnsetType = UNSET
     analysis: _ToFAnalysis | None | UnsetType = UNSET
-    distance_matrix: DistanceMatrix | UnsetType = UNSET  # type: ignore[valid-type]
-    reflectance_matrix: PositiveMatrix | UnsetType = UNSET  # type: ignore[valid-type]
-    amplitude_matrix: PositiveMatrix | UnsetType = UNSET  # type: ignore[valid-type]
-    ambient_matrix: PositiveMatrix | None = None  # type: ignore[valid-type]
-    status_matrix: StatusMatrix | None = None  # type: ignore[valid-type]
+    distance_matrix: DistanceMatrix | UnsetType = UNSET
+    reflectance_matrix: PositiveMatrix | UnsetType = UNSET
+    amplitude_matrix: PositiveMatrix | UnsetType = UNSET
+    ambient_matrix: PositiveMatrix | None = None
+    status_matrix: StatusMatrix | None = None
     volume_mm3: NonNegative | UnsetType = UNSET
     surface_uniformity: Score | UnsetType = UNSET
     quality_score: Score | UnsetType = UNSET
