@@ -17,9 +17,10 @@ latency (send to ack). Echo and stored runs alternate (E S E S ...), ``--repeat`
 change of the shared machine's load weighs on both; rates and CPU are the medians of the turns,
 latency percentiles are over every frame of every turn. Server CPU per message is the Daphne
 process's user + system time over each turn (and PostgreSQL's, all its processes, beside it),
-with its event-loop thread's share (the rest is the batch writers' threads). After the runs, the
-per-message steps of the stored path are timed alone in this process (validation, zstd at the
-stored level and at -1, and ``json.loads`` for comparison).
+with its event-loop thread's share (validation runs there; the rest is the batch writers'
+threads: compression and the database work). After the runs, the per-message steps of the
+stored path are timed alone in this process (validation by the consumer's parser and by
+pydantic's, zstd at the stored level and at -1, and ``json.loads`` for comparison).
 Goals, both on rate and on server CPU per message (echo CPU / stored CPU): 190 KB >= 0.5,
 5 KB nested >= 0.4. Stations are unregistered (development mode) and the per-connection throttle
 is lifted for the run: it is a protection, and here we measure capacity. The mean batch size
@@ -104,10 +105,12 @@ def loop_thread_cpu_seconds(pid: int) -> float:
 
 def codec_breakdown(texts: dict[str, str], repeat: int = 200) -> dict[str, dict[str, float]]:
     """CPU ms per message of the stored path's per-message steps, in this process: validation
-    (``parse_message``, what the event loop runs), ``json.loads`` for comparison, and the zstd
-    compression the writer threads run (level 1, stored; level -1 for comparison)."""
+    (``parse_frame``, what the event loop runs: msgspec's fast path; ``parse_message``, pydantic's
+    path, which decides every refusal), ``json.loads`` for comparison, and the zstd compression
+    the writer threads run (level 1, stored; level -1 for comparison)."""
     import zstandard
 
+    from sensors.frames import parse_frame
     from sensors.payload import LEVEL
     from sensors.schemas import parse_message
 
@@ -123,6 +126,7 @@ def codec_breakdown(texts: dict[str, str], repeat: int = 200) -> dict[str, dict[
         data = text.encode()
         stored, faster = zstandard.ZstdCompressor(level=LEVEL), zstandard.ZstdCompressor(level=-1)
         out[name] = {
+            "parse_frame_ms": cpu_ms(lambda t=text: parse_frame(t, max_bytes=10**8)),
             "parse_message_ms": cpu_ms(lambda t=text: parse_message(t, max_bytes=10**8)),
             "json_loads_ms": cpu_ms(lambda t=text: json.loads(t)),
             f"zstd_level_{LEVEL}_ms": cpu_ms(lambda d=data, c=stored: c.compress(d)),

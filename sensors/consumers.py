@@ -2,9 +2,10 @@
 
 The station consumer is thin: it authenticates the connection, bounds the connections per station
 (SQAL_MAX_CONNECTIONS_PER_STATION, per process), throttles samples, pings and heartbeats (two
-token buckets per connection), validates each frame
-(``schemas.parse_message``) and hands samples to the batcher; the ack is sent when the sample's
-own transaction has committed. A station may send the next samples before the previous acks.
+token buckets per connection), validates each frame (``frames.parse_frame``:
+``schemas.parse_message``, with a fast path for the samples it accepts) and hands samples to the
+batcher; the ack is sent when the sample's own transaction has committed. A station may send the
+next samples before the previous acks.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from django.utils import timezone
 from gaveurs.logs import frame_request_id
 from sensors import live, services
 from sensors.batching import batcher
+from sensors.frames import parse_frame
 from sensors.schemas import (
     FieldWarning,
     Heartbeat,
@@ -33,8 +35,6 @@ from sensors.schemas import (
     Ping,
     ProtocolError,
     Reading,
-    SensorData,
-    parse_message,
     sample_id_of,
 )
 
@@ -213,12 +213,12 @@ class SensorConsumer(FrameDispatch, AsyncWebsocketConsumer):
             return
         try:
             warnings: list[FieldWarning] = []
-            message = parse_message(
+            message = parse_frame(
                 text_data, max_bytes=settings.SQAL_MAX_MESSAGE_BYTES, warnings=warnings
             )
             for warning in warnings:  # accepted, but changed: say what and where
                 await self.send_json(warning.frame(sample_id=getattr(message, "sample_id", None)))
-            if isinstance(message, SensorData):
+            if isinstance(message, Reading):
                 await self._sample(message, text_data)
             elif isinstance(message, Hello):
                 await self._hello(message)
@@ -288,10 +288,10 @@ class SensorConsumer(FrameDispatch, AsyncWebsocketConsumer):
             }
         )
 
-    async def _sample(self, message: SensorData, text: str) -> None:
-        self._check_identity(message.device_id, message.sample_id)
+    async def _sample(self, reading: Reading, text: str) -> None:
+        self._check_identity(reading.device_id, reading.sample_id)
         item = services.SampleInput(
-            reading=Reading.from_message(message),
+            reading=reading,
             payload=text,
             authenticated=self.device is not None,
         )

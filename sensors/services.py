@@ -312,13 +312,7 @@ def _batch_context(items: Sequence[SampleInput], *, allow_unregistered: bool) ->
             if item.reading.lot_id is None and item.reading.lot_abattage
         }
     )
-    station_rows, lot_rows, threshold_rows = storage.fetch_all(
-        [
-            (storage.STATIONS_SQL, [device_ids]),
-            (storage.LOTS_SQL, [lot_ids, codes]),
-            (storage.THRESHOLDS_SQL, []),
-        ]
-    )
+    station_rows, lot_rows, threshold_rows = storage.batch_reads(device_ids, lot_ids, codes)
     devices = storage.stations_from(station_rows)
     missing = [d for d in device_ids if d not in devices]
     if missing and allow_unregistered:
