@@ -655,6 +655,13 @@ def main() -> int:
     )
     parser.add_argument("--http-workers", type=int, default=2, help="granian worker processes")
     parser.add_argument(
+        "--http-threads",
+        type=int,
+        default=1,
+        help="granian blocking threads per worker (each runs one request at a time, with a "
+        "database connection of its own)",
+    )
+    parser.add_argument(
         "--http-nice",
         type=int,
         default=0,
@@ -722,6 +729,7 @@ def main() -> int:
                 http_env,
                 http_log,
                 workers=args.http_workers,
+                threads=args.http_threads,
                 niceness=args.http_nice,
             )
         wait_worker_ready(worker, worker_log)
@@ -927,7 +935,7 @@ def request_breakdown(folder: Path, tagged: dict[str, float]) -> dict:
     rows = []
     for log in sorted(folder.glob("requests.*.log")) if folder.is_dir() else []:
         for line in log.read_text().splitlines():
-            tag, method, kind, status, wall, cpu, queries, db = line.split(" ")
+            tag, method, kind, status, wall, cpu, queries, db, *_ = line.split(" ")
             if tag in tagged:
                 rows.append((kind, status, queries, float(wall), float(cpu), float(db), tag))
     groups: dict[str, list] = {}
@@ -1089,6 +1097,7 @@ def report(args, r: dict, server_log: Path, worker_log: Path) -> int:
         },
         "http_server": getattr(args, "http", "daphne"),
         "http_workers": getattr(args, "http_workers", None),
+        "http_threads": getattr(args, "http_threads", 1),
         "http_nice": getattr(args, "http_nice", 0),
         "http_client": getattr(args, "http_client", "httpx"),
         "cpu": cpu,
