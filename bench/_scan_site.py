@@ -62,8 +62,9 @@ class RequestLog:
     """With ``BENCH_REQUEST_LOG`` (a folder): one line per request, per server process, of what
     the request cost inside the application: ``<X-Bench-Id header> <method> <path kind>
     <status> <wall ms> <thread CPU ms> <queries> <database wall ms> <each query's verb:table>``.
-    The client compares the wall time with its own latency for the same id: the rest is time spent waiting before the
-    application got the request (the server's queue, the client's own event loop)."""
+    The client compares the wall time with its own latency for the same id: the rest is time
+    spent waiting before the application got the request (the server's queue, the client's own
+    event loop)."""
 
     def __init__(self, app, folder: str) -> None:
         self.app = app
