@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import multiprocessing
@@ -116,6 +117,7 @@ from bench.lean_http import HTTPError, LeanClient, Response, Timeout  # noqa: E4
 
 # Under the full soak, on the same 2 cores: stations must not starve behind consumers.
 GOALS = {"station_ack_p99_ms": 1000, "scan_p99_ms": 500}
+_TAGS = itertools.count()  # X-Bench-Id of the review requests
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 TRACEBACK = b"Traceback (most recent call last)"
 
@@ -421,7 +423,7 @@ async def review_form(client, code: str, page: str, rng: random.Random, figs: Fi
         "website": "",
     }
     figs.feedback["attempted"] += 1
-    tag = f"form-{len(figs.tagged)}-{code[-6:]}"
+    tag = f"form-{next(_TAGS)}"
     try:
         r = await client.post(f"/p/{code}/avis", data=data, headers={"X-Bench-Id": tag})
         figs.tagged[tag] = r.elapsed_ms
@@ -443,7 +445,7 @@ async def review_form(client, code: str, page: str, rng: random.Random, figs: Fi
 async def review_api(client, code: str, rng: random.Random, figs: Figures) -> None:
     body = {"qr_code": code, **_ratings(rng), "comment": "Bon produit", "consent_to_publish": True}
     figs.feedback["attempted"] += 1
-    tag = f"api-{len(figs.tagged)}-{code[-6:]}"
+    tag = f"api-{next(_TAGS)}"
     try:
         r = await client.post("/api/consumer/feedback", json=body, headers={"X-Bench-Id": tag})
         figs.tagged[tag] = r.elapsed_ms
