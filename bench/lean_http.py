@@ -1,9 +1,9 @@
 """A lean asyncio HTTP/1.1 client for the load benches: one keep-alive connection, no pool.
 
-``bench/soak.py`` ran its 200 consumers on httpx's ``AsyncClient``: about 3.4 ms of the load
-process's CPU per request on this machine (its pool, its models, its event hooks), so on 2
-cores the client itself took a core's worth of CPU from the servers it measured, and each
-request waited in the client's busy event loop before it was sent and after its answer came.
+``bench/soak.py`` ran its 200 consumers on httpx's ``AsyncClient``: 3.7 ms of the load
+process's CPU per request under the soak (its pool, its models, its event hooks), so on 2 cores
+the client took CPU from the servers it measured, and each request waited in the client's busy
+event loop before it was sent and after its answer came.
 This client does only what the consumers need: GET and POST (form or JSON) on one connection
 from a chosen local address, cookies (the CSRF cookie), Content-Length or chunked bodies.
 

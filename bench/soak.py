@@ -51,13 +51,13 @@ measured, and its CPU (``load_clients`` is this process, ``load_clients_stations
 stations'). Nothing else changed in what is measured: an ack's latency still runs from the
 sample's measurement to the ack read by the station, through its own send loop.
 
-The consumers' HTTP client is ``bench.lean_http`` (one keep-alive connection each, about
-0.07 ms of CPU per request), not httpx's ``AsyncClient`` (``--http-client httpx``), which took
-1.2–1.3 ms of the load process's CPU per request, and up to 3–4 ms under the soak: with 200
-consumers on 2 cores that client was the bottleneck of its own measurement (its closed loop on
-the trivial view topped out at 350–490 requests/s where the lean client makes 8,000–10,000). A
-scan's latency runs from the request's first byte written to the answer's last byte read; the
-JSON's ``awaited`` figures add the time the request waited in the client's event loop.
+The consumers' HTTP client is ``bench.lean_http`` (one keep-alive connection each), not
+httpx's ``AsyncClient`` (``--http-client httpx``), which took 3.7 ms of the load process's CPU
+per request under the soak, against 0.6 ms: with 200 consumers on 2 cores that client was the
+bottleneck of its own measurement (its closed loop on the trivial view topped out at 162–410
+requests/s). A scan's latency runs from the request's first byte written to the answer's last
+byte read; the JSON's ``awaited`` figures add the time the request waited in the client's
+event loop.
 
 Each consumer request carries an ``X-Bench-Id``; granian's application logs what the request
 cost inside it (``bench._scan_site.RequestLog``: wall time, thread CPU, queries and their
