@@ -224,9 +224,10 @@ def _client(
     """One load process: ``threads`` keep-alive connections, each sending requests back to back
     (cycling through ``paths``) until the deadline; puts (count, errors, latencies in ms,
     connections that ran out of paths, seconds until the last connection stopped). With
-    ``unique_slot`` (this process's number among ``slots``), each connection takes its own
-    share of ``paths`` in order and stops when it has requested them all: no path is requested
-    twice."""
+    ``unique_slot`` (this process's number among ``slots``), the process takes its own share of
+    ``paths``, its connections take the next path of that share in turn, and they stop when it
+    is done (within one request of each other): no path is requested twice, and no connection
+    idles while another still has paths."""
     started = time.perf_counter()
     deadline = started + seconds
     lock = threading.Lock()
@@ -240,20 +241,19 @@ def _client(
         n = offset
         mine: list[float] = []
         bad = 0
-        share = paths
         out_of_paths = False
-        if unique_slot is not None:
-            k = unique_slot * threads + (offset - start) // 7
-            share, n = paths[k :: slots * threads], 0
         while True:
             t = time.perf_counter()
             if t >= deadline:
                 break
-            if unique_slot is not None and n >= len(share):
-                out_of_paths = True
-                break
-            path = share[n % len(share)]
-            n += 1
+            if fresh is not None:
+                path = next(fresh, None)  # one shared iterator: atomic under the GIL
+                if path is None:
+                    out_of_paths = True
+                    break
+            else:
+                path = paths[n % len(paths)]
+                n += 1
             try:
                 conn.request("GET", path, headers={"Accept-Language": "fr-FR"})
                 response = conn.getresponse()
@@ -274,6 +274,7 @@ def _client(
             ran_out[0] += out_of_paths
             stopped[0] = max(stopped[0], end)
 
+    fresh = iter(paths[unique_slot::slots]) if unique_slot is not None else None
     start = random.randrange(len(paths))
     workers = [threading.Thread(target=loop, args=(start + i * 7,)) for i in range(threads)]
     for w in workers:
