@@ -22,6 +22,12 @@ in turns (``--rounds`` slices each) so a change of the shared machine's load hit
   (resolve, store the scan event, bump the counter) and its cache operations (the day's salt,
   the per-client limit's add + incr), no page: the floor of any page that counts every scan.
 
+A cold turn ends when its fresh products have all been scanned once (its rate is over the time
+it took). The cached page and "trivial + scan write" are loaded apart from the others, in
+``--pair-turns`` pairs of short alternating turns: their ratio is the median of the pairs'
+ratios (neighbouring turns share the machine's load), printed with its quartiles, the pooled
+ratio and the ratio of CPU per request.
+
 Prints requests/s, p50/p99 latency, the server's and PostgreSQL's CPU per request for
 each, and the ratios with their goals: cached page >= 0.9 x "trivial + scan write", cold page
 >= 0.25 x the trivial view. Last line: one JSON object. The servers run as deployed: JSON logs
@@ -42,7 +48,7 @@ so what they acknowledge is on disk.
 
     .venv/bin/python bench/scan.py [--server granian|daphne] [--workers 2] [--seconds 8]
                                    [--rounds 4] [--clients 2] [--threads 4] [--products 20]
-                                   [--fresh 7000] [--unstored 2500]
+                                   [--fresh 7000] [--unstored 2500] [--pair-turns 16]
 """
 
 from __future__ import annotations
