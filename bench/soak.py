@@ -54,7 +54,7 @@ sample's measurement to the ack read by the station, through its own send loop.
 The consumers' HTTP client is ``bench.lean_http`` (one keep-alive connection each), not
 httpx's ``AsyncClient`` (``--http-client httpx``), which took 3.7 ms of the load process's CPU
 per request under the soak, against 0.6 ms: with 200 consumers on 2 cores that client was the
-bottleneck of its own measurement (its closed loop on the trivial view topped out at 162–410
+bottleneck of its own measurement (its closed loop on the trivial view topped out at 135–410
 requests/s). A scan's latency runs from the request's first byte written to the answer's last
 byte read; the JSON's ``awaited`` figures add the time the request waited in the client's
 event loop.
