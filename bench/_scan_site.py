@@ -7,6 +7,7 @@ the ratio of their rates measures what the scan page itself costs.
 from __future__ import annotations
 
 import os
+import re
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gaveurs.settings")
 
@@ -44,6 +45,76 @@ def trivial_scan_write(request: HttpRequest, qr_code: str) -> HttpResponse:
 
 
 application = get_wsgi_application()
+
+
+_TABLE = re.compile(r'(?:FROM|INTO|UPDATE|JOIN)\s+"?([a-z_]+)', re.IGNORECASE)
+
+
+def _statement_tag(sql: str) -> str:
+    """A statement's verb and first table (``SELECT:consumer_products``): which queries a
+    request made, in a word each."""
+    verb = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else "?"
+    table = _TABLE.search(sql)
+    return f"{verb}:{table.group(1) if table else '-'}"
+
+
+class RequestLog:
+    """With ``BENCH_REQUEST_LOG`` (a folder): one line per request, per server process, of what
+    the request cost inside the application: ``<X-Bench-Id header> <method> <path kind>
+    <status> <wall ms> <thread CPU ms> <queries> <database wall ms> <each query's verb:table>``.
+    The client compares the wall time with its own latency for the same id: the rest is time
+    spent waiting before the application got the request (the server's queue, the client's own
+    event loop)."""
+
+    def __init__(self, app, folder: str) -> None:
+        self.app = app
+        self.folder = folder
+        self.out = None
+
+    def __call__(self, environ, start_response):
+        import time
+
+        from django.db import connection
+
+        if self.out is None:
+            self.out = open(  # noqa: SIM115  (one per process, open until it ends)
+                os.path.join(self.folder, f"requests.{os.getpid()}.log"), "a", buffering=1
+            )
+        stats = {"n": 0, "db": 0.0, "sql": []}
+
+        def timed(execute, sql, params, many, context):
+            started = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                stats["n"] += 1
+                stats["db"] += time.perf_counter() - started
+                stats["sql"].append(_statement_tag(sql))
+
+        status = ["-"]
+
+        def start(code, headers, exc_info=None):
+            status[0] = code.split(" ", 1)[0]
+            return start_response(code, headers, exc_info)
+
+        wall, cpu = time.perf_counter(), time.thread_time()
+        with connection.execute_wrapper(timed):
+            body = b"".join(self.app(environ, start))
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        path = environ.get("PATH_INFO", "")
+        kind = path.split("/")[1] if path.count("/") > 1 else path
+        if path.startswith("/p/"):
+            kind = "p/avis" if path.endswith("/avis") else "p"
+        self.out.write(
+            f"{environ.get('HTTP_X_BENCH_ID', '-')} {environ.get('REQUEST_METHOD')} {kind} "
+            f"{status[0]} {wall * 1000:.3f} {cpu * 1000:.3f} {stats['n']} "
+            f"{stats['db'] * 1000:.3f} {','.join(stats['sql']) or '-'}\n"
+        )
+        return [body]
+
+
+if os.environ.get("BENCH_REQUEST_LOG"):
+    application = RequestLog(application, os.environ["BENCH_REQUEST_LOG"])
 
 from gaveurs.urls import urlpatterns as project_urlpatterns  # noqa: E402
 

@@ -51,6 +51,21 @@ measured, and its CPU (``load_clients`` is this process, ``load_clients_stations
 stations'). Nothing else changed in what is measured: an ack's latency still runs from the
 sample's measurement to the ack read by the station, through its own send loop.
 
+The consumers' HTTP client is ``bench.lean_http`` (one keep-alive connection each), not
+httpx's ``AsyncClient`` (``--http-client httpx``), which took 3.7 ms of the load process's CPU
+per request under the soak, against 0.6 ms: with 200 consumers on 2 cores that client was the
+bottleneck of its own measurement (its closed loop on the trivial view topped out at 135–410
+requests/s). A scan's latency runs from the request's first byte written to the answer's last
+byte read; the JSON's ``awaited`` figures add the time the request waited in the client's
+event loop.
+
+Each consumer request carries an ``X-Bench-Id``; granian's application logs what the request
+cost inside it (``bench._scan_site.RequestLog``: wall time, thread CPU, queries and their
+database wall time). The report puts, per kind of request (scan page by number of queries:
+one is a stored or cached page, more a page rendered at that scan; review form; review API),
+the client's latency beside the application's share: the rest is the time the request waited
+for a server thread.
+
 Figures: station ack latency and scan latency percentiles against their goals (under the soak,
 on the same cores: ack p99 <= 1 s, scan p99 <= 500 ms), and where the CPU went during the load
 (each server, the worker, PostgreSQL, and this process's clients). The only rate ratio is the
@@ -64,6 +79,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import multiprocessing
@@ -97,9 +113,11 @@ from bench.common import (  # noqa: E402
     tree_cpu_seconds,
     wait_worker_ready,
 )
+from bench.lean_http import HTTPError, LeanClient, Response, Timeout  # noqa: E402
 
 # Under the full soak, on the same 2 cores: stations must not starve behind consumers.
 GOALS = {"station_ack_p99_ms": 1000, "scan_p99_ms": 500}
+_TAGS = itertools.count()  # X-Bench-Id of the review requests
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 TRACEBACK = b"Traceback (most recent call last)"
 
@@ -299,13 +317,18 @@ def stations_process(spec: dict, pipe, acked_now) -> None:
 
 @dataclass
 class Figures:
-    latencies: dict[str, list[float]] = field(default_factory=lambda: {"scan": [], "trivial": []})
+    latencies: dict[str, list[float]] = field(
+        default_factory=lambda: {"scan": [], "scan_awaited": [], "trivial": []}
+    )
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     feedback: Counter = field(default_factory=Counter)
     accepted: list[str] = field(default_factory=list)  # qr codes reviewed with success
     unknown: list[str] = field(default_factory=list)  # reviews whose answer was lost
     server_errors: int = 0
+    # Client-side latency (ms) of each request tagged with an X-Bench-Id header, by that id: the
+    # server's request log (bench._scan_site.RequestLog) has the application's share of it.
+    tagged: dict[str, float] = field(default_factory=dict)
 
 
 class Catalog:
@@ -345,26 +368,33 @@ def _ratings(rng: random.Random) -> dict[str, int]:
 
 
 async def consumer(client, *, index: int, catalog: Catalog, figs: Figures, deadline: float, args):
-    import httpx
-
     rng = random.Random(index)
     language = "fr-FR,fr;q=0.9" if index % 3 else "en-GB,en;q=0.8"
+    seq = 0
     while time.monotonic() < deadline:
         code = catalog.pick(rng)
         forged = rng.random() < 0.02
         if forged:
             code = _forge(code)
+        seq += 1
+        tag = f"{index}-{seq}"
         t0 = time.perf_counter()
         try:
-            r = await client.get(f"/p/{code}", headers={"Accept-Language": language})
-        except httpx.TimeoutException:
+            r = await client.get(
+                f"/p/{code}", headers={"Accept-Language": language, "X-Bench-Id": tag}
+            )
+        except Timeout:
             figs.errors["scan:timeout"] += 1
             continue
-        except httpx.HTTPError as exc:
+        except HTTPError as exc:
             figs.errors[f"scan:{type(exc).__name__}"] += 1
             await asyncio.sleep(0.5)
             continue
-        figs.latencies["scan"].append((time.perf_counter() - t0) * 1000)
+        # From the request's first byte sent to its answer's last byte read; and as the consumer
+        # saw it, with the time the request waited in this process before and after.
+        figs.latencies["scan"].append(r.elapsed_ms)
+        figs.latencies["scan_awaited"].append((time.perf_counter() - t0) * 1000)
+        figs.tagged[tag] = r.elapsed_ms
         figs.statuses[f"scan:{r.status_code}"] += 1
         expected = 404 if forged else 200
         if r.status_code >= 500:
@@ -381,8 +411,6 @@ async def consumer(client, *, index: int, catalog: Catalog, figs: Figures, deadl
 
 
 async def review_form(client, code: str, page: str, rng: random.Random, figs: Figures) -> None:
-    import httpx
-
     match = CSRF_RE.search(page)
     if match is None:  # already reviewed: the page shows no form
         figs.feedback["form_not_offered"] += 1
@@ -395,9 +423,11 @@ async def review_form(client, code: str, page: str, rng: random.Random, figs: Fi
         "website": "",
     }
     figs.feedback["attempted"] += 1
+    tag = f"form-{next(_TAGS)}"
     try:
-        r = await client.post(f"/p/{code}/avis", data=data)
-    except httpx.HTTPError as exc:
+        r = await client.post(f"/p/{code}/avis", data=data, headers={"X-Bench-Id": tag})
+        figs.tagged[tag] = r.elapsed_ms
+    except HTTPError as exc:
         figs.errors[f"feedback_form:{type(exc).__name__}"] += 1
         figs.unknown.append(code)
         return
@@ -413,13 +443,13 @@ async def review_form(client, code: str, page: str, rng: random.Random, figs: Fi
 
 
 async def review_api(client, code: str, rng: random.Random, figs: Figures) -> None:
-    import httpx
-
     body = {"qr_code": code, **_ratings(rng), "comment": "Bon produit", "consent_to_publish": True}
     figs.feedback["attempted"] += 1
+    tag = f"api-{next(_TAGS)}"
     try:
-        r = await client.post("/api/consumer/feedback", json=body)
-    except httpx.HTTPError as exc:
+        r = await client.post("/api/consumer/feedback", json=body, headers={"X-Bench-Id": tag})
+        figs.tagged[tag] = r.elapsed_ms
+    except HTTPError as exc:
         figs.errors[f"feedback_api:{type(exc).__name__}"] += 1
         figs.unknown.append(code)
         return
@@ -436,37 +466,67 @@ async def review_api(client, code: str, rng: random.Random, figs: Figures) -> No
 
 async def hammer(client, path: str, deadline: float, figs: Figures) -> None:
     """Closed loop, no think time: the baseline."""
-    import httpx
-
     while time.monotonic() < deadline:
-        t0 = time.perf_counter()
         try:
             r = await client.get(path)
-        except httpx.HTTPError as exc:
+        except HTTPError as exc:
             figs.errors[f"trivial:{type(exc).__name__}"] += 1
             continue
-        figs.latencies["trivial"].append((time.perf_counter() - t0) * 1000)
+        figs.latencies["trivial"].append(r.elapsed_ms)
         if r.status_code != 200:
             figs.errors[f"trivial:{r.status_code}"] += 1
             figs.server_errors += r.status_code >= 500
 
 
-def make_clients(base_url: str, n: int) -> list:
-    """One keep-alive connection per consumer, each from its own loopback address."""
-    import httpx
+class HttpxClient:
+    """httpx's ``AsyncClient`` (``--http-client httpx``, the client before 30 November 2026)
+    behind ``bench.lean_http.LeanClient``'s interface. Its ``elapsed_ms`` is the awaited time:
+    it includes what the request waited inside the client."""
 
+    def __init__(self, base_url: str, address: str) -> None:
+        import httpx
+
+        self.httpx = httpx
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            transport=httpx.AsyncHTTPTransport(local_address=address, retries=0),
+            timeout=httpx.Timeout(30.0),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        )
+
+    async def _call(self, method: str, path: str, **kwargs) -> Response:
+        t0 = time.perf_counter()
+        try:
+            r = await self.client.request(method, path, **kwargs)
+        except self.httpx.TimeoutException as exc:
+            raise Timeout(str(exc)) from exc
+        except self.httpx.HTTPError as exc:
+            raise HTTPError(type(exc).__name__) from exc
+        elapsed = (time.perf_counter() - t0) * 1000
+        return Response(r.status_code, dict(r.headers), r.content, elapsed)
+
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> Response:
+        return await self._call("GET", path, headers=headers)
+
+    async def post(self, path: str, **kwargs) -> Response:
+        return await self._call("POST", path, **kwargs)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def make_clients(base_url: str, n: int, kind: str = "lean") -> list:
+    """One keep-alive connection per consumer, each from its own loopback address."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url)
     clients = []
     for i in range(n):
         address = f"127.0.{1 + i // 250}.{2 + i % 250}"
-        transport = httpx.AsyncHTTPTransport(local_address=address, retries=0)
-        clients.append(
-            httpx.AsyncClient(
-                base_url=base_url,
-                transport=transport,
-                timeout=httpx.Timeout(30.0),
-                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            )
-        )
+        if kind == "httpx":
+            clients.append(HttpxClient(base_url, address))
+        else:
+            clients.append(LeanClient(url.hostname, url.port, address, timeout=30.0))
     return clients
 
 
@@ -612,6 +672,13 @@ def main() -> int:
     )
     parser.add_argument("--http-workers", type=int, default=2, help="granian worker processes")
     parser.add_argument(
+        "--http-threads",
+        type=int,
+        default=1,
+        help="granian blocking threads per worker (each runs one request at a time, with a "
+        "database connection of its own)",
+    )
+    parser.add_argument(
         "--http-nice",
         type=int,
         default=0,
@@ -622,6 +689,13 @@ def main() -> int:
         action="store_true",
         help="stations and consumers in this one process and event loop (the layout before the "
         "stations got their own process; their acks then wait for the consumers' work)",
+    )
+    parser.add_argument(
+        "--http-client",
+        choices=["lean", "httpx"],
+        default="lean",
+        help="the consumers' HTTP client: bench.lean_http (one keep-alive connection each, "
+        "little CPU) or httpx's AsyncClient (the client before 30 November 2026)",
     )
     args = parser.parse_args()
     baseline_seconds = args.baseline_seconds or min(5.0, max(1.0, args.duration / 5))
@@ -649,6 +723,7 @@ def main() -> int:
         del env["CELERY_BROKER_URL"]  # the embedded transport on DATABASE_URL
     server_log, worker_log = workdir / "daphne.log", workdir / "worker.log"
     http_log = workdir / "granian.log"
+    requests_log = workdir / "requests"
     worker = start_worker(env, worker_log, wait=False)
     server = http = None
     try:
@@ -659,12 +734,19 @@ def main() -> int:
         http_port = port
         if args.http == "granian":
             # As the README deploys the consumer pages: no per-request connection check.
-            http_env = {"DB_CONN_HEALTH_CHECKS": "false", **env}
+            # Each request's cost inside the application, logged by bench._scan_site.
+            requests_log.mkdir()
+            http_env = {
+                "DB_CONN_HEALTH_CHECKS": "false",
+                **env,
+                "BENCH_REQUEST_LOG": str(requests_log),
+            }
             http, http_port = start_granian(
                 "bench._scan_site:application",
                 http_env,
                 http_log,
                 workers=args.http_workers,
+                threads=args.http_threads,
                 niceness=args.http_nice,
             )
         wait_worker_ready(worker, worker_log)
@@ -685,6 +767,7 @@ def main() -> int:
         count_lines(http_log, TRACEBACK) if http_log.exists() else 0
     )
     result["worker_log_tracebacks"] = count_lines(worker_log, TRACEBACK)
+    result["requests"] = request_breakdown(requests_log, result["figs"].tagged)
     status = report(args, result, server_log, worker_log)
     if status == 0:
         shutil.rmtree(workdir, ignore_errors=True)  # the logs are kept when an invariant fails
@@ -698,7 +781,7 @@ async def soak(
     import psycopg
 
     conn = psycopg.connect(db_url.replace("postgres://", "postgresql://", 1), autocommit=True)
-    clients = make_clients(f"http://127.0.0.1:{http_port}", args.consumers)
+    clients = make_clients(f"http://127.0.0.1:{http_port}", args.consumers, args.http_client)
     # CPU of each part over the load: the servers, the worker, PostgreSQL, and this process
     # (the stations' and consumers' clients share the same cores).
     pids = {name: proc.pid for name, proc in procs.items() if proc is not None}
@@ -861,6 +944,45 @@ async def soak(
     }
 
 
+def request_breakdown(folder: Path, tagged: dict[str, float]) -> dict:
+    """The consumers' requests by kind, the client's latency beside the application's share
+    of it (from the server's request log): what a request cost inside the application (wall,
+    thread CPU, queries, database wall) and how long it waited outside it (client latency minus
+    application wall: the server's queue, the network, the client's own loop)."""
+    rows = []
+    for log in sorted(folder.glob("requests.*.log")) if folder.is_dir() else []:
+        for line in log.read_text().splitlines():
+            tag, method, kind, status, wall, cpu, queries, db, *_ = line.split(" ")
+            if tag in tagged:
+                rows.append((kind, status, queries, float(wall), float(cpu), float(db), tag))
+    groups: dict[str, list] = {}
+    for kind, status, queries, wall, cpu, db, tag in rows:
+        label = f"{kind} {status}" + (f" ({queries} queries)" if kind == "p" else "")
+        groups.setdefault(label, []).append((tagged[tag], wall, cpu, db))
+    out = {}
+    for label, items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        client = [i[0] for i in items]
+        wall = [i[1] for i in items]
+        wait = [i[0] - i[1] for i in items]
+        out[label] = {
+            "requests": len(items),
+            "client_p50_ms": round(percentile(client, 50), 1),
+            "client_p99_ms": round(percentile(client, 99), 1),
+            "app_wall_p50_ms": round(percentile(wall, 50), 1),
+            "app_wall_p99_ms": round(percentile(wall, 99), 1),
+            "app_cpu_mean_ms": round(sum(i[2] for i in items) / len(items), 2),
+            "db_wall_mean_ms": round(sum(i[3] for i in items) / len(items), 2),
+            "waiting_p50_ms": round(percentile(wait, 50), 1),
+            "waiting_p99_ms": round(percentile(wait, 99), 1),
+        }
+    out["_matched"] = {
+        "logged": len(rows),
+        "tagged": len(tagged),
+        "app_cpu_s": round(sum(row[4] for row in rows) / 1000, 2),
+    }
+    return out
+
+
 def report(args, r: dict, server_log: Path, worker_log: Path) -> int:
     stations, figs = r["stations"], r["figs"]
     failures: list[str] = []
@@ -972,6 +1094,9 @@ def report(args, r: dict, server_log: Path, worker_log: Path) -> int:
             "rps": round(scan_rps, 1),
             "p50_ms": round(percentile(scan_lat, 50), 1),
             "p99_ms": round(percentile(scan_lat, 99), 1),
+            # As the consumer task awaited it: plus the time the request waited in the client.
+            "awaited_p50_ms": round(percentile(figs.latencies["scan_awaited"], 50), 1),
+            "awaited_p99_ms": round(percentile(figs.latencies["scan_awaited"], 99), 1),
             "statuses": dict(sorted(figs.statuses.items())),
         },
         "feedback": feedback,
@@ -989,8 +1114,11 @@ def report(args, r: dict, server_log: Path, worker_log: Path) -> int:
         },
         "http_server": getattr(args, "http", "daphne"),
         "http_workers": getattr(args, "http_workers", None),
+        "http_threads": getattr(args, "http_threads", 1),
         "http_nice": getattr(args, "http_nice", 0),
+        "http_client": getattr(args, "http_client", "httpx"),
         "cpu": cpu,
+        "requests_by_kind": r.get("requests", {}),
         # How late each load client's event loop ran (a sleep of 50 ms that took longer): what
         # a latency measured by that client owes to the client itself.
         "client_loop_lag": r.get("loop_lag", {}),
@@ -1026,8 +1154,9 @@ def report(args, r: dict, server_log: Path, worker_log: Path) -> int:
     sc = figures["scan"]
     print(
         f"scan page: {sc['requests']} requests, {sc['rps']} req/s, p50 {sc['p50_ms']} ms, "
-        f"p99 {sc['p99_ms']} ms (trivial view at start: p50 {ts['p50_ms']} ms, {ts['rps']} req/s;"
-        f" at end {te['rps']} req/s)"
+        f"p99 {sc['p99_ms']} ms, as awaited by the consumer task p50 {sc['awaited_p50_ms']} ms "
+        f"p99 {sc['awaited_p99_ms']} ms (trivial view at start: p50 {ts['p50_ms']} ms, "
+        f"{ts['rps']} req/s; at end {te['rps']} req/s)"
     )
     print(
         f"feedback: {feedback['accepted']} accepted, {feedback['refused']} refused "
@@ -1042,6 +1171,21 @@ def report(args, r: dict, server_log: Path, worker_log: Path) -> int:
                 f"{name} {c['cpu_s']} s ({c['share_of_cores'] * 100:.0f} %)"
                 for name, c in cpu.items()
             )
+        )
+    matched = r.get("requests", {}).get("_matched")
+    if matched:
+        print(
+            f"consumer requests seen by the application: {matched['logged']} of "
+            f"{matched['tagged']}, {matched['app_cpu_s']} s of its threads' CPU"
+        )
+    for label, q in r.get("requests", {}).items():
+        if label.startswith("_"):
+            continue
+        print(
+            f"  {label:>24}: {q['requests']:5d} requests, client p50/p99 {q['client_p50_ms']}/"
+            f"{q['client_p99_ms']} ms = waiting {q['waiting_p50_ms']}/{q['waiting_p99_ms']} + "
+            f"in the application {q['app_wall_p50_ms']}/{q['app_wall_p99_ms']} ms (thread CPU "
+            f"{q['app_cpu_mean_ms']} ms, database {q['db_wall_mean_ms']} ms, means)"
         )
     labels = {
         "stations": "stations'",

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist
+from django.http import HttpRequest
 from django.template.loader import get_template, render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
@@ -212,9 +214,32 @@ def _review_average(language: str, review_count: int, review_sum: int) -> str:
     return render_to_string(REVIEW_AVERAGE_TEMPLATE, {"stats": stats})
 
 
-def _filled_in(html: str, scan: ScanCount, language: str) -> str:
+def filled_in(html: str, scan: ScanCount, language: str) -> str:
+    """A stored or cached page with the lot's review average of this scan put in."""
     average = _review_average(language, scan.review_count, scan.review_sum)
     return html.replace(REVIEW_AVERAGE_PLACEHOLDER, average, 1)
+
+
+def _page_context(product: ConsumerProduct, *, recall_state: str, language: str) -> dict:
+    """``scan_context`` with the per-request parts left as placeholders (the CSRF token, the
+    lot's review average) and, for a unit not yet reviewed, the blank form."""
+    context = scan_context(product, form=None, recall_state=recall_state, language=language)
+    if not context["already_reviewed"]:
+        context["form_html"] = blank_form_html(product.qr_code)
+    context["csrf_token"] = CSRF_PLACEHOLDER
+    context["review_average_html"] = mark_safe(REVIEW_AVERAGE_PLACEHOLDER)  # noqa: S308
+    return context
+
+
+def _storable(context: dict) -> bool:
+    """A page may be stored only for a unit without review, sealed under a signed head, whose
+    record the server found nothing wrong with."""
+    ledger = context["ledger"]
+    return (
+        not context["already_reviewed"]
+        and ledger.get("status") == "sealed"
+        and ledger.get("integrity") == "unverified"
+    )
 
 
 def page_to_store(product: ConsumerProduct, *, language: str) -> str | None:
@@ -224,13 +249,9 @@ def page_to_store(product: ConsumerProduct, *, language: str) -> str | None:
     if _related(product, "feedback") is not None:
         return None
     with translation.override(language):
-        context = scan_context(product, form=None, recall_state="", language=language)
-        ledger = context["ledger"]
-        if ledger.get("status") != "sealed" or ledger.get("integrity") != "unverified":
+        context = _page_context(product, recall_state="", language=language)
+        if not _storable(context):
             return None
-        context["form_html"] = blank_form_html(product.qr_code)
-        context["csrf_token"] = CSRF_PLACEHOLDER
-        context["review_average_html"] = mark_safe(REVIEW_AVERAGE_PLACEHOLDER)  # noqa: S308
         return render_to_string(PAGE_TEMPLATE, context)
 
 
@@ -256,39 +277,68 @@ def kept_page(*, qr_code: str, language: str) -> tuple[str, str] | None:
     return cache.get(_kept_key(qr_code, language))
 
 
-def stored_page(
+def current_stored_page(
     *, qr_code: str, scan: ScanCount, language: str, kept: tuple[str, str] | None = None
 ) -> str | None:
-    """The page of a scanned unit without review or recall, with its review average put in
-    (the CSRF placeholder is left to the caller): the stored page when it is current (from
-    the scan statement, or ``kept``, this process's copy, when the statement did not send it
-    again), else rendered now and stored. None when the unit has a review or a recall, or its
-    page must not be stored (``page_to_store``): the caller renders it."""
+    """The stored page of a scanned unit without review or recall, with its review average put
+    in (the CSRF placeholder is left to the caller), when it is current: from the scan
+    statement, or ``kept``, this process's copy, when the statement did not send it again. No
+    query. None otherwise: the caller renders the page (``render_scan_page``)."""
     if scan.reviewed or scan.recall_state or not language:
         return None
     version = page_version(scan.content_version, language)
-    if scan.page_version == version:
-        if scan.page_html is not None:
-            if settings.SCAN_PAGE_CACHE_SECONDS > 0:
-                cache.set(
-                    _kept_key(qr_code, language),
-                    (version, scan.page_html),
-                    settings.SCAN_PAGE_CACHE_SECONDS,
+    if scan.page_version != version:
+        return None
+    if scan.page_html is not None:
+        if settings.SCAN_PAGE_CACHE_SECONDS > 0:
+            cache.set(
+                _kept_key(qr_code, language),
+                (version, scan.page_html),
+                settings.SCAN_PAGE_CACHE_SECONDS,
+            )
+        return filled_in(scan.page_html, scan, language)
+    if kept is not None and kept[0] == version:
+        return filled_in(kept[1], scan, language)
+    return None
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    """A page rendered at a scan, with CSRF_PLACEHOLDER and REVIEW_AVERAGE_PLACEHOLDER left in
+    (``filled_in``); ``stored``: it was stored for the following scans (else the caller may
+    cache it)."""
+
+    html: str
+    stored: bool
+
+
+def render_scan_page(
+    product: ConsumerProduct, *, scan: ScanCount, language: str, request: HttpRequest
+) -> RenderedPage:
+    """Render the page of a scanned unit whose stored page is not current, once: it is stored
+    when it may be (``_storable``: a unit without review or recall, sealed), else returned for
+    the caller's cache (reviewed, recalled, not yet sealed)."""
+    may_store = not scan.reviewed and not scan.recall_state and bool(language)
+    context = _page_context(product, recall_state=scan.recall_state, language=language or "fr")
+    if may_store and _storable(context):
+        with translation.override(language):
+            html = render_to_string(PAGE_TEMPLATE, context)
+        version = page_version(scan.content_version, language)
+        _pages_store(
+            [
+                ScanPage(
+                    product=product,
+                    language=language,
+                    version=version,
+                    html=html,
+                    rendered_at=timezone.now(),
                 )
-            return _filled_in(scan.page_html, scan, language)
-        if kept is not None and kept[0] == version:
-            return _filled_in(kept[1], scan, language)
-    product = product_for_scan(qr_code=qr_code)
-    if product is None:
-        return None
-    html = page_to_store(product, language=language)
-    if html is None:
-        return None
-    now = timezone.now()
-    _pages_store(
-        [ScanPage(product=product, language=language, version=version, html=html, rendered_at=now)]
+            ]
+        )
+        return RenderedPage(html=html, stored=True)
+    return RenderedPage(
+        html=render_to_string(PAGE_TEMPLATE, context, request=request), stored=False
     )
-    return _filled_in(html, scan, language)
 
 
 def scan_pages_render(*, product_pks: list[int]) -> int:

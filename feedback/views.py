@@ -3,11 +3,13 @@ POST ``/p/<qr_code>/avis``. Thin: the work is in ``traceability.scans`` and ``fe
 
 A scan costs one query (resolve the code, count the scan, read the review state and, for a unit
 without review or recall, its page stored ahead of the scan: ``feedback.pages``). Other pages
-(a reviewed or recalled unit, a product not yet sealed) are rendered and cached per product,
-language, review state and recall state, so a cache miss adds two (the product with everything
-shown, and the tamper-evidence proof), and for a unit a recall reaches a few more (the recall,
-its sealed records and their proofs). Nothing is recomputed from reviews or scans: the lot's
-figures are stored by feedback.services.
+(a reviewed or recalled unit, a product not yet sealed) are rendered once and cached per
+product, record version, language, review state and recall state, with the lot's review average
+put in at each scan (so a review of another unit of the lot does not make them render again);
+the cache is read before anything is rendered. A cache miss adds two queries (the product with
+everything shown, and the tamper-evidence proof), and for a unit a recall reaches a few more
+(the recall, its sealed records and their proofs). Nothing is recomputed from reviews or scans:
+the lot's figures are stored by feedback.services.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
@@ -24,10 +25,11 @@ from django.views.decorators.http import require_POST, require_safe
 from feedback.forms import RATING_LABELS, FeedbackForm
 from feedback.pages import (
     CSRF_PLACEHOLDER,
-    blank_form_html,
+    current_stored_page,
+    filled_in,
     kept_page,
+    render_scan_page,
     scan_context,
-    stored_page,
 )
 from feedback.selectors import product_for_scan
 from feedback.services import (
@@ -59,14 +61,16 @@ def scan_page(
 
 def _scan_page_cache_key(scan: ScanCount, language: str) -> str:
     """Everything the page shows that can change is in the key: the product record's row
-    version (a changed record, even tampered with in the database, is shown at once), this
-    unit's review and its lot's visible review figures. Only the ledger's tree size and signed
-    head may lag, by at most SCAN_PAGE_CACHE_SECONDS (a proof against an older head still
+    version (a changed record, even tampered with in the database, is shown at once) and this
+    unit's review. The lot's review average is not: it is put in at each scan from the scan
+    statement's figures (``REVIEW_AVERAGE_PLACEHOLDER``), so a review of another unit of the lot
+    does not make every reviewed unit's page render again. Only the ledger's tree size and
+    signed head may lag, by at most SCAN_PAGE_CACHE_SECONDS (a proof against an older head still
     verifies). The recalls that reach the unit and their state are in it too, read by the
     same scan statement: a declaration or closing shows on the next scan."""
     return (
-        f"scan-page:v2:{scan.product_pk}:{scan.record_version}:{language}:"
-        f"{int(scan.reviewed)}:{scan.review_count}:{scan.review_sum}:{scan.recall_state}"
+        f"scan-page:v3:{scan.product_pk}:{scan.record_version}:{language}:"
+        f"{int(scan.reviewed)}:{scan.recall_state}"
     )
 
 
@@ -104,28 +108,23 @@ def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
     if outcome.status == "unknown":
         return _uncached(render(request, "feedback/scan_unknown.html", status=404))
     # A unit without review or recall: its stored page, read by the scan statement.
-    html = stored_page(qr_code=qr_code, scan=outcome.scan, language=language, kept=kept)
-    if html is not None:
-        return HttpResponse(
-            html.replace(CSRF_PLACEHOLDER, get_token(request)), headers=NO_CACHE_HEADERS
-        )
-    key = _scan_page_cache_key(outcome.scan, language)
-    html = cache.get(key)
+    html = current_stored_page(qr_code=qr_code, scan=outcome.scan, language=language, kept=kept)
+    if html is None:
+        # Else the page rendered by this process (a unit reviewed, recalled or not yet sealed),
+        # before any rendering: a unit scanned again within SCAN_PAGE_CACHE_SECONDS costs no
+        # more than a stored page.
+        key = _scan_page_cache_key(outcome.scan, language)
+        cached = cache.get(key)
+        if cached is not None:
+            html = filled_in(cached, outcome.scan, language)
     if html is None:
         product = product_for_scan(qr_code=qr_code)
         if product is None:  # gone since the scan was counted
             return _uncached(render(request, "feedback/scan_unknown.html", status=404))
-        context = scan_context(
-            product,
-            form=None,
-            recall_state=outcome.scan.recall_state,
-            language=language or "fr",
-        )
-        if not context["already_reviewed"]:
-            context["form_html"] = blank_form_html(product.qr_code)
-        context["csrf_token"] = CSRF_PLACEHOLDER
-        html = render_to_string("feedback/scan.html", context, request=request)
-        cache.set(key, html, settings.SCAN_PAGE_CACHE_SECONDS)
+        rendered = render_scan_page(product, scan=outcome.scan, language=language, request=request)
+        if not rendered.stored:
+            cache.set(key, rendered.html, settings.SCAN_PAGE_CACHE_SECONDS)
+        html = filled_in(rendered.html, outcome.scan, language)
     return HttpResponse(
         html.replace(CSRF_PLACEHOLDER, get_token(request)), headers=NO_CACHE_HEADERS
     )

@@ -51,6 +51,13 @@ def test_a_short_soak_with_cut_connections_holds_every_invariant():
     assert {"server", "http", "worker", "load_clients"} <= set(figures["cpu"])
     assert figures["cpu"]["http"]["cpu_s"] > 0
     assert set(figures["goals_met"]) == {"station_ack_p99_ms", "scan_p99_ms"}
+    # The consumers' lean client, and each request's cost inside the application beside the
+    # latency the client measured (the server's request log, matched by request id).
+    assert figures["http_client"] == "lean"
+    by_kind = figures["requests_by_kind"]
+    assert by_kind["_matched"]["logged"] == by_kind["_matched"]["tagged"] > 0
+    scans = [v for k, v in by_kind.items() if k.startswith("p 200")]
+    assert scans and all(v["app_wall_p50_ms"] <= v["client_p50_ms"] for v in scans)
 
 
 def _run(*, stored_rows, accepted, reviews, acked=("S1", "S2")):

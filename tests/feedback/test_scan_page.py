@@ -7,7 +7,9 @@ from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 
+from feedback.models import ScanPage
 from tests.factories import forged, make_lot, make_product, review
+from traceability.ledger import ledger_sign_head
 from traceability.models import ForgedScanAttempt, ProductScanStats, ScanAlert, ScanEvent
 from traceability.scans import daily_salt
 
@@ -144,6 +146,47 @@ def test_the_page_costs_at_most_three_queries_and_one_once_rendered(
     with django_assert_max_num_queries(3):
         response = page(client, products[0].qr_code)
     assert "déjà été évalué" in response.content.decode()
+
+
+def test_a_reviewed_unit_shows_the_lot_average_of_the_latest_reviews_from_its_cached_page(
+    client, django_assert_num_queries
+):
+    """Reviews of other units of the lot change the average a reviewed unit's page shows at
+    once, and its page is not rendered again for them: one query per scan."""
+    lot = make_lot()
+    products = [make_product(lot=lot) for _ in range(8)]
+    for p in products[:6]:
+        review(p, overall_rating=3)
+    page(client, products[0].qr_code)  # rendered and cached
+    review(products[6], overall_rating=5)
+
+    with django_assert_num_queries(1):
+        html = page(client, products[0].qr_code).content.decode()
+    assert "Note moyenne des produits de ce lot : 3,3/5 (7 avis)" in html
+    assert "déjà été évalué" in html
+
+    review(products[7], overall_rating=5)
+    with django_assert_num_queries(1):
+        html = page(client, products[0].qr_code).content.decode()
+    assert "Note moyenne des produits de ce lot : 3,5/5 (8 avis)" in html
+    assert "3,3/5" not in html
+
+
+@override_settings(LEDGER_HEAD_INTERVAL_SECONDS=3600)
+def test_a_unit_not_yet_sealed_is_rendered_once_then_served_in_one_query(
+    client, django_assert_max_num_queries, django_assert_num_queries
+):
+    make_product()
+    ledger_sign_head(force=True)
+    product = make_product()  # no signed head covers it, none is due: its page is not stored
+    with django_assert_max_num_queries(8):
+        first = page(client, product.qr_code).content.decode()
+    assert 'name="overall_rating"' in first
+    assert not ScanPage.objects.filter(product=product).exists()
+
+    with django_assert_num_queries(1):
+        again = page(client, product.qr_code).content.decode()
+    assert 'name="overall_rating"' in again
 
 
 def test_a_cached_page_changes_as_soon_as_the_unit_is_reviewed(client):
