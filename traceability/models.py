@@ -442,6 +442,14 @@ class LedgerHead(models.Model):
     key_id = models.CharField(
         _("key id"), max_length=16, help_text=_("First 16 hex digits of SHA-256(key).")
     )
+    # The nodes every inclusion proof under this head ends with (ledger.merkle.head_edge);
+    # empty for heads signed before it existed (their proofs read ledger_nodes).
+    edge_hashes = models.BinaryField(
+        _("edge hashes"),
+        null=True,
+        editable=False,
+        help_text=_("The head's frontier nodes and their folds, which end every proof under it."),
+    )
 
     class Meta:
         db_table = "ledger_heads"
