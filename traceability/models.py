@@ -476,6 +476,8 @@ class LedgerVerification(models.Model):
     class Meta:
         db_table = "ledger_verifications"
         ordering = ["-started_at"]
+        # The latest run is read by every cold ledger proof and scan (its findings, its id).
+        indexes = [models.Index(fields=["started_at"], name="ledger_verifications_started")]
         verbose_name = _("ledger verification")
         verbose_name_plural = _("ledger verifications")
 

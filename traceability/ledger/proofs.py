@@ -21,8 +21,8 @@ from traceability.ledger.keys import (
     trusted_public_keys,
 )
 from traceability.ledger.merkle import (
+    TILE_OFFSETS,
     ZERO_HASH,
-    edge_path,
     edge_split,
     inclusion_ranges,
     leaf_hash,
@@ -51,33 +51,39 @@ def _entry_cache_key(column: str, pk: int) -> str:
 # One round trip, one row: the entry's leaf (its time already in the record's format), the
 # latest head with its edge (``merkle.head_edge``: the end of every audit path under it), and the
 # rest of the path, the siblings of the leaf's ancestors below the head's frontier (levels
-# 0..L-1, ``merkle.edge_split``), read from ``ledger_tiles``: the leaf's tile of each tier that
-# holds some of them (one index scan, = ANY on at most 15 keys, the others NULL), 4 slots a tile
-# sent as int8 key || the sibling at each of the tier's levels. Tier t is needed when 4t < L,
-# i.e. when the leaf's and the head's indexes differ above bit 4t. The latest verify_ledger run
-# is read only when it failed. A prepared statement of the session (planning would cost more
-# than its execution).
-_TIER_KEYS = ",\n".join(
-    f"CASE WHEN l.leaf_index >> {4 * t + 1} <> h.tree_size >> {4 * t + 1} "
-    f"THEN ({t}::bigint << 56) | (l.leaf_index >> {4 * t + 4}) END"
-    for t in range(15)
+# 0..L-1, ``merkle.edge_split``), read from ``ledger_tiles``: the leaf's tile of each tier, 4
+# slots a tile sent as int8 key || the sibling at each of the tier's levels. One index scan,
+# = ANY on the keys of tiers 0-4 (2^20 leaves), and of tiers 5-14 only in a larger log; the
+# tiles of tiers at or above L are read and ignored (cheaper, measured, than a CASE per key to
+# leave them out). The latest verify_ledger run is read for its findings only when it failed.
+# A prepared statement of the session (planning would cost more than its execution).
+def _tier_keys(tiers: range) -> str:
+    return ", ".join(f"({t}::bigint << 56) | (l.leaf_index >> {4 * t + 4})" for t in tiers)
+
+
+# The leaf's sibling at level 4t + j of a tile of tier t: slot OFFSET[j] + (ancestor index ^ 1)
+# within the tile (``merkle.tile_position``).
+_SIBLINGS = "".join(
+    f"\n                   || substring(t.hashes, 32 * ({offset} + ((l.leaf_index"
+    f" >> (4 * (t.tile >> 56)::int + {j})) # 1 & {15 >> j}))::int + 1, 32)"
+    for j, offset in enumerate(TILE_OFFSETS)
+)
+_TIER_KEYS = (
+    f"ARRAY[{_tier_keys(range(5))}] || CASE WHEN h.tree_size > {1 << 20} "
+    f"THEN ARRAY[{_tier_keys(range(5, 15))}] END"
 )
 PROOF_SQL_TEMPLATE = (
-    """
+    (
+        """
 SELECT l.leaf_index, l.leaf_hash,
        to_char(l.sealed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
        h.tree_size, h.root_hash, h.timestamp_ms, h.signature, h.key_id, h.edge_hashes,
        (SELECT string_agg(
-                   int8send(t.tile)
-                   || substring(t.hashes, 32 * (0 + ((x.i >> (x.b + 0)) # 1 & 15))::int + 1, 32)
-                   || substring(t.hashes, 32 * (16 + ((x.i >> (x.b + 1)) # 1 & 7))::int + 1, 32)
-                   || substring(t.hashes, 32 * (24 + ((x.i >> (x.b + 2)) # 1 & 3))::int + 1, 32)
-                   || substring(t.hashes, 32 * (28 + ((x.i >> (x.b + 3)) # 1 & 1))::int + 1, 32),
+                   int8send(t.tile){siblings},
                    ''::bytea)
-        FROM ledger_tiles t,
-             LATERAL (SELECT l.leaf_index AS i, (4 * (t.tile >> 56))::int AS b) AS x
+        FROM ledger_tiles t
         WHERE h.tree_size > l.leaf_index AND length(t.hashes) = 960
-          AND t.tile = ANY(ARRAY[{tier_keys}])),
+          AND t.tile = ANY({tier_keys})),
        coalesce((SELECT NOT v.ok AND {flagged} FROM ledger_verifications v
                  ORDER BY v.started_at DESC LIMIT 1), false)
 FROM ledger_leaves l
@@ -87,17 +93,20 @@ LEFT JOIN LATERAL (
 ) h ON true
 WHERE l.{column} = $1
 """
-).replace("{tier_keys}", _TIER_KEYS)
+    )
+    .replace("{tier_keys}", _TIER_KEYS)
+    .replace("{siblings}", _SIBLINGS)
+)
 PROOF_SQL = PROOF_SQL_TEMPLATE.format(
     column="product_pk",
     flagged="v.findings @> jsonb_build_array(jsonb_build_object('product_id', "
     "(SELECT p.product_id FROM consumer_products p WHERE p.id = $1)))",
 )
-PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v7", ("integer",), ("pk",), PROOF_SQL)
+PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v8", ("integer",), ("pk",), PROOF_SQL)
 # A recall entry is named in findings by its leaf index.
 ENTRY_PROOF_STATEMENTS = {
     column: PreparedStatement(
-        f"gaveurs_ledger_{column}_proof_v6",
+        f"gaveurs_ledger_{column}_proof_v7",
         ("bigint",),
         ("pk",),
         PROOF_SQL_TEMPLATE.format(
@@ -111,31 +120,37 @@ ENTRY_PROOF_STATEMENTS = {
 
 
 TILE_RECORD = 8 + 4 * 32  # a tile's key and the leaf's 4 siblings in it, as PROOF_SQL sends them
+ZERO_HEX = ZERO_HASH.hex()
 
 
 def _path_from_tiles(
     index: int, size: int, siblings: bytes | None, edge: bytes | None
-) -> list[bytes] | None:
-    """The audit path of leaf ``index`` under a head of ``size`` from what PROOF_SQL read: the
-    siblings from ``ledger_tiles``, the rest from the head's edge. None when a part is missing
-    (a tile not written yet or zeroed, a head signed without an edge): then the caller reads
-    ``ledger_nodes``."""
-    if not edge:
+) -> list[str] | None:
+    """The audit path (hex) of leaf ``index`` under a head of ``size`` from what PROOF_SQL read:
+    the siblings from ``ledger_tiles``, the rest from the head's edge (``merkle.edge_path``,
+    inlined: one join and one hex conversion). None when a part is missing (a tile not written
+    yet or zeroed, a head signed without an edge): the caller then reads ``ledger_nodes``."""
+    count = size.bit_count()
+    if not edge or len(edge) != 32 * (2 * count - 1):
         return None
-    tail = edge_path(index, size, edge)
     split = edge_split(index, size)
-    if not split:
-        return tail
-    path: list[bytes] = [ZERO_HASH] * split
+    parts: list[bytes] = [b""] * ((split + 3) // 4)  # per tier holding a sibling, bottom up
     blob = siblings or b""
     for pos in range(0, len(blob) - TILE_RECORD + 1, TILE_RECORD):
-        base = 4 * blob[pos]  # the key's top byte is the tier
-        for j in range(min(4, split - base)):
-            offset = pos + 8 + 32 * j
-            path[base + j] = blob[offset : offset + 32]
-    if tail is None or ZERO_HASH in path:
+        tier = blob[pos]  # the key's top byte
+        if tier < len(parts):
+            parts[tier] = blob[pos + 8 : pos + 8 + 32 * min(4, split - 4 * tier)]
+    below = (size & ((1 << split) - 1)).bit_count()  # the head's frontier nodes below L
+    if below:
+        fold = 32 * (count + below - 1)
+        parts.append(edge[fold : fold + 32])
+    parts.append(edge[32 * (below + 1) : 32 * count])
+    path = b"".join(parts).hex()
+    hashes = [path[k : k + 64] for k in range(0, len(path), 64)]
+    expected = split + (1 if below else 0) + count - below - 1
+    if len(hashes) != expected or ZERO_HEX in hashes:
         return None
-    return path + tail
+    return hashes
 
 
 def product_proof(product: ConsumerProduct) -> dict[str, Any]:
@@ -182,13 +197,13 @@ def _leaf_proof(statement: PreparedStatement, pk: int, cache_key: str) -> dict[s
         head_size, signed_head = head.tree_size, head_as_dict(head)
     if path is None:
         try:
-            path = _ranges_hashes(inclusion_ranges(index, head_size))
+            path = [h.hex() for h in _ranges_hashes(inclusion_ranges(index, head_size))]
         except LedgerCorrupt:
             return {**proof, "status": "unavailable"}
     proof.update(
         status="sealed",
         tree_size=head_size,
-        audit_path=[h.hex() for h in path],
+        audit_path=path,
         signed_head=signed_head,
     )
     cache.set(cache_key, proof, getattr(settings, "LEDGER_PROOF_CACHE_SECONDS", 60))

@@ -1,6 +1,7 @@
 """``ledger_heads.edge_hashes``: the nodes every inclusion proof under a head ends with
 (``traceability.ledger.merkle.head_edge``), written when the head is signed; filled here for the
-latest head (older heads are not served: their proofs read ``ledger_nodes``)."""
+latest head (older heads are not served: their proofs read ``ledger_nodes``). And an index on
+``ledger_verifications.started_at``: every cold proof and scan reads the latest run."""
 
 from django.db import migrations, models
 
@@ -46,4 +47,8 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.RunPython(fill_latest_edge, migrations.RunPython.noop),
+        migrations.AddIndex(
+            model_name="ledgerverification",
+            index=models.Index(fields=["started_at"], name="ledger_verifications_started"),
+        ),
     ]
