@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import ProgrammingError, connection
+from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connections
 from psycopg import errors as psycopg_errors
 
 
@@ -41,8 +41,9 @@ class PreparedStatement:
         if self._literal:
             execute_sql = execute_sql % {p: int(params[p]) for p in self.params}
             args = None
-        with connection.cursor() as cursor:
-            session = connection.connection
+        db = connections[DEFAULT_DB_ALIAS]  # this thread's: one lookup, not one per use
+        with db.cursor() as cursor:
+            session = db.connection
             for attempt in (1, 2):
                 prepared = session in self._sessions
                 try:
@@ -66,6 +67,6 @@ class PreparedStatement:
                         self._sessions.add(session)
                     else:
                         raise
-                    if attempt == 2 or connection.in_atomic_block:
+                    if attempt == 2 or db.in_atomic_block:
                         raise
         return []

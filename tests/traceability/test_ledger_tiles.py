@@ -7,11 +7,12 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 from django.db import connection
+from django.utils import timezone
 
 from tests.factories import make_lot, make_sample
 from tests.support.rfc9162 import path, rfc_verify_inclusion
 from traceability import ledger
-from traceability.models import ConsumerProduct, LedgerHead, LedgerTile
+from traceability.models import ConsumerProduct, LedgerHead, LedgerTile, LedgerVerification
 
 pytestmark = pytest.mark.django_db
 
@@ -188,3 +189,32 @@ def test_verify_ledger_names_an_altered_head_edge():
     assert not outcome.ok
     assert [f["kind"] for f in outcome.findings] == ["head_edge_altered"]
     assert outcome.findings[0]["tree_size"] == 21
+
+
+def test_the_latest_failed_verification_flags_the_proofs_of_the_products_it_names():
+    products = _products(6)
+    ledger.ledger_append_products(products=products)
+    assert not any(ledger.product_proof(p)["flagged_by_verification"] for p in products)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE consumer_products SET sqal_fusion_grade = "
+            "CASE sqal_fusion_grade WHEN 'A+' THEN 'C' ELSE 'A+' END WHERE id = %s",
+            [products[4].pk],
+        )
+    outcome = ledger.ledger_verify()
+    assert not outcome.ok
+
+    cache.clear()
+    flagged = [ledger.product_proof(p)["flagged_by_verification"] for p in products]
+    assert flagged == [False, False, False, False, True, False]
+    # A finding that names a product by its id alone flags it too.
+    LedgerVerification.objects.create(
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+        ok=False,
+        tree_size=6,
+        findings=[{"kind": "record_changed", "product_id": products[1].product_id}],
+    )
+    cache.clear()
+    flagged = [ledger.product_proof(p)["flagged_by_verification"] for p in products]
+    assert flagged == [False, True, False, False, False, False]
