@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import ProgrammingError, connection
+from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connections
 from psycopg import errors as psycopg_errors
 
 
@@ -25,22 +25,32 @@ class PreparedStatement:
 
     def __init__(self, name: str, types: Sequence[str], params: Sequence[str], sql: str) -> None:
         self.name = name
+        self.params = tuple(params)
         self.prepare_sql = f"PREPARE {name} ({', '.join(types)}) AS {sql}"
         self.execute_sql = f"EXECUTE {name} (" + ", ".join(f"%({p})s" for p in params) + ")"
+        # Integer parameters are written into the EXECUTE as literals (int() of each: nothing
+        # else can get in), so that the driver has nothing to bind: measured cheaper per call.
+        self._literal = all(t in ("integer", "bigint", "smallint") for t in types)
         # Database sessions (psycopg connections) on which the statement is prepared.
         self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def rows(self, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run the statement on this thread's connection: one round trip."""
-        with connection.cursor() as cursor:
-            session = connection.connection
+        args: dict[str, Any] | None = params
+        execute_sql = self.execute_sql
+        if self._literal:
+            execute_sql = execute_sql % {p: int(params[p]) for p in self.params}
+            args = None
+        db = connections[DEFAULT_DB_ALIAS]  # this thread's: one lookup, not one per use
+        with db.cursor() as cursor:
+            session = db.connection
             for attempt in (1, 2):
                 prepared = session in self._sessions
                 try:
                     if prepared:
-                        cursor.execute(self.execute_sql, params)
+                        cursor.execute(execute_sql, args)
                     else:
-                        cursor.execute(f"{self.prepare_sql};\n{self.execute_sql}", params)
+                        cursor.execute(f"{self.prepare_sql};\n{execute_sql}", args)
                         cursor.nextset()  # PREPARE's result, then EXECUTE's
                         self._sessions.add(session)
                     return cursor.fetchall()
@@ -57,6 +67,6 @@ class PreparedStatement:
                         self._sessions.add(session)
                     else:
                         raise
-                    if attempt == 2 or connection.in_atomic_block:
+                    if attempt == 2 or db.in_atomic_block:
                         raise
         return []

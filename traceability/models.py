@@ -451,6 +451,14 @@ class LedgerHead(models.Model):
     key_id = models.CharField(
         _("key id"), max_length=16, help_text=_("First 16 hex digits of SHA-256(key).")
     )
+    # The nodes every inclusion proof under this head ends with (ledger.merkle.head_edge);
+    # empty for heads signed before it existed (their proofs read ledger_nodes).
+    edge_hashes = models.BinaryField(
+        _("edge hashes"),
+        null=True,
+        editable=False,
+        help_text=_("The head's frontier nodes and their folds, which end every proof under it."),
+    )
 
     class Meta:
         db_table = "ledger_heads"
@@ -477,6 +485,8 @@ class LedgerVerification(models.Model):
     class Meta:
         db_table = "ledger_verifications"
         ordering = ["-started_at"]
+        # The latest run is read by every cold ledger proof and scan (its findings, its id).
+        indexes = [models.Index(fields=["started_at"], name="ledger_verifications_started")]
         verbose_name = _("ledger verification")
         verbose_name_plural = _("ledger verifications")
 

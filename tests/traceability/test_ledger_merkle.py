@@ -20,6 +20,7 @@ from tests.support.rfc9162 import (
     sha,
 )
 from traceability import ledger
+from traceability.ledger import merkle
 
 ENTRIES = [f"entry {i}".encode() for i in range(64)]
 
@@ -171,3 +172,16 @@ def test_the_signing_key_is_read_as_hex_or_base64_and_required_in_production(set
     settings.PRODUCTION = True
     with pytest.raises(ImproperlyConfigured, match="must be set in production"):
         ledger.signing_key()
+
+
+def test_a_heads_edge_ends_every_rfc_path_under_it_for_every_size_up_to_64(log64):
+    # A proof is the leaf's siblings below the head's frontier, then the head's edge: for every
+    # size and leaf, the two parts together are the RFC's PATH, hash for hash.
+    for n in range(1, 65):
+        edge = merkle.head_edge([log64.nodes[k] for k in merkle.frontier_keys(n)])
+        assert len(edge) == 32 * (2 * n.bit_count() - 1)
+        for m in range(n):
+            split = merkle.edge_split(m, n)
+            siblings = [log64.nodes[(j, (m >> j) ^ 1)] for j in range(split)]
+            assert siblings + merkle.edge_path(m, n, edge) == path(m, ENTRIES[:n])
+        assert merkle.edge_path(0, n, edge + bytes(32)) is None  # not an edge of this size

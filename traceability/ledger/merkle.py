@@ -163,6 +163,50 @@ def ranges_hashes(
     return [nodes[ks[0]] if len(ks) == 1 else fold_right([nodes[k] for k in ks]) for ks in keys]
 
 
+# --- A head's edge (``ledger_heads.edge_hashes``) --------------------------------------------
+# Under a head of n leaves, the audit path of leaf i is: the siblings of i's ancestors at levels
+# 0..L-1, where L is the highest bit in which i and n differ (i lies in the complete subtree of
+# the head's frontier at level L, whose nodes never change); then, when n has bits below L, the
+# hash of the leaves right of that subtree (the head's frontier nodes below L, folded); then the
+# head's frontier nodes above L, lowest first. Those last two depend only on the head: its edge,
+# written once when the head is signed (one hash a set bit of n, and one fold a set bit but the
+# lowest), so that a proof needs only the leaf's complete siblings from ``ledger_tiles``.
+
+
+def head_edge(frontier: Sequence[bytes]) -> bytes:
+    """The edge of a head from its frontier nodes (largest first, as ``frontier_keys``): the
+    frontier nodes lowest first, then for each set bit of the size but the lowest, the fold of
+    the frontier nodes below it (``edge_path`` reads them)."""
+    ascending = list(reversed(frontier))
+    folds: list[bytes] = []
+    acc = b""
+    for k, node in enumerate(ascending[:-1]):
+        acc = node if k == 0 else node_hash(node, acc)
+        folds.append(acc)
+    return b"".join(ascending) + b"".join(folds)
+
+
+def edge_split(index: int, size: int) -> int:
+    """L: how many of leaf ``index``'s path nodes, bottom up, are siblings inside the complete
+    subtree of the head's frontier that holds the leaf (``0 <= index < size``)."""
+    return (index ^ size).bit_length() - 1
+
+
+def edge_path(index: int, size: int, edge: bytes) -> list[bytes] | None:
+    """The head-dependent end of leaf ``index``'s audit path under a head of ``size`` leaves,
+    from the head's edge (``head_edge``); None when ``edge`` is not an edge of that size."""
+    count = size.bit_count()
+    if len(edge) != 32 * (2 * count - 1):
+        return None
+    split = edge_split(index, size)
+    below = (size & ((1 << split) - 1)).bit_count()  # set bits below L: L is the next one
+    tail = [edge[32 * k : 32 * k + 32] for k in range(below + 1, count)]
+    if below:
+        fold = 32 * (count + below - 1)
+        tail.insert(0, edge[fold : fold + 32])
+    return tail
+
+
 # --- Tiles (``ledger_tiles``) ---------------------------------------------------------------
 # Tier t, tile k holds every node of levels 4t..4t+3 under node (4t + 4, k): level 4t + j at
 # slots TILE_OFFSETS[j] + i - (k << (4 - j)), 32 bytes a slot, zeros where a node is missing.

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 
 from gaveurs.prepared import PreparedStatement
 from traceability.ledger.keys import (
@@ -21,11 +20,16 @@ from traceability.ledger.keys import (
     public_key_bytes,
     trusted_public_keys,
 )
-from traceability.ledger.merkle import ZERO_HASH, Key, inclusion_ranges, leaf_hash
+from traceability.ledger.merkle import (
+    TILE_OFFSETS,
+    ZERO_HASH,
+    edge_split,
+    inclusion_ranges,
+    leaf_hash,
+)
 from traceability.ledger.records import canonical_json, product_record
 from traceability.ledger.storage import (
     LedgerCorrupt,
-    _fetch_nodes,
     _ranges_hashes,
     consistency_proof,
     latest_head,
@@ -45,115 +49,114 @@ def _entry_cache_key(column: str, pk: int) -> str:
 
 
 # One round trip, one row: the entry's leaf (its time already in the record's format), the
-# latest head, and the audit path's nodes read from ``ledger_tiles``: for every tier, the leaf's
-# tile and the head's right-edge tile (which holds the head's frontier, hence any incomplete
-# right sibling range), in one index scan (= ANY on the tile keys). Of each tile only 8 slots
-# are sent, as int8 key || 4 nodes || 4 nodes: the sibling of the leaf's ancestor at each of
-# the tier's levels, then the head's frontier node at each (``_tiles_reader`` keeps those that
-# the leaf's and the head's indexes select). About log2(n)/4 + 1 rows, not one per level.
-# A prepared statement of the session: planning cost three times its execution.
-PROOF_SQL_TEMPLATE = """
-WITH leaf AS (
-    SELECT leaf_index, leaf_hash,
-           to_char(sealed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS sealed_at
-    FROM ledger_leaves WHERE {column} = $1
-), head AS (
-    SELECT tree_size, root_hash, timestamp_ms, signature, key_id
-    FROM ledger_heads ORDER BY tree_size DESC LIMIT 1
+# latest head with its edge (``merkle.head_edge``: the end of every audit path under it), and the
+# rest of the path, the siblings of the leaf's ancestors below the head's frontier (levels
+# 0..L-1, ``merkle.edge_split``), read from ``ledger_tiles``: the leaf's tile of each tier, 4
+# slots a tile sent as int8 key || the sibling at each of the tier's levels. One index scan,
+# = ANY on the keys of tiers 0-4 (2^20 leaves), and of tiers 5-14 only in a larger log; the
+# tiles of tiers at or above L are read and ignored (cheaper, measured, than a CASE per key to
+# leave them out). The latest verify_ledger run is read for its findings only when it failed.
+# A prepared statement of the session (planning would cost more than its execution).
+def _tier_keys(tiers: range) -> str:
+    return ", ".join(f"({t}::bigint << 56) | (l.leaf_index >> {4 * t + 4})" for t in tiers)
+
+
+# The leaf's sibling at level 4t + j of a tile of tier t: slot OFFSET[j] + (ancestor index ^ 1)
+# within the tile (``merkle.tile_position``).
+_SIBLINGS = "".join(
+    f"\n                   || substring(t.hashes, 32 * ({offset} + ((l.leaf_index"
+    f" >> (4 * (t.tile >> 56)::int + {j})) # 1 & {15 >> j}))::int + 1, 32)"
+    for j, offset in enumerate(TILE_OFFSETS)
 )
-SELECT leaf.leaf_index, leaf.leaf_hash, leaf.sealed_at,
-       head.tree_size, head.root_hash, head.timestamp_ms, head.signature, head.key_id,
+_TIER_KEYS = (
+    f"ARRAY[{_tier_keys(range(5))}] || CASE WHEN h.tree_size > {1 << 20} "
+    f"THEN ARRAY[{_tier_keys(range(5, 15))}] END"
+)
+PROOF_SQL_TEMPLATE = (
+    (
+        """
+SELECT l.leaf_index, l.leaf_hash,
+       to_char(l.sealed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+       h.tree_size, h.root_hash, h.timestamp_ms, h.signature, h.key_id, h.edge_hashes,
        (SELECT string_agg(
-                   int8send(t.tile)
-                   || substring(t.hashes, 32 * (0 + (((x.i >> (x.b + 0)) # 1) & 15))::int + 1, 32)
-                   || substring(t.hashes, 32 * (16 + (((x.i >> (x.b + 1)) # 1) & 7))::int + 1, 32)
-                   || substring(t.hashes, 32 * (24 + (((x.i >> (x.b + 2)) # 1) & 3))::int + 1, 32)
-                   || substring(t.hashes, 32 * (28 + (((x.i >> (x.b + 3)) # 1) & 1))::int + 1, 32)
-                   || substring(t.hashes, 32 * (0 + (((x.n >> (x.b + 0)) - 1) & 15))::int + 1, 32)
-                   || substring(t.hashes, 32 * (16 + (((x.n >> (x.b + 1)) - 1) & 7))::int + 1, 32)
-                   || substring(t.hashes, 32 * (24 + (((x.n >> (x.b + 2)) - 1) & 3))::int + 1, 32)
-                   || substring(t.hashes, 32 * (28 + (((x.n >> (x.b + 3)) - 1) & 1))::int + 1, 32),
+                   int8send(t.tile){siblings},
                    ''::bytea)
-        FROM ledger_tiles t,
-             LATERAL (SELECT leaf.leaf_index AS i, head.tree_size AS n,
-                             (4 * (t.tile >> 56))::int AS b) AS x
-        WHERE head.tree_size > leaf.leaf_index AND length(t.hashes) = 960
-          AND t.tile = ANY(ARRAY(
-              SELECT (g.t::bigint << 56) | (k.i >> (4 * g.t + 4))
-              FROM generate_series(0, 14) AS g(t),
-                   unnest(ARRAY[leaf.leaf_index, head.tree_size - 1]) AS k(i)
-              WHERE g.t = 0 OR ((head.tree_size - 1) >> (4 * g.t)) > 0
-          ))) AS tiles,
-       -- the latest verify_ledger run named this entry in a finding
-       EXISTS (
-           SELECT 1 FROM ledger_verifications v
-           WHERE v.id = (SELECT id FROM ledger_verifications ORDER BY started_at DESC LIMIT 1)
-             AND NOT v.ok AND {flagged}
-       ) AS flagged
-FROM leaf
-LEFT JOIN head ON true
+        FROM ledger_tiles t
+        WHERE h.tree_size > l.leaf_index AND length(t.hashes) = 960
+          AND t.tile = ANY({tier_keys})),
+       coalesce((SELECT NOT v.ok AND {flagged} FROM ledger_verifications v
+                 ORDER BY v.started_at DESC LIMIT 1), false)
+FROM ledger_leaves l
+LEFT JOIN LATERAL (
+    SELECT tree_size, root_hash, timestamp_ms, signature, key_id, edge_hashes
+    FROM ledger_heads ORDER BY tree_size DESC LIMIT 1
+) h ON true
+WHERE l.{column} = $1
 """
+    )
+    .replace("{tier_keys}", _TIER_KEYS)
+    .replace("{siblings}", _SIBLINGS)
+)
+# A product is named in findings by its product id (with its leaf index when verify_ledger
+# found it): matched on the leaf index, or on the product id of the sealed record (read only
+# when the latest run failed), so that the statement holds no consumer_products table or index
+# (each relation a plan holds costs every call a lock and an open: measured, about 80 us of
+# PostgreSQL CPU per proof for this one).
 PROOF_SQL = PROOF_SQL_TEMPLATE.format(
     column="product_pk",
-    flagged="v.findings @> jsonb_build_array(jsonb_build_object('product_id', "
-    "(SELECT p.product_id FROM consumer_products p WHERE p.id = $1)))",
+    flagged="EXISTS (SELECT 1 FROM jsonb_array_elements(v.findings) AS f "
+    "WHERE f @> jsonb_build_object('leaf_index', l.leaf_index) AND f ? 'product_id' "
+    "OR f @> jsonb_build_object('product_id', l.record::jsonb -> 'product_id'))",
 )
-PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v6", ("integer",), ("pk",), PROOF_SQL)
+PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v9", ("integer",), ("pk",), PROOF_SQL)
 # A recall entry is named in findings by its leaf index.
 ENTRY_PROOF_STATEMENTS = {
     column: PreparedStatement(
-        f"gaveurs_ledger_{column}_proof_v5",
+        f"gaveurs_ledger_{column}_proof_v8",
         ("bigint",),
         ("pk",),
         PROOF_SQL_TEMPLATE.format(
             column=column,
             flagged="v.findings @> jsonb_build_array(jsonb_build_object('leaf_index', "
-            "(SELECT leaf_index FROM leaf)))",
+            "l.leaf_index))",
         ),
     )
     for column in ("recall_pk", "recall_closure_pk")
 }
 
 
-TILE_RECORD = 8 + 8 * 32  # a tile's key and 8 slots, as PROOF_SQL sends them
-TILE_INDEX_MASK = (1 << 56) - 1
+TILE_RECORD = 8 + 4 * 32  # a tile's key and the leaf's 4 siblings in it, as PROOF_SQL sends them
+ZERO_HEX = ZERO_HASH.hex()
 
 
-def _tiles_reader(
-    blob: bytes | None, index: int, size: int
-) -> Callable[[Iterable[Key]], dict[Key, bytes]]:
-    """A reader of the nodes PROOF_SQL returns for leaf ``index`` under a head of ``size``;
-    the nodes it lacks (a tile not written yet, a head signed by other means, a zero slot)
-    are read from ``ledger_nodes`` (``LedgerCorrupt`` when absent there too)."""
-    nodes: dict[Key, bytes] = {}
-    blob = blob or b""
+def _path_from_tiles(
+    index: int, size: int, siblings: bytes | None, edge: bytes | None
+) -> list[str] | None:
+    """The audit path (hex) of leaf ``index`` under a head of ``size`` from what PROOF_SQL read:
+    the siblings from ``ledger_tiles``, the rest from the head's edge (``merkle.edge_path``,
+    inlined: one join and one hex conversion). None when a part is missing (a tile not written
+    yet or zeroed, a head signed without an edge): the caller then reads ``ledger_nodes``."""
+    count = size.bit_count()
+    if not edge or len(edge) != 32 * (2 * count - 1):
+        return None
+    split = edge_split(index, size)
+    parts: list[bytes] = [b""] * ((split + 3) // 4)  # per tier holding a sibling, bottom up
+    blob = siblings or b""
     for pos in range(0, len(blob) - TILE_RECORD + 1, TILE_RECORD):
-        key = int.from_bytes(blob[pos : pos + 8], "big")
-        tile, base = key & TILE_INDEX_MASK, 4 * (key >> 56)  # base: the tier's lowest level
-        if tile == index >> (base + 4):  # the leaf's tile: the siblings of its ancestors
-            for j in range(4):
-                offset = pos + 8 + 32 * j
-                nodes[base + j, (index >> (base + j)) ^ 1] = blob[offset : offset + 32]
-        if tile == (size - 1) >> (base + 4):  # the head's right edge: its frontier nodes
-            for j in range(4):
-                if size >> (base + j) & 1:
-                    offset = pos + 136 + 32 * j
-                    nodes[base + j, (size >> (base + j)) - 1] = blob[offset : offset + 32]
-
-    def fetch(keys: Iterable[Key]) -> dict[Key, bytes]:
-        found: dict[Key, bytes] = {}
-        missing: list[Key] = []
-        for key in keys:
-            node = nodes.get(key, ZERO_HASH)
-            if node == ZERO_HASH:
-                missing.append(key)
-            else:
-                found[key] = node
-        if missing:
-            found.update(_fetch_nodes(missing))
-        return found
-
-    return fetch
+        tier = blob[pos]  # the key's top byte
+        if tier < len(parts):
+            parts[tier] = blob[pos + 8 : pos + 8 + 32 * min(4, split - 4 * tier)]
+    below = (size & ((1 << split) - 1)).bit_count()  # the head's frontier nodes below L
+    if below:
+        fold = 32 * (count + below - 1)
+        parts.append(edge[fold : fold + 32])
+    parts.append(edge[32 * (below + 1) : 32 * count])
+    path = b"".join(parts).hex()
+    hashes = [path[k : k + 64] for k in range(0, len(path), 64)]
+    expected = split + (1 if below else 0) + count - below - 1
+    if len(hashes) != expected or ZERO_HEX in hashes:
+        return None
+    return hashes
 
 
 def product_proof(product: ConsumerProduct) -> dict[str, Any]:
@@ -174,14 +177,15 @@ def recall_proof(entry: Recall | RecallClosure) -> dict[str, Any]:
 
 
 def _leaf_proof(statement: PreparedStatement, pk: int, cache_key: str) -> dict[str, Any]:
-    cached = cache.get(cache_key)
+    proofs = caches[DEFAULT_CACHE_ALIAS]  # this thread's cache: one lookup for get and set
+    cached = proofs.get(cache_key)
     if cached is not None:
         return cached
     rows = statement.rows({"pk": pk})
     if not rows:
         return {"status": "unsealed"}
     index, leaf, sealed_at, head_size, *head_row = rows[0][:8]
-    tiles, flagged = rows[0][8:]
+    edge, siblings, flagged = rows[0][8:]
     proof: dict[str, Any] = {
         "status": "pending",
         "leaf_index": index,
@@ -189,25 +193,27 @@ def _leaf_proof(statement: PreparedStatement, pk: int, cache_key: str) -> dict[s
         "sealed_at": sealed_at,
         "flagged_by_verification": bool(flagged),
     }
+    path = None
     if head_size is not None and head_size > index:
-        fetch = _tiles_reader(tiles, index, head_size)
+        path = _path_from_tiles(index, head_size, siblings, edge)
         signed_head = head_row_as_dict(head_size, *head_row)
     else:
         head = ledger_sign_head()
         if head is None or head.tree_size <= index:
             return proof  # not cached: a head will come
-        head_size, fetch, signed_head = head.tree_size, None, head_as_dict(head)
-    try:
-        path = _ranges_hashes(inclusion_ranges(index, head_size), fetch)
-    except LedgerCorrupt:
-        return {**proof, "status": "unavailable"}
+        head_size, signed_head = head.tree_size, head_as_dict(head)
+    if path is None:
+        try:
+            path = [h.hex() for h in _ranges_hashes(inclusion_ranges(index, head_size))]
+        except LedgerCorrupt:
+            return {**proof, "status": "unavailable"}
     proof.update(
         status="sealed",
         tree_size=head_size,
-        audit_path=[h.hex() for h in path],
+        audit_path=path,
         signed_head=signed_head,
     )
-    cache.set(cache_key, proof, getattr(settings, "LEDGER_PROOF_CACHE_SECONDS", 60))
+    proofs.set(cache_key, proof, getattr(settings, "LEDGER_PROOF_CACHE_SECONDS", 60))
     return proof
 
 

@@ -17,7 +17,9 @@ from traceability.ledger.merkle import (
     Frontier,
     Key,
     consistency_ranges,
+    fold_right,
     frontier_keys,
+    head_edge,
     inclusion_ranges,
     leaf_hash,
     ranges_hashes,
@@ -81,6 +83,13 @@ def stored_root(size: int) -> bytes:
     return _ranges_hashes([(0, size)])[0]
 
 
+def _stored_frontier(size: int) -> list[bytes]:
+    """The frontier nodes of the first ``size`` leaves, largest first (one query)."""
+    keys = frontier_keys(size)
+    nodes = _fetch_nodes(keys)
+    return [nodes[k] for k in keys]
+
+
 def inclusion_proof(*, index: int, size: int) -> list[bytes]:
     return _ranges_hashes(inclusion_ranges(index, size))
 
@@ -132,7 +141,10 @@ def _head_is_due(size: int, head: LedgerHead | None, *, force: bool = False) -> 
     return size - last_size >= max_pending or _now_ms() - head.timestamp_ms >= interval_ms
 
 
-def _sign_head(size: int, root: bytes, previous: LedgerHead | None) -> LedgerHead:
+def _sign_head(size: int, frontier: Sequence[bytes], previous: LedgerHead | None) -> LedgerHead:
+    """Sign and store the head over the first ``size`` leaves, whose frontier nodes (largest
+    first) give its root and its edge (``merkle.head_edge``: what proofs under it read)."""
+    root = fold_right(frontier)
     key = signing_key()
     timestamp = _now_ms()
     if previous is not None:
@@ -144,6 +156,7 @@ def _sign_head(size: int, root: bytes, previous: LedgerHead | None) -> LedgerHea
         timestamp_ms=timestamp,
         signature=signature,
         key_id=key_id(public_key_bytes(key)),
+        edge_hashes=head_edge(frontier),
     )
     head.save(force_insert=True)
     previous_size = previous.tree_size if previous is not None else 0
@@ -275,7 +288,7 @@ def _append_entries_locked(entries: Sequence[_Entry], *, force_head: bool) -> Ap
             )
     signed = None
     if _head_is_due(frontier.size, head, force=force_head):
-        signed = _sign_head(frontier.size, frontier.root(), head)
+        signed = _sign_head(frontier.size, [h for _, _, h in frontier.nodes], head)
     return AppendResult(appended=len(leaves), tree_size=frontier.size, head=signed)
 
 
@@ -308,7 +321,7 @@ def ledger_append_product(*, product_id: str) -> AppendResult | None:
             head = LedgerHead(tree_size=head_size, timestamp_ms=head_time)
         signed = None
         if _head_is_due(size, head):
-            signed = _sign_head(size, stored_root(size), head)
+            signed = _sign_head(size, _stored_frontier(size), head)
         return AppendResult(appended=1, tree_size=size, head=signed)
 
 
@@ -391,7 +404,7 @@ def ledger_sign_head(*, force: bool = False) -> LedgerHead | None:
         size, head = _log_state()
         if not _head_is_due(size, head, force=force):
             return None
-        return _sign_head(size, stored_root(size), head)
+        return _sign_head(size, _stored_frontier(size), head)
 
 
 def latest_head() -> LedgerHead | None:

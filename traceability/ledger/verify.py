@@ -20,6 +20,7 @@ from traceability.ledger.merkle import (
     consistency_ranges,
     fold_right,
     frontier_keys,
+    head_edge,
     ranges_hashes,
     tile_count,
     tile_from_levels,
@@ -157,7 +158,7 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
        compare with the sealed leaf; name each entry whose record changed (and which fields);
     2. the stored leaves hash to their sealed records, and blockchain_hash matches;
     3. the tree rebuilt from the stored leaves matches every stored node, every tile proofs are
-       read from, and every signed root;
+       read from, every signed root and every head's edge (the end of the proofs under it);
        the tree rebuilt from the current rows is compared with the signed roots too;
     4. every head's signature verifies with a trusted key; consecutive heads are consistent
        (RFC 9162 consistency proofs from the stored nodes);
@@ -273,6 +274,21 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
                         tree_size=head.tree_size,
                     )
                 )
+            edge = head.edge_hashes
+            if edge is not None and head.tree_size <= size:
+                # What every proof under this head ends with (merkle.head_edge).
+                expected = head_edge(
+                    [stored_levels[lvl][idx] for lvl, idx in frontier_keys(head.tree_size)]
+                )
+                if bytes(edge) != expected:
+                    findings.append(
+                        Finding(
+                            "head_edge_altered",
+                            f"the stored edge of the head of size {head.tree_size} is not the "
+                            "one of the stored tree: proofs under this head would not verify",
+                            tree_size=head.tree_size,
+                        )
+                    )
             if previous is not None and head.tree_size <= size:
                 try:
                     proof = ranges_hashes(
