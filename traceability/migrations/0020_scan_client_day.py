@@ -12,7 +12,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("traceability", "0018_ledger_tiles"),
+        ("traceability", "0019_ledger_head_edges"),
     ]
 
     operations = [
