@@ -239,14 +239,20 @@ def postgres_pid(connection) -> int | None:
 
 
 def start_worker(
-    env: dict[str, str], log: Path, timeout: float = 60, wait: bool = True
+    env: dict[str, str],
+    log: Path,
+    timeout: float = 60,
+    wait: bool = True,
+    niceness: int = 0,
 ) -> subprocess.Popen:
     """The real Celery worker (``scripts/worker.sh``), once it logs that it is ready (or at once
-    with ``wait=False``: then call ``wait_worker_ready``)."""
+    with ``wait=False``: then call ``wait_worker_ready``). ``niceness`` > 0 runs it (and its
+    pool processes) at a lower CPU priority than the servers."""
     env = {**env, "CELERY_LOG_LEVEL": env.get("CELERY_LOG_LEVEL", "info")}  # "ready." is INFO
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            ["bash", str(ROOT / "scripts/worker.sh")],
+            [*(["nice", "-n", str(niceness)] if niceness else []), "bash"]
+            + [str(ROOT / "scripts/worker.sh")],
             cwd=ROOT,
             env=env,
             stdout=out,

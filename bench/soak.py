@@ -685,6 +685,13 @@ def main() -> int:
         help="run granian at this nice level (stations' Daphne keeps the default priority)",
     )
     parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="run the Celery worker at this nice level (it renders each new head's pages in a "
+        "burst; the servers keep the default priority)",
+    )
+    parser.add_argument(
         "--one-client-process",
         action="store_true",
         help="stations and consumers in this one process and event loop (the layout before the "
@@ -724,7 +731,7 @@ def main() -> int:
     server_log, worker_log = workdir / "daphne.log", workdir / "worker.log"
     http_log = workdir / "granian.log"
     requests_log = workdir / "requests"
-    worker = start_worker(env, worker_log, wait=False)
+    worker = start_worker(env, worker_log, wait=False, niceness=args.worker_nice)
     server = http = None
     try:
         # The websocket limits scripts/run.sh gives Daphne (2 x SQAL_MAX_MESSAGE_BYTES).
@@ -1116,6 +1123,7 @@ def report(args, r: dict, server_log: Path, worker_log: Path) -> int:
         "http_workers": getattr(args, "http_workers", None),
         "http_threads": getattr(args, "http_threads", 1),
         "http_nice": getattr(args, "http_nice", 0),
+        "worker_nice": getattr(args, "worker_nice", 0),
         "http_client": getattr(args, "http_client", "httpx"),
         "cpu": cpu,
         "requests_by_kind": r.get("requests", {}),
