@@ -324,20 +324,16 @@ def render_scan_page(
         with translation.override(language):
             html = render_to_string(PAGE_TEMPLATE, context)
         version = page_version(scan.content_version, language)
-        _pages_store(
-            [
-                ScanPage(
-                    product=product,
-                    language=language,
-                    version=version,
-                    html=html,
-                    rendered_at=timezone.now(),
-                )
-            ]
-        )
+        _pages_store([_page_row(product, language, version, html)])
         return RenderedPage(html=html, stored=True)
     return RenderedPage(
         html=render_to_string(PAGE_TEMPLATE, context, request=request), stored=False
+    )
+
+
+def _page_row(product: ConsumerProduct, language: str, version: str, html: str) -> ScanPage:
+    return ScanPage(
+        product=product, language=language, version=version, html=html, rendered_at=timezone.now()
     )
 
 
@@ -358,15 +354,7 @@ def scan_pages_render(*, product_pks: list[int]) -> int:
             html = page_to_store(product, language=language)
             if html is not None:
                 version = page_version(versions[product.pk], language)
-                pages.append(
-                    ScanPage(
-                        product=product,
-                        language=language,
-                        version=version,
-                        html=html,
-                        rendered_at=timezone.now(),
-                    )
-                )
+                pages.append(_page_row(product, language, version, html))
         if len(pages) >= 200:
             _pages_store(pages)
             stored += len(pages)

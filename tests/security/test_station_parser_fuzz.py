@@ -9,7 +9,6 @@ stored payload, its text zstd-compressed, must stay loadable into jsonb: sensors
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from typing import Any
@@ -26,7 +25,7 @@ from sensors.schemas import (
     parse_message,
 )
 from tests.support.stations import fixture_text
-from tests.support.strategies import json_values
+from tests.support.strategies import json_values, mutate
 
 FLAT = json.loads(fixture_text("sensor_data_flat.json"))
 CODES = {"message_too_large", "invalid_json", "unknown_type", "validation_error"}
@@ -72,20 +71,6 @@ def dotted(path: tuple) -> str:
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else ("." if text else "") + part
     return text
-
-
-def mutate(document: dict, path: tuple, action: str, value: Any) -> dict:
-    # Copy only the containers along the path (the fixture is 140 KB).
-    document = copy.copy(document)
-    parent = document
-    for part in path[:-1]:
-        parent[part] = copy.copy(parent[part])
-        parent = parent[part]
-    if action == "delete":
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = value
-    return document
 
 
 def assert_storable(value: Any) -> None:

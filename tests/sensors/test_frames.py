@@ -8,7 +8,6 @@ that what the fast path accepts, pydantic accepts with an equal ``Reading`` and 
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -20,7 +19,7 @@ from sensors.examples import nested_example
 from sensors.frames import _fast_reading, _NotFast, parse_frame
 from sensors.schemas import FieldWarning, ProtocolError, Reading, SensorData, parse_message
 from tests.support.stations import fixture_text
-from tests.support.strategies import json_values
+from tests.support.strategies import json_values, mutate
 
 MAX_BYTES = 512 * 1024
 FLAT = json.loads(fixture_text("sensor_data_flat.json"))
@@ -63,19 +62,6 @@ def check(text: str) -> bool:
     assert fast == expected[0], "the fast path accepted what pydantic reads otherwise"
     assert expected[1] == [], "the fast path accepted what pydantic accepts with a warning"
     return True
-
-
-def mutate(document: dict, path: tuple, action: str, value: Any) -> dict:
-    document = copy.copy(document)
-    parent = document
-    for part in path[:-1]:
-        parent[part] = copy.copy(parent[part])
-        parent = parent[part]
-    if action == "delete":
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = value
-    return document
 
 
 def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
