@@ -25,7 +25,7 @@ from sensors.schemas import (
     parse_message,
 )
 from tests.support.stations import fixture_text
-from tests.support.strategies import json_values, mutate
+from tests.support.strategies import json_values, mutate, paths
 
 FLAT = json.loads(fixture_text("sensor_data_flat.json"))
 CODES = {"message_too_large", "invalid_json", "unknown_type", "validation_error"}
@@ -44,21 +44,6 @@ def nested_fixture() -> dict:
 
 NESTED = nested_fixture()
 HELLO = json.loads(fixture_text("esp32_hello.json"))
-
-
-def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
-    """Every path (keys and indexes) into a JSON document, the document itself excluded."""
-    found: list[tuple] = []
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return found
-    for key, item in items:
-        found.append((*prefix, key))
-        found.extend(paths(item, (*prefix, key)))
-    return found
 
 
 FLAT_PATHS = paths(FLAT)

@@ -19,7 +19,7 @@ from sensors.examples import nested_example
 from sensors.frames import _fast_reading, _NotFast, parse_frame
 from sensors.schemas import FieldWarning, ProtocolError, Reading, SensorData, parse_message
 from tests.support.stations import fixture_text
-from tests.support.strategies import json_values, mutate
+from tests.support.strategies import json_values, mutate, paths
 
 MAX_BYTES = 512 * 1024
 FLAT = json.loads(fixture_text("sensor_data_flat.json"))
@@ -62,22 +62,6 @@ def check(text: str) -> bool:
     assert fast == expected[0], "the fast path accepted what pydantic reads otherwise"
     assert expected[1] == [], "the fast path accepted what pydantic accepts with a warning"
     return True
-
-
-def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
-    """Paths into the declared parts of a message (the fields we store and their parents),
-    where a change decides between accepted and refused; plus one undeclared section."""
-    found: list[tuple] = []
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return found
-    for key, item in items:
-        found.append((*prefix, key))
-        found.extend(paths(item, (*prefix, key)))
-    return found
 
 
 def declared(document: dict) -> list[tuple]:

@@ -39,3 +39,18 @@ def mutate(document: dict, path: tuple, action: str, value: Any) -> dict:
     else:
         parent[path[-1]] = value
     return document
+
+
+def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every path (keys and indexes) into a JSON document, the document itself excluded."""
+    found: list[tuple] = []
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return found
+    for key, item in items:
+        found.append((*prefix, key))
+        found.extend(paths(item, (*prefix, key)))
+    return found
