@@ -16,12 +16,21 @@ pages existed, a changed record, a new deployment). A page is stored only once i
 sealed under a signed head and the server found nothing wrong with its record; the proof it
 embeds is against the head of that time, which stays verifiable as the log grows (every later
 head is consistent with it).
+
+A unit registered by the live pipeline gets a page before its head too
+(``scan_pages_render_pending``, run by the registration task once the product is committed):
+the page a scan renders for a unit no signed head covers yet, saying so ("being sealed"),
+stored with an expiry (``PENDING_VERSION_MARK``) of ``LEDGER_HEAD_INTERVAL_SECONDS``, by when
+a head covers the unit (an append signs one when the latest is that old). It never replaces a
+stored page, and the sealed page the head's task stores replaces it; past its expiry a scan
+renders the page as before (signing the head if one is due) and stores the sealed one.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,6 +251,27 @@ def _storable(context: dict) -> bool:
     )
 
 
+# A pending page's version is the page version, this mark and the Unix time it expires at.
+PENDING_VERSION_MARK = "~pending-until:"
+
+
+def pending_page_version(content_version: str, language: str, *, expires_at: float) -> str:
+    """The version of a page stored before its unit's head: shown until ``expires_at``."""
+    return f"{page_version(content_version, language)}{PENDING_VERSION_MARK}{int(expires_at)}"
+
+
+def stored_version_is_current(stored: str | None, version: str) -> bool:
+    """Whether a stored page's version is current: ``version`` itself, or a page stored before
+    its unit's head (``pending_page_version``) of that version and not expired."""
+    if stored == version:
+        return True
+    prefix = version + PENDING_VERSION_MARK
+    if stored is None or not stored.startswith(prefix):
+        return False
+    expires_at = stored[len(prefix) :]
+    return expires_at.isdigit() and int(expires_at) > time.time()
+
+
 def page_to_store(product: ConsumerProduct, *, language: str) -> str | None:
     """The page of ``product`` to store, rendered in ``language`` with its per-request parts
     left as placeholders; None when it must not be stored: reviewed, not yet sealed under a
@@ -287,8 +317,9 @@ def current_stored_page(
     if scan.reviewed or scan.recall_state or not language:
         return None
     version = page_version(scan.content_version, language)
-    if scan.page_version != version:
+    if not stored_version_is_current(scan.page_version, version):
         return None
+    version = scan.page_version
     if scan.page_html is not None:
         if settings.SCAN_PAGE_CACHE_SECONDS > 0:
             cache.set(
@@ -363,3 +394,51 @@ def scan_pages_render(*, product_pks: list[int]) -> int:
         _pages_store(pages)
         stored += len(pages)
     return stored
+
+
+def _pending_pages_store(pages: list[ScanPage]) -> None:
+    """Store pages rendered before their unit's head, never over a stored page (the sealed
+    page of the head's task may have been stored meanwhile)."""
+    ScanPage.objects.bulk_create(pages, ignore_conflicts=True)
+
+
+def scan_pages_render_pending(*, qr_code: str) -> int:
+    """Render and store the pages of a product just registered, in every language, before a
+    signed head covers it (the registration task's last step, once its product is committed):
+    its first scans then read them like sealed pages, until the head's task replaces them or
+    they expire (``pending_page_version``). A head may already cover the product (another
+    registration signed one): its pages are then stored as sealed. A record the server finds
+    altered is left to its scans; a recalled unit's scans never show a stored page. Returns
+    how many pages were stored."""
+    product = product_for_scan(qr_code=qr_code)
+    if product is None or _related(product, "feedback") is not None:
+        return 0
+    versions = product_content_versions([product.pk])
+    if product.pk not in versions:
+        return 0
+    expires_at = time.time() + settings.LEDGER_HEAD_INTERVAL_SECONDS
+    sealed: list[ScanPage] = []
+    pending: list[ScanPage] = []
+    for language, _name in settings.LANGUAGES:
+        with translation.override(language):
+            context = _page_context(product, recall_state="", language=language)
+            ledger = context["ledger"]
+            if ledger.get("integrity") != "unverified":
+                continue
+            if ledger.get("status") == "sealed":
+                version = page_version(versions[product.pk], language)
+                rows = sealed
+            elif ledger.get("status") == "pending":
+                version = pending_page_version(
+                    versions[product.pk], language, expires_at=expires_at
+                )
+                rows = pending
+            else:
+                continue
+            html = render_to_string(PAGE_TEMPLATE, context)
+        rows.append(_page_row(product, language, version, html))
+    if sealed:
+        _pages_store(sealed)
+    if pending:
+        _pending_pages_store(pending)
+    return len(sealed) + len(pending)

@@ -4,6 +4,10 @@
 signed tree head sealed (``traceability.signals.head_signed``), so that a unit's first scan
 reads its page instead of rendering it. Idempotent (a page is stored per product and language,
 replaced when rendered again); a page it could not store is rendered by its first scan instead.
+
+``product_awaiting_head_receiver`` does the same, in the registration task's process, for a
+product just registered that no signed head covers yet
+(``feedback.pages.scan_pages_render_pending``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 from celery import shared_task
 
-from feedback.pages import scan_pages_render
+from feedback.pages import scan_pages_render, scan_pages_render_pending
 
 logger = logging.getLogger(__name__)
 
@@ -48,3 +52,15 @@ def head_signed_receiver(sender: Any, *, previous_size: int, tree_size: int, **k
         except Exception:  # noqa: BLE001 (any broker failure)
             logger.warning("Could not enqueue the scan pages of leaves %s-%s", first, tree_size)
             return
+
+
+def product_awaiting_head_receiver(sender: Any, *, qr_code: str, **kwargs: Any) -> None:
+    """Connected to ``traceability.signals.product_awaiting_head`` by ``FeedbackConfig.ready``:
+    store the page of a unit being sealed, in the registration task (rendering it there costs
+    less than a task of its own). The product is committed whatever happens here: a failure
+    costs only the head start (its first scans render the page), so it is logged, not raised
+    into the registration, which would be retried for nothing."""
+    try:
+        scan_pages_render_pending(qr_code=qr_code)
+    except Exception:  # noqa: BLE001 (the registration stands; the scans render the page)
+        logger.exception("Could not store the page of %s before its head", qr_code)

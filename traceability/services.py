@@ -62,6 +62,9 @@ class ProductRegistrationError(Exception):
 class RegisteredProduct:
     product_id: str
     qr_code: str
+    # Whether this call sealed the product as a leaf no signed head covers yet (False when it
+    # was registered before, or when its own append signed a head).
+    awaiting_head: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def product_register(*, lot_id: int, sample_id: str, site_code: str | None) -> R
             )
             product_id, qr_code = cursor.fetchone()
             # Seal a new product in the tamper-evident log, same transaction (idempotent).
-            ledger_append_product(product_id=product_id)
+            appended = ledger_append_product(product_id=product_id)
     except DatabaseError as exc:
         sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
         if sqlstate in SQLSTATE_ERRORS:
@@ -91,7 +94,11 @@ def product_register(*, lot_id: int, sample_id: str, site_code: str | None) -> R
             message = str(exc.__cause__.diag.message_primary or exc)
             raise ProductRegistrationError(code, message, status) from exc
         raise
-    return RegisteredProduct(product_id=product_id, qr_code=qr_code)
+    return RegisteredProduct(
+        product_id=product_id,
+        qr_code=qr_code,
+        awaiting_head=appended is not None and appended.head is None,
+    )
 
 
 def product_id_format(*, site_code: str, day: date, seq: int) -> str:

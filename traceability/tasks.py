@@ -41,6 +41,7 @@ from django.db import (
 )
 
 from traceability import services
+from traceability.signals import product_awaiting_head
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,9 @@ def generate_qr_code_async(
             exc.detail,
         )
         raise ProductRegistrationRefused(exc.code, exc.detail, exc.status) from None
+    if product.awaiting_head:
+        # Committed: the consumer page of a unit being sealed can be rendered off the request.
+        product_awaiting_head.send(sender=GENERATE_TASK, qr_code=product.qr_code)
     return {
         "status": "success",
         "lot_id": lot_id,
