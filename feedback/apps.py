@@ -10,10 +10,10 @@ class FeedbackConfig(AppConfig):
 
     def ready(self) -> None:
         # Django's documented place to connect receivers (apps are loaded by now).
-        from feedback.tasks import head_signed_receiver, product_awaiting_head_receiver
-        from traceability.signals import head_signed, product_awaiting_head
+        from feedback.tasks import head_signed_receiver, product_registered_receiver
+        from traceability.signals import head_signed, product_registered
 
         head_signed.connect(head_signed_receiver, dispatch_uid="feedback.scan_pages")
-        product_awaiting_head.connect(
-            product_awaiting_head_receiver, dispatch_uid="feedback.scan_pages_pending"
+        product_registered.connect(
+            product_registered_receiver, dispatch_uid="feedback.scan_pages_registered"
         )

@@ -18,7 +18,7 @@ embeds is against the head of that time, which stays verifiable as the log grows
 head is consistent with it).
 
 A unit registered by the live pipeline gets a page before its head too
-(``scan_pages_render_pending``, run by the registration task once the product is committed):
+(``scan_pages_render_registered``, run by the registration task once the product is committed):
 the page a scan renders for a unit no signed head covers yet, saying so ("being sealed"),
 stored with an expiry (``PENDING_VERSION_MARK``) of ``LEDGER_HEAD_INTERVAL_SECONDS``, by when
 a head covers the unit (an append signs one when the latest is that old). It never replaces a
@@ -402,14 +402,14 @@ def _pending_pages_store(pages: list[ScanPage]) -> None:
     ScanPage.objects.bulk_create(pages, ignore_conflicts=True)
 
 
-def scan_pages_render_pending(*, qr_code: str) -> int:
-    """Render and store the pages of a product just registered, in every language, before a
-    signed head covers it (the registration task's last step, once its product is committed):
-    its first scans then read them like sealed pages, until the head's task replaces them or
-    they expire (``pending_page_version``). A head may already cover the product (another
-    registration signed one): its pages are then stored as sealed. A record the server finds
-    altered is left to its scans; a recalled unit's scans never show a stored page. Returns
-    how many pages were stored."""
+def scan_pages_render_registered(*, qr_code: str) -> int:
+    """Render and store the pages of a product just registered, in every language (the
+    registration task's last step, once its product is committed), so that its first scans
+    read them. Before a signed head covers the product they are its "being sealed" pages
+    (``pending_page_version``), shown until the head's task replaces them or they expire; once
+    a head covers it (another registration, or its own append, signed one) they are its sealed
+    pages. A record the server finds altered is left to its scans; a recalled unit's scans
+    never show a stored page. Returns how many pages were stored."""
     product = product_for_scan(qr_code=qr_code)
     if product is None or _related(product, "feedback") is not None:
         return 0

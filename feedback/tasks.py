@@ -5,9 +5,9 @@ signed tree head sealed (``traceability.signals.head_signed``), so that a unit's
 reads its page instead of rendering it. Idempotent (a page is stored per product and language,
 replaced when rendered again); a page it could not store is rendered by its first scan instead.
 
-``product_awaiting_head_receiver`` does the same, in the registration task's process, for a
-product just registered that no signed head covers yet
-(``feedback.pages.scan_pages_render_pending``).
+``product_registered_receiver`` does the same, in the registration task's process, for a
+product just registered, before a signed head covers it or (when its own append signed one)
+before the head's task gets to it (``feedback.pages.scan_pages_render_registered``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import shared_task
 
-from feedback.pages import scan_pages_render, scan_pages_render_pending
+from feedback.pages import scan_pages_render, scan_pages_render_registered
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +54,13 @@ def head_signed_receiver(sender: Any, *, previous_size: int, tree_size: int, **k
             return
 
 
-def product_awaiting_head_receiver(sender: Any, *, qr_code: str, **kwargs: Any) -> None:
-    """Connected to ``traceability.signals.product_awaiting_head`` by ``FeedbackConfig.ready``:
-    store the page of a unit being sealed, in the registration task (rendering it there costs
+def product_registered_receiver(sender: Any, *, qr_code: str, **kwargs: Any) -> None:
+    """Connected to ``traceability.signals.product_registered`` by ``FeedbackConfig.ready``:
+    store the page of a unit just registered, in the registration task (rendering it there costs
     less than a task of its own). The product is committed whatever happens here: a failure
     costs only the head start (its first scans render the page), so it is logged, not raised
     into the registration, which would be retried for nothing."""
     try:
-        scan_pages_render_pending(qr_code=qr_code)
+        scan_pages_render_registered(qr_code=qr_code)
     except Exception:  # noqa: BLE001 (the registration stands; the scans render the page)
         logger.exception("Could not store the page of %s before its head", qr_code)

@@ -62,9 +62,8 @@ class ProductRegistrationError(Exception):
 class RegisteredProduct:
     product_id: str
     qr_code: str
-    # Whether this call sealed the product as a leaf no signed head covers yet (False when it
-    # was registered before, or when its own append signed a head).
-    awaiting_head: bool = False
+    # Whether this call appended the product to the log (False when it was registered before).
+    newly_sealed: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def product_register(*, lot_id: int, sample_id: str, site_code: str | None) -> R
     return RegisteredProduct(
         product_id=product_id,
         qr_code=qr_code,
-        awaiting_head=appended is not None and appended.head is None,
+        newly_sealed=appended is not None,
     )
 
 

@@ -5,9 +5,10 @@
 covered by a signed head, so their inclusion proofs are final. The consumer pages (feedback)
 listen and render those products' pages ahead of their scans.
 
-``product_awaiting_head`` is sent by the live registration task once its product is committed
-and sealed as a leaf that no signed head covers yet (argument ``qr_code``): the consumer
-pages render its page now, saying that it is being sealed, so that its first scans need not.
+``product_registered`` is sent by the live registration task once a product it registered
+and appended to the log is committed (argument ``qr_code``): the consumer pages render its
+page now (saying that it is being sealed while no signed head covers it), so that its first
+scans need not.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.db import transaction
 from django.dispatch import Signal
 
 head_signed = Signal()
-product_awaiting_head = Signal()
+product_registered = Signal()
 
 
 def head_signed_on_commit(*, previous_size: int, tree_size: int) -> None:

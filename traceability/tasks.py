@@ -41,7 +41,7 @@ from django.db import (
 )
 
 from traceability import services
-from traceability.signals import product_awaiting_head
+from traceability.signals import product_registered
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +113,9 @@ def generate_qr_code_async(
             exc.detail,
         )
         raise ProductRegistrationRefused(exc.code, exc.detail, exc.status) from None
-    if product.awaiting_head:
-        # Committed: the consumer page of a unit being sealed can be rendered off the request.
-        product_awaiting_head.send(sender=GENERATE_TASK, qr_code=product.qr_code)
+    if product.newly_sealed:
+        # Committed: the unit's consumer page can be rendered off the request path.
+        product_registered.send(sender=GENERATE_TASK, qr_code=product.qr_code)
     return {
         "status": "success",
         "lot_id": lot_id,

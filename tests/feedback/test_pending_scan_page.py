@@ -1,5 +1,5 @@
 """The consumer page stored before its unit's signed head
-(``feedback.pages.scan_pages_render_pending``): a unit registered by the live pipeline is scanned
+(``feedback.pages.scan_pages_render_registered``): a unit registered by the live pipeline is scanned
 within seconds, before any head covers it; its first scan reads the stored "being sealed" page
 in one query, says honestly that the register has not been signed since, and gives way to the
 sealed page once the head is signed."""
@@ -23,7 +23,7 @@ from feedback.pages import (
     PENDING_VERSION_MARK,
     blank_form_html,
     scan_context,
-    scan_pages_render_pending,
+    scan_pages_render_registered,
 )
 from feedback.selectors import product_for_scan
 from feedback.tasks import scan_pages_render_leaves
@@ -142,7 +142,7 @@ def test_a_being_sealed_page_never_replaces_the_sealed_page_stored_before_it(cli
 
     # A late rendering before the head (e.g. the registration task's, racing the head's task)
     # finds the head and stores the sealed page again, never the pending one.
-    assert scan_pages_render_pending(qr_code=product.qr_code) == 2
+    assert scan_pages_render_registered(qr_code=product.qr_code) == 2
     assert ScanPage.objects.get(product=product, language="fr").version == sealed_version
 
 
@@ -179,14 +179,18 @@ def test_a_being_sealed_page_is_not_served_once_the_unit_is_reviewed(client):
 
 
 @NO_AUTOMATIC_HEAD
-def test_a_product_whose_own_append_signed_a_head_gets_no_being_sealed_page(client):
+def test_a_product_whose_own_append_signed_a_head_gets_its_sealed_page_at_once(
+    client, django_assert_num_queries
+):
     with override_settings(LEDGER_HEAD_MAX_PENDING=1):
         product = registered_live()  # its append signs the head over it
 
-    assert not ScanPage.objects.filter(
-        product=product, version__contains=PENDING_VERSION_MARK
-    ).exists()
-    assert PENDING_FR not in get(client, product).content.decode()
+    pages = ScanPage.objects.filter(product=product)
+    assert sorted(p.language for p in pages) == ["en", "fr"]
+    assert not any(PENDING_VERSION_MARK in p.version for p in pages)
+    with django_assert_num_queries(1):  # before the head's task gets to it
+        html = get(client, product).content.decode()
+    assert PENDING_FR not in html and 'data-state="checking"' in html
 
 
 @NO_AUTOMATIC_HEAD
@@ -196,7 +200,7 @@ def test_a_failed_rendering_is_logged_and_the_registration_stands(client, caplog
     lot = make_lot()
     sample = make_sample(lot=lot)
     with (
-        mock.patch("feedback.tasks.scan_pages_render_pending", side_effect=RuntimeError("boom")),
+        mock.patch("feedback.tasks.scan_pages_render_registered", side_effect=RuntimeError("boom")),
         caplog.at_level(logging.ERROR, logger="feedback.tasks"),
     ):
         result = generate_qr_code_async.run(
