@@ -17,13 +17,14 @@ sealed under a signed head and the server found nothing wrong with its record; t
 embeds is against the head of that time, which stays verifiable as the log grows (every later
 head is consistent with it).
 
-A unit registered by the live pipeline gets a page before its head too
-(``scan_pages_render_registered``, run by the registration task once the product is committed):
-the page a scan renders for a unit no signed head covers yet, saying so ("being sealed"),
-stored with an expiry (``PENDING_VERSION_MARK``) of ``LEDGER_HEAD_INTERVAL_SECONDS``, by when
-a head covers the unit (an append signs one when the latest is that old). It never replaces a
-stored page, and the sealed page the head's task stores replaces it; past its expiry a scan
-renders the page as before (signing the head if one is due) and stores the sealed one.
+A unit's page is also rendered and stored off the request path when the live pipeline registers
+it and when it is reviewed (``scan_pages_render_unit``; a reviewed unit's page, without the
+form, carries ``REVIEWED_VERSION_MARK``). Before a signed head covers the unit that page says so
+("being sealed", as a scan renders it) and is stored with an expiry (``PENDING_VERSION_MARK``)
+of ``LEDGER_HEAD_INTERVAL_SECONDS``, by when a head covers the unit (an append signs one when
+the latest is that old). It never replaces a sealed page, and the sealed page the head's task
+stores replaces it; past its expiry a scan renders the page as before (signing the head if one
+is due) and stores the sealed one.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist
+from django.db import connection
 from django.http import HttpRequest
 from django.template.loader import get_template, render_to_string
 from django.templatetags.static import static
@@ -209,10 +211,16 @@ def _deployment_digest(language: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def page_version(content_version: str, language: str) -> str:
+# A reviewed unit's page (no form: "already reviewed") carries this mark in its version.
+REVIEWED_VERSION_MARK = "~reviewed"
+
+
+def page_version(content_version: str, language: str, *, reviewed: bool = False) -> str:
     """The version a stored page of ``language`` must carry to be shown: the deployment's
-    digest and the rows' versions (``ScanCount.content_version``)."""
-    return f"{_deployment_digest(language)}:{content_version}"
+    digest, the rows' versions (``ScanCount.content_version``) and whether the unit was
+    reviewed."""
+    mark = REVIEWED_VERSION_MARK if reviewed else ""
+    return f"{_deployment_digest(language)}:{content_version}{mark}"
 
 
 @functools.lru_cache(maxsize=512)
@@ -241,23 +249,22 @@ def _page_context(product: ConsumerProduct, *, recall_state: str, language: str)
 
 
 def _storable(context: dict) -> bool:
-    """A page may be stored only for a unit without review, sealed under a signed head, whose
-    record the server found nothing wrong with."""
+    """A page may be stored only for a unit sealed under a signed head, whose record the
+    server found nothing wrong with."""
     ledger = context["ledger"]
-    return (
-        not context["already_reviewed"]
-        and ledger.get("status") == "sealed"
-        and ledger.get("integrity") == "unverified"
-    )
+    return ledger.get("status") == "sealed" and ledger.get("integrity") == "unverified"
 
 
 # A pending page's version is the page version, this mark and the Unix time it expires at.
 PENDING_VERSION_MARK = "~pending-until:"
 
 
-def pending_page_version(content_version: str, language: str, *, expires_at: float) -> str:
+def pending_page_version(
+    content_version: str, language: str, *, reviewed: bool, expires_at: float
+) -> str:
     """The version of a page stored before its unit's head: shown until ``expires_at``."""
-    return f"{page_version(content_version, language)}{PENDING_VERSION_MARK}{int(expires_at)}"
+    version = page_version(content_version, language, reviewed=reviewed)
+    return f"{version}{PENDING_VERSION_MARK}{int(expires_at)}"
 
 
 def stored_version_is_current(stored: str | None, version: str) -> bool:
@@ -274,10 +281,8 @@ def stored_version_is_current(stored: str | None, version: str) -> bool:
 
 def page_to_store(product: ConsumerProduct, *, language: str) -> str | None:
     """The page of ``product`` to store, rendered in ``language`` with its per-request parts
-    left as placeholders; None when it must not be stored: reviewed, not yet sealed under a
-    signed head, or a record the server found altered (such pages are rendered per scan)."""
-    if _related(product, "feedback") is not None:
-        return None
+    left as placeholders; None when it must not be stored: not yet sealed under a signed head,
+    or a record the server found altered (such pages are rendered per scan)."""
     with translation.override(language):
         context = _page_context(product, recall_state="", language=language)
         if not _storable(context):
@@ -310,13 +315,13 @@ def kept_page(*, qr_code: str, language: str) -> tuple[str, str] | None:
 def current_stored_page(
     *, qr_code: str, scan: ScanCount, language: str, kept: tuple[str, str] | None = None
 ) -> str | None:
-    """The stored page of a scanned unit without review or recall, with its review average put
+    """The stored page of a scanned unit without recall, with its review average put
     in (the CSRF placeholder is left to the caller), when it is current: from the scan
     statement, or ``kept``, this process's copy, when the statement did not send it again. No
     query. None otherwise: the caller renders the page (``render_scan_page``)."""
-    if scan.reviewed or scan.recall_state or not language:
+    if scan.recall_state or not language:
         return None
-    version = page_version(scan.content_version, language)
+    version = page_version(scan.content_version, language, reviewed=scan.reviewed)
     if not stored_version_is_current(scan.page_version, version):
         return None
     version = scan.page_version
@@ -381,10 +386,11 @@ def scan_pages_render(*, product_pks: list[int]) -> int:
         product = product_for_scan(qr_code=qr_code)
         if product is None or product.pk not in versions:
             continue
+        reviewed = _related(product, "feedback") is not None
         for language in languages:
             html = page_to_store(product, language=language)
             if html is not None:
-                version = page_version(versions[product.pk], language)
+                version = page_version(versions[product.pk], language, reviewed=reviewed)
                 pages.append(_page_row(product, language, version, html))
         if len(pages) >= 200:
             _pages_store(pages)
@@ -396,29 +402,48 @@ def scan_pages_render(*, product_pks: list[int]) -> int:
     return stored
 
 
-def _pending_pages_store(pages: list[ScanPage]) -> None:
-    """Store pages rendered before their unit's head, never over a stored page (the sealed
-    page of the head's task may have been stored meanwhile)."""
-    ScanPage.objects.bulk_create(pages, ignore_conflicts=True)
+# A page rendered off the request path replaces a stored one unless it is a "being sealed" page
+# and the stored one is sealed (the head's task may have stored it since this rendering began).
+_UNIT_PAGES_SQL = f"""
+INSERT INTO feedback_scan_pages (product_id, language, version, html, rendered_at)
+SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
+ON CONFLICT (product_id, language) DO UPDATE
+    SET version = EXCLUDED.version, html = EXCLUDED.html, rendered_at = EXCLUDED.rendered_at
+    WHERE strpos(EXCLUDED.version, '{PENDING_VERSION_MARK}') = 0
+       OR strpos(feedback_scan_pages.version, '{PENDING_VERSION_MARK}') > 0
+"""
 
 
-def scan_pages_render_registered(*, qr_code: str) -> int:
-    """Render and store the pages of a product just registered, in every language (the
-    registration task's last step, once its product is committed), so that its first scans
-    read them. Before a signed head covers the product they are its "being sealed" pages
-    (``pending_page_version``), shown until the head's task replaces them or they expire; once
-    a head covers it (another registration, or its own append, signed one) they are its sealed
-    pages. A record the server finds altered is left to its scans; a recalled unit's scans
-    never show a stored page. Returns how many pages were stored."""
+def _unit_pages_store(pages: list[ScanPage]) -> None:
+    columns = [
+        [page.product_id for page in pages],
+        [page.language for page in pages],
+        [page.version for page in pages],
+        [page.html for page in pages],
+        [page.rendered_at for page in pages],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_UNIT_PAGES_SQL, columns)
+
+
+def scan_pages_render_unit(*, qr_code: str) -> int:
+    """Render and store the current pages of one unit in every language, off the request path:
+    after its registration (the registration task, once its product is committed) and after
+    its review (``feedback.tasks``), so that its next scans read them instead of rendering.
+    Before a signed head covers the unit they are its "being sealed" pages
+    (``pending_page_version``), shown until a sealed page replaces them or they expire; once a
+    head covers it they are its sealed pages. A record the server finds altered is left to its
+    scans; a recalled unit's scans never show a stored page. Returns how many pages were
+    stored."""
     product = product_for_scan(qr_code=qr_code)
-    if product is None or _related(product, "feedback") is not None:
+    if product is None:
         return 0
     versions = product_content_versions([product.pk])
     if product.pk not in versions:
         return 0
+    reviewed = _related(product, "feedback") is not None
     expires_at = time.time() + settings.LEDGER_HEAD_INTERVAL_SECONDS
-    sealed: list[ScanPage] = []
-    pending: list[ScanPage] = []
+    pages: list[ScanPage] = []
     for language, _name in settings.LANGUAGES:
         with translation.override(language):
             context = _page_context(product, recall_state="", language=language)
@@ -426,19 +451,15 @@ def scan_pages_render_registered(*, qr_code: str) -> int:
             if ledger.get("integrity") != "unverified":
                 continue
             if ledger.get("status") == "sealed":
-                version = page_version(versions[product.pk], language)
-                rows = sealed
+                version = page_version(versions[product.pk], language, reviewed=reviewed)
             elif ledger.get("status") == "pending":
                 version = pending_page_version(
-                    versions[product.pk], language, expires_at=expires_at
+                    versions[product.pk], language, reviewed=reviewed, expires_at=expires_at
                 )
-                rows = pending
             else:
                 continue
             html = render_to_string(PAGE_TEMPLATE, context)
-        rows.append(_page_row(product, language, version, html))
-    if sealed:
-        _pages_store(sealed)
-    if pending:
-        _pending_pages_store(pending)
-    return len(sealed) + len(pending)
+        pages.append(_page_row(product, language, version, html))
+    if pages:
+        _unit_pages_store(pages)
+    return len(pages)

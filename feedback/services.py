@@ -27,6 +27,7 @@ from feedback.models import (
     ConsumerFeedback,
     LotReviewStats,
 )
+from feedback.tasks import scan_pages_render_unit_later
 from traceability.models import ConsumerProduct
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ def feedback_submit(
                 **ratings,
             )
             _stats_add(lot_id=product.lot_id, feedback=feedback, sign=1)
+            # The unit's page changes (no more form): stored again off the request path.
+            transaction.on_commit(lambda: scan_pages_render_unit_later(qr_code=qr_code))
     except IntegrityError as exc:
         # The one-to-one on product: this unit already has a review (possibly a concurrent one).
         if ConsumerFeedback.objects.filter(product_id=product.id).exists():

@@ -7,7 +7,9 @@ replaced when rendered again); a page it could not store is rendered by its firs
 
 ``product_registered_receiver`` does the same, in the registration task's process, for a
 product just registered, before a signed head covers it or (when its own append signed one)
-before the head's task gets to it (``feedback.pages.scan_pages_render_registered``).
+before the head's task gets to it; ``scan_pages_render_unit_task`` for a unit just reviewed
+(its page without the form), enqueued by ``feedback.services.feedback_submit``
+(``feedback.pages.scan_pages_render_unit``).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from typing import Any
 
 from celery import shared_task
 
-from feedback.pages import scan_pages_render, scan_pages_render_registered
+from feedback.pages import scan_pages_render, scan_pages_render_unit
 
 logger = logging.getLogger(__name__)
 
 RENDER_TASK = "feedback.tasks.scan_pages_render_leaves"
+RENDER_UNIT_TASK = "feedback.tasks.scan_pages_render_unit_task"
 # Products per task: a head signed over a bulk import covers thousands.
 CHUNK = 500
 
@@ -61,6 +64,22 @@ def product_registered_receiver(sender: Any, *, qr_code: str, **kwargs: Any) -> 
     costs only the head start (its first scans render the page), so it is logged, not raised
     into the registration, which would be retried for nothing."""
     try:
-        scan_pages_render_registered(qr_code=qr_code)
+        scan_pages_render_unit(qr_code=qr_code)
     except Exception:  # noqa: BLE001 (the registration stands; the scans render the page)
         logger.exception("Could not store the page of %s before its head", qr_code)
+
+
+@shared_task(name=RENDER_UNIT_TASK, acks_late=True, ignore_result=True)
+def scan_pages_render_unit_task(qr_code: str) -> int:
+    """Store the current pages of one unit (after its review)."""
+    return scan_pages_render_unit(qr_code=qr_code)
+
+
+def scan_pages_render_unit_later(*, qr_code: str) -> None:
+    """Enqueue ``scan_pages_render_unit_task`` (call it on commit). A broker that cannot be
+    reached costs only the head start (the unit's scans render its page), so it is logged,
+    not raised into the review that was just stored."""
+    try:
+        scan_pages_render_unit_task.delay(qr_code)
+    except Exception:  # noqa: BLE001 (any broker failure)
+        logger.warning("Could not enqueue the scan pages of %s", qr_code)

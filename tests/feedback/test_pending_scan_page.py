@@ -1,5 +1,5 @@
 """The consumer page stored before its unit's signed head
-(``feedback.pages.scan_pages_render_registered``): a unit registered by the live pipeline is scanned
+(``feedback.pages.scan_pages_render_unit``): a unit registered by the live pipeline is scanned
 within seconds, before any head covers it; its first scan reads the stored "being sealed" page
 in one query, says honestly that the register has not been signed since, and gives way to the
 sealed page once the head is signed."""
@@ -23,10 +23,10 @@ from feedback.pages import (
     PENDING_VERSION_MARK,
     blank_form_html,
     scan_context,
-    scan_pages_render_registered,
+    scan_pages_render_unit,
 )
 from feedback.selectors import product_for_scan
-from feedback.tasks import scan_pages_render_leaves
+from feedback.tasks import scan_pages_render_leaves, scan_pages_render_unit_task
 from tests.factories import make_lot, make_product, make_sample, review
 from traceability.ledger import latest_head, ledger_sign_head
 from traceability.models import ConsumerProduct, LedgerLeaf, ProductScanStats
@@ -142,7 +142,7 @@ def test_a_being_sealed_page_never_replaces_the_sealed_page_stored_before_it(cli
 
     # A late rendering before the head (e.g. the registration task's, racing the head's task)
     # finds the head and stores the sealed page again, never the pending one.
-    assert scan_pages_render_registered(qr_code=product.qr_code) == 2
+    assert scan_pages_render_unit(qr_code=product.qr_code) == 2
     assert ScanPage.objects.get(product=product, language="fr").version == sealed_version
 
 
@@ -170,12 +170,50 @@ def test_a_being_sealed_page_is_not_served_once_the_unit_is_reviewed(client):
     make_product()
     ledger_sign_head(force=True)
     product = registered_live()
-    review(product, overall_rating=4)
+    review(product, overall_rating=4)  # its task has not stored the reviewed page yet
 
     html = get(client, product).content.decode()
 
     assert "déjà été évalué" in html
     assert 'name="overall_rating"' not in html
+
+
+def test_a_review_enqueues_the_rendering_of_the_units_page_once_committed(
+    django_capture_on_commit_callbacks,
+):
+    product = make_product()
+    with mock.patch("feedback.tasks.scan_pages_render_unit_task.delay") as delay:
+        with django_capture_on_commit_callbacks(execute=True):
+            review(product)
+            assert not delay.called  # nothing before the commit
+        delay.assert_called_once_with(product.qr_code)
+
+
+@NO_AUTOMATIC_HEAD
+@pytest.mark.parametrize("sealed", [False, True], ids=["being sealed", "sealed"])
+def test_a_reviewed_units_stored_page_says_so_and_is_served_in_one_query(
+    client, django_assert_num_queries, sealed
+):
+    make_product()
+    ledger_sign_head(force=True)
+    product = registered_live()
+    if sealed:
+        head = ledger_sign_head(force=True)
+        scan_pages_render_leaves(head.tree_size - 1, head.tree_size)
+    review(product, overall_rating=4)
+    scan_pages_render_unit_task(product.qr_code)  # what the review enqueued
+    cache.clear()
+    daily_salt(timezone.now().date().isoformat())
+
+    with django_assert_num_queries(1):
+        html = get(client, product).content.decode()
+
+    assert "déjà été évalué" in html
+    assert 'name="overall_rating"' not in html
+    assert (PENDING_FR in html) is not sealed
+    assert without_token(html) == without_token(
+        rendered_per_scan(product, "fr").replace(CSRF_PLACEHOLDER, "")
+    )
 
 
 @NO_AUTOMATIC_HEAD
@@ -200,7 +238,7 @@ def test_a_failed_rendering_is_logged_and_the_registration_stands(client, caplog
     lot = make_lot()
     sample = make_sample(lot=lot)
     with (
-        mock.patch("feedback.tasks.scan_pages_render_registered", side_effect=RuntimeError("boom")),
+        mock.patch("feedback.tasks.scan_pages_render_unit", side_effect=RuntimeError("boom")),
         caplog.at_level(logging.ERROR, logger="feedback.tasks"),
     ):
         result = generate_qr_code_async.run(
