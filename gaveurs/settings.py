@@ -67,10 +67,6 @@ ALLOWED_HOSTS = [
 ]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://localhost:8000").rstrip("/")
-# Where browsers open the websockets (``ws://host:port``) when another server than the page's
-# serves them (``make run``: granian the pages, Daphne the websockets); empty: the page's own
-# origin, as behind a balancer that routes ``/ws/`` to Daphne.
-WEBSOCKET_PUBLIC_URL = os.environ.get("WEBSOCKET_PUBLIC_URL", "").rstrip("/")
 
 INSTALLED_APPS = [
     "daphne",

@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
 # `make run`: embedded PostgreSQL (unless DATABASE_URL), migrations, demo data, admin account,
-# then the servers as the README deploys them (granian serves every HTTP request on PORT,
-# Daphne the websockets on WS_PORT), the Celery worker and the SQAL simulator. Ctrl-C (or
-# SIGTERM) stops everything.
+# then the servers as the README deploys them (Daphne on PORT: the stations' websockets, admin
+# and staff pages; granian on PAGES_PORT: the consumer pages the QR codes lead to), the Celery
+# worker and the SQAL simulator. Ctrl-C (or SIGTERM) stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT="${PORT:-8000}"
-WS_PORT="${WS_PORT:-$((PORT + 1))}"
+PAGES_PORT="${PAGES_PORT:-$((PORT + 1))}"
 HOST="${HOST:-127.0.0.1}"
-# granian's processes and threads per process for the HTTP requests (README, "Benchmarks").
+# granian's processes and threads per process for the consumer pages (README, "Benchmarks").
 GRANIAN_WORKERS="${GRANIAN_WORKERS:-2}"
 GRANIAN_THREADS="${GRANIAN_THREADS:-4}"
-export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://localhost:$PORT}"
-# The staff dashboard's page comes from granian; its websocket goes to Daphne.
-export WEBSOCKET_PUBLIC_URL="${WEBSOCKET_PUBLIC_URL:-ws://localhost:$WS_PORT}"
+# QR codes, Digital Links and "view on site" lead consumers to granian's port.
+export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://localhost:$PAGES_PORT}"
 export DEBUG="${DEBUG:-true}"
 export SQAL_ALLOW_UNREGISTERED_DEVICES="${SQAL_ALLOW_UNREGISTERED_DEVICES:-true}"
 mkdir -p .run
@@ -54,14 +53,15 @@ trap cleanup EXIT
 # SQAL_MAX_MESSAGE_BYTES and the station stays connected. Daphne's own default is 1 MiB, which
 # would silently cap a larger SQAL_MAX_MESSAGE_BYTES: the limit follows it.
 WS_MAX_BYTES="${WS_MAX_BYTES:-$((2 * ${SQAL_MAX_MESSAGE_BYTES:-524288}))}"
-$PY -m daphne -b "$HOST" -p "$WS_PORT" --websocket-max-message-size "$WS_MAX_BYTES" \
+$PY -m daphne -b "$HOST" -p "$PORT" --websocket-max-message-size "$WS_MAX_BYTES" \
   --websocket-max-frame-size "$WS_MAX_BYTES" gaveurs.asgi:application > .run/server.log 2>&1 &
 pids+=($!)
-# Every HTTP request (consumer pages, API, admin, staff pages) over WSGI, so that the stations'
-# Daphne never waits behind them. One database round trip per scan: no health check of the
-# reused connection (a PostgreSQL restart costs each process one failed request; README).
+# The consumer pages over WSGI, so that the stations' Daphne never waits behind consumers
+# (granian serves the whole site; the QR codes lead here). One database round trip per scan:
+# no health check of the reused connection (a PostgreSQL restart costs each process one failed
+# request; README).
 DB_CONN_HEALTH_CHECKS=false .venv/bin/granian --interface wsgi --no-ws --host "$HOST" \
-  --port "$PORT" --workers "$GRANIAN_WORKERS" --blocking-threads "$GRANIAN_THREADS" \
+  --port "$PAGES_PORT" --workers "$GRANIAN_WORKERS" --blocking-threads "$GRANIAN_THREADS" \
   --log-level warning gaveurs.wsgi:application > .run/http.log 2>&1 &
 pids+=($!)
 if [ -x scripts/worker.sh ]; then
@@ -75,16 +75,16 @@ if [ -n "${FLOWER_USER:-}" ] && [ -n "${FLOWER_PASSWORD:-}" ] && [ -x scripts/fl
   pids+=($!)
 fi
 
-# Both servers answering (HTTP on granian, a websocket handshake's TCP port on Daphne).
+# Both servers answering.
 for _ in $(seq 1 150); do
-  if $PY -c "import socket, urllib.request; urllib.request.urlopen('http://$HOST:$PORT/admin/login/', timeout=1); socket.create_connection(('$HOST', $WS_PORT), timeout=1).close()" 2>/dev/null; then
+  if $PY -c "import urllib.request; [urllib.request.urlopen(f'http://$HOST:{p}/admin/login/', timeout=1) for p in ($PORT, $PAGES_PORT)]" 2>/dev/null; then
     break
   fi
   sleep 0.2
 done
 
 if $PY manage.py help simulate_sqal >/dev/null 2>&1; then
-  $PY manage.py simulate_sqal --url "ws://$HOST:$WS_PORT/ws/sensors/" --devices 2 --rate 0.5 \
+  $PY manage.py simulate_sqal --url "ws://$HOST:$PORT/ws/sensors/" --devices 2 --rate 0.5 \
     > .run/simulator.log 2>&1 &
   pids+=($!)
 fi
@@ -100,9 +100,10 @@ Gaveurs Trace is running.
   Admin:      http://localhost:$PORT/admin/   ($(cat .run/admin-login))
   Dashboard:  http://localhost:$PORT/sqal/live/   (live SQAL samples, staff login)
   API docs:   http://localhost:$PORT/api/docs
-  Websocket:  ws://localhost:$WS_PORT/ws/sensors/   (stations; Daphne)
+  Websocket:  ws://localhost:$PORT/ws/sensors/   (stations; Daphne serves this port)
+  Consumers:  http://localhost:$PAGES_PORT/p/<code>   (where the QR codes lead; granian)
 $flower_line
-  Logs:       .run/http.log  .run/server.log  .run/worker.log  .run/simulator.log
+  Logs:       .run/server.log  .run/http.log  .run/worker.log  .run/simulator.log
 Press Ctrl-C to stop.
 TXT
 # make does not pass a SIGTERM on to this script: when whoever started it (make, a terminal) is

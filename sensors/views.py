@@ -3,7 +3,6 @@ its alerts (acknowledge, resolve: POST forms, CSRF-protected)."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
@@ -20,7 +19,6 @@ from sensors.models import QualityAlert
 def dashboard(request: HttpRequest) -> HttpResponse:
     state = dashboard_state()
     state["can_handle"] = request.user.has_perm(live.ALERT_PERMISSION)
-    state["websocket_url"] = settings.WEBSOCKET_PUBLIC_URL
     return render(request, "sensors/dashboard.html", state)
 
 

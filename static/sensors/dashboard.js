@@ -51,10 +51,8 @@
     }
   }
   function connect() {
-    // The page's own origin, unless another server serves the websockets (WEBSOCKET_PUBLIC_URL).
     var proto = location.protocol === "https:" ? "wss://" : "ws://";
-    var base = document.body.dataset.websocketUrl || proto + location.host;
-    var ws = new WebSocket(base + "/ws/sensors/live/");
+    var ws = new WebSocket(proto + location.host + "/ws/sensors/live/");
     ws.onopen = function () { statusEl.textContent = statusEl.dataset.msgLive; delay = 1000; };
     ws.onmessage = function (e) { apply(JSON.parse(e.data)); };
     ws.onclose = function () {

@@ -1,6 +1,7 @@
-"""``make run`` (scripts/run.sh) starts the servers as the README deploys them: granian serves
-every HTTP request (consumer pages, admin) and Daphne the websockets, so that stations never
-wait behind consumers; one command, stopped cleanly by SIGTERM."""
+"""``make run`` (scripts/run.sh) starts the servers as the README deploys them: Daphne serves the
+stations' websockets (and the staff pages) on PORT, granian the consumer pages the QR codes lead
+to on PAGES_PORT, so that stations never wait behind consumers; one command, stopped cleanly by
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def make_run(django_db_setup, django_db_blocker, tmp_path):
     """scripts/run.sh on the test database (it migrates, seeds the demo data and starts
-    everything), with its output in a file; yields (process, HTTP port, websocket port)."""
+    everything), with its output in a file; yields (process, Daphne's port, granian's port)."""
     with django_db_blocker.unblock():
         database_url = django_database_url()
     env = {
@@ -36,8 +37,10 @@ def make_run(django_db_setup, django_db_blocker, tmp_path):
         for k, v in os.environ.items()
         if not k.startswith(("EMBEDDED_PG", "CELERY_", "REDIS_URL", "CACHE_URL", "DATABASE_URL"))
     }
-    port, ws_port = free_port(), free_port()
-    env.update(DATABASE_URL=database_url, PORT=str(port), WS_PORT=str(ws_port), LOG_LEVEL="INFO")
+    port, pages_port = free_port(), free_port()
+    env.update(
+        DATABASE_URL=database_url, PORT=str(port), PAGES_PORT=str(pages_port), LOG_LEVEL="INFO"
+    )
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -56,7 +59,7 @@ def make_run(django_db_setup, django_db_blocker, tmp_path):
 
     try:
         wait_until(running, timeout=240, what="make run", step=0.5)
-        yield proc, port, ws_port
+        yield proc, port, pages_port
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -79,25 +82,27 @@ async def greeting(url: str, **headers: str) -> dict:
         return json.loads(await asyncio.wait_for(ws.recv(), 10))
 
 
-def test_make_run_serves_http_from_granian_and_websockets_from_daphne_and_stops_on_sigterm(
+def test_make_run_serves_consumer_pages_from_granian_and_stations_from_daphne_and_stops_on_sigterm(
     make_run, django_db_blocker
 ):
-    proc, port, ws_port = make_run
+    proc, port, pages_port = make_run
     with django_db_blocker.unblock():
-        code = ConsumerProduct.objects.order_by("pk").values_list("qr_code", flat=True).first()
-    assert code, "seed_demo registered no product"
+        product = ConsumerProduct.objects.order_by("pk").first()
+    assert product, "seed_demo registered no product"
 
-    http = f"http://127.0.0.1:{port}"
-    assert httpx.get(f"{http}/admin/login/", timeout=10).status_code == 200
-    page = httpx.get(f"{http}/p/{code}", timeout=10)
+    assert "daphne" in " ".join(listener_of(proc, port).cmdline())
+    assert "granian" in " ".join(listener_of(proc, pages_port).cmdline())
+    # The QR codes lead to granian's port, which serves the consumer page.
+    page = httpx.get(f"http://127.0.0.1:{pages_port}/p/{product.qr_code}", timeout=10)
     assert page.status_code == 200 and 'name="overall_rating"' in page.text
-    assert "granian" in " ".join(listener_of(proc, port).cmdline())
-    assert "daphne" in " ".join(listener_of(proc, ws_port).cmdline())
-    ws = f"ws://127.0.0.1:{ws_port}/ws/sensors/"
+    # Daphne, on the port stations already know, serves the websockets and the staff pages.
+    assert httpx.get(f"http://127.0.0.1:{port}/admin/login/", timeout=10).status_code == 200
+    ws = f"ws://127.0.0.1:{port}/ws/sensors/"
     assert asyncio.run(greeting(ws))["type"] == "connection_established"
-    # The pages' origin (granian's port) may open Daphne's websockets, another site may not.
-    page_origin = {"Origin": f"http://localhost:{port}"}
-    assert asyncio.run(greeting(ws, **page_origin))["type"] == "connection_established"
+    # The staff pages' origin and the consumer pages' origin may open the websockets, another
+    # site may not.
+    for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{pages_port}"):
+        assert asyncio.run(greeting(ws, Origin=origin))["type"] == "connection_established"
     with pytest.raises(InvalidStatus):
         asyncio.run(greeting(ws, Origin="http://evil.example"))
 

@@ -120,16 +120,6 @@ def test_staff_without_the_sample_permission_get_neither_the_page_nor_the_feed(d
 
 
 @pytest.mark.django_db
-def test_the_dashboard_opens_its_websocket_where_websocket_public_url_says(settings):
-    client, _ = staff_client()
-    assert 'data-websocket-url=""' in client.get("/sqal/live/").content.decode()  # same origin
-
-    settings.WEBSOCKET_PUBLIC_URL = "ws://localhost:8001"  # make run: Daphne beside granian
-    html = client.get("/sqal/live/").content.decode()
-    assert 'data-websocket-url="ws://localhost:8001"' in html
-
-
-@pytest.mark.django_db
 def test_adding_a_station_in_admin_shows_its_token_once_and_stores_only_its_hash():
     client, _ = staff_client()
     response = client.post(
