@@ -494,46 +494,6 @@ class LedgerVerification(models.Model):
         return f"{self.started_at:%Y-%m-%d %H:%M} {'OK' if self.ok else 'FINDINGS'}"
 
 
-class LedgerState(models.Model):
-    """One row (id 1): the latest signed head with its edge, and the latest ``verify_ledger``
-    run's outcome (its findings only when it failed): all that an inclusion proof reads besides
-    its leaf and tiles, in one row of a table without an index to open.
-
-    Derived data, kept by PostgreSQL itself: a statement trigger on ``ledger_heads`` and on
-    ``ledger_verifications`` rewrites the row from those tables in the writing transaction
-    (``ledger_refresh_state``, migration ``traceability/0021``), whoever writes them.
-    ``verify_ledger`` compares the row with the tables (finding ``ledger_state_altered``); a
-    forged head or edge here cannot make a wrong proof verify (the head's signature and root
-    are checked by the client).
-    """
-
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
-    head_tree_size = models.BigIntegerField(_("tree size"), null=True, editable=False)
-    head_root_hash = models.BinaryField(_("root hash"), null=True, editable=False)
-    head_timestamp_ms = models.BigIntegerField(_("timestamp ms"), null=True, editable=False)
-    head_signature = models.BinaryField(_("signature"), null=True, editable=False)
-    head_key_id = models.CharField(_("key id"), max_length=16, blank=True, editable=False)
-    head_edge_hashes = models.BinaryField(_("edge hashes"), null=True, editable=False)
-    verification_id = models.BigIntegerField(_("latest verification"), null=True, editable=False)
-    verification_failed = models.BooleanField(
-        _("latest verification failed"), default=False, editable=False
-    )
-    verification_findings = models.JSONField(
-        _("findings of the latest verification"), null=True, editable=False
-    )
-
-    class Meta:
-        db_table = "ledger_state"
-        verbose_name = _("ledger state")
-        verbose_name_plural = _("ledger state")
-        constraints = [
-            models.CheckConstraint(condition=models.Q(id=1), name="ledger_state_one_row"),
-        ]
-
-    def __str__(self) -> str:
-        return f"ledger state (head {self.head_tree_size})"
-
-
 class ApiToken(models.Model):
     """A bearer token for the staff API (``Authorization: Bearer gt_...``), stored hashed.
 

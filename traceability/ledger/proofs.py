@@ -48,18 +48,16 @@ def _entry_cache_key(column: str, pk: int) -> str:
     return f"ledger:proof:v1:{column}:{pk}"
 
 
-# One round trip, one row: the entry's leaf, the latest head with its edge
-# (``merkle.head_edge``: the end of every audit path under it) and the latest verify_ledger
-# outcome, both from the one row of ``ledger_state`` (kept by triggers; no index to open), and
-# the rest of the path, the siblings of the leaf's ancestors below the head's frontier (levels
+# One round trip, one row: the entry's leaf (its time already in the record's format), the
+# latest head with its edge (``merkle.head_edge``: the end of every audit path under it), and the
+# rest of the path, the siblings of the leaf's ancestors below the head's frontier (levels
 # 0..L-1, ``merkle.edge_split``), read from ``ledger_tiles``: the leaf's tile of each tier, 4
 # slots a tile sent as int8 key || the sibling at each of the tier's levels. One index scan,
 # = ANY on the keys of tiers 0-3 (2^16 leaves), of tier 4 only in a larger log (it holds
 # levels 16-19, in no path under a head of 2^16 leaves or fewer) and of tiers 5-14 only beyond
 # 2^20 leaves; the tiles of tiers at or above L are read and ignored (cheaper, measured, than a
-# CASE per key to leave them out). The findings are read only when the latest run failed. The
-# seal time is formatted by to_char (measured: parsing a timestamp and formatting it in Python
-# cost more). A prepared statement of the session (planning would cost more than its
+# CASE per key to leave them out). The latest verify_ledger run is read for its findings only
+# when it failed. A prepared statement of the session (planning would cost more than its
 # execution).
 def _tier_keys(tiers: range) -> str:
     return ", ".join(f"({t}::bigint << 56) | (l.leaf_index >> {4 * t + 4})" for t in tiers)
@@ -74,25 +72,28 @@ _SIBLINGS = "".join(
 )
 _TIER_KEYS = (
     f"ARRAY[{_tier_keys(range(4))}]"
-    f" || CASE WHEN h.head_tree_size > {1 << 16} THEN ARRAY[{_tier_keys(range(4, 5))}] END"
-    f" || CASE WHEN h.head_tree_size > {1 << 20} THEN ARRAY[{_tier_keys(range(5, 15))}] END"
+    f" || CASE WHEN h.tree_size > {1 << 16} THEN ARRAY[{_tier_keys(range(4, 5))}] END"
+    f" || CASE WHEN h.tree_size > {1 << 20} THEN ARRAY[{_tier_keys(range(5, 15))}] END"
 )
 PROOF_SQL_TEMPLATE = (
     (
         """
 SELECT l.leaf_index, l.leaf_hash,
        to_char(l.sealed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-       h.head_tree_size, h.head_root_hash, h.head_timestamp_ms, h.head_signature,
-       h.head_key_id, h.head_edge_hashes,
+       h.tree_size, h.root_hash, h.timestamp_ms, h.signature, h.key_id, h.edge_hashes,
        (SELECT string_agg(
                    int8send(t.tile){siblings},
                    ''::bytea)
         FROM ledger_tiles t
-        WHERE h.head_tree_size > l.leaf_index AND length(t.hashes) = 960
+        WHERE h.tree_size > l.leaf_index AND length(t.hashes) = 960
           AND t.tile = ANY({tier_keys})),
-       coalesce(h.verification_failed AND {flagged}, false)
+       coalesce((SELECT NOT v.ok AND {flagged} FROM ledger_verifications v
+                 ORDER BY v.started_at DESC LIMIT 1), false)
 FROM ledger_leaves l
-LEFT JOIN ledger_state h ON true
+LEFT JOIN LATERAL (
+    SELECT tree_size, root_hash, timestamp_ms, signature, key_id, edge_hashes
+    FROM ledger_heads ORDER BY tree_size DESC LIMIT 1
+) h ON true
 WHERE l.{column} = $1
 """
     )
@@ -106,20 +107,20 @@ WHERE l.{column} = $1
 # PostgreSQL CPU per proof for this one).
 PROOF_SQL = PROOF_SQL_TEMPLATE.format(
     column="product_pk",
-    flagged="EXISTS (SELECT 1 FROM jsonb_array_elements(h.verification_findings) AS f "
+    flagged="EXISTS (SELECT 1 FROM jsonb_array_elements(v.findings) AS f "
     "WHERE f @> jsonb_build_object('leaf_index', l.leaf_index) AND f ? 'product_id' "
     "OR f @> jsonb_build_object('product_id', l.record::jsonb -> 'product_id'))",
 )
-PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v11", ("integer",), ("pk",), PROOF_SQL)
+PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v10", ("integer",), ("pk",), PROOF_SQL)
 # A recall entry is named in findings by its leaf index.
 ENTRY_PROOF_STATEMENTS = {
     column: PreparedStatement(
-        f"gaveurs_ledger_{column}_proof_v10",
+        f"gaveurs_ledger_{column}_proof_v9",
         ("bigint",),
         ("pk",),
         PROOF_SQL_TEMPLATE.format(
             column=column,
-            flagged="h.verification_findings @> jsonb_build_array(jsonb_build_object('leaf_index', "
+            flagged="v.findings @> jsonb_build_array(jsonb_build_object('leaf_index', "
             "l.leaf_index))",
         ),
     )

@@ -38,7 +38,6 @@ from traceability.models import (
     LedgerEntryKind,
     LedgerHead,
     LedgerLeaf,
-    LedgerState,
     LedgerVerification,
     Recall,
     RecallClosure,
@@ -162,8 +161,7 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
        read from, every signed root and every head's edge (the end of the proofs under it);
        the tree rebuilt from the current rows is compared with the signed roots too;
     4. every head's signature verifies with a trusted key; consecutive heads are consistent
-       (RFC 9162 consistency proofs from the stored nodes); the state row proofs read
-       (``LedgerState``) holds the latest head and run (the run stored here rewrites it);
+       (RFC 9162 consistency proofs from the stored nodes);
     5. products that are not in the log are reported as unsealed (``manage.py seal_ledger``),
        and so are recalls and closings (sealed when written: missing means tampering).
     Reads one REPEATABLE READ snapshot, so concurrent appends do not cause false findings.
@@ -230,7 +228,6 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
         node_findings, fetch = _check_nodes(stored_levels)
         findings.extend(node_findings)
         findings.extend(_check_tiles(stored_levels, heads[-1].tree_size if heads else 0))
-        findings.extend(_check_state(heads[-1] if heads else None))
         current_levels = stored_levels
         if changed:
             current0 = list(level0)
@@ -358,57 +355,6 @@ def ledger_verify(*, batch_size: int = 20000) -> LedgerVerification:
         findings=[f.as_dict() for f in findings],
         summary=summary,
     )
-
-
-def _state_of(head: LedgerHead | None, run: LedgerVerification | None) -> tuple:
-    """What ``ledger_refresh_state`` (migration ``traceability/0021``) writes for this head
-    and run, as ``_check_state`` compares it."""
-    head_part: tuple = (None, None, None, None, "", None)
-    if head is not None:
-        edge = head.edge_hashes
-        head_part = (
-            head.tree_size,
-            bytes(head.root_hash),
-            head.timestamp_ms,
-            bytes(head.signature),
-            head.key_id,
-            None if edge is None else bytes(edge),
-        )
-    failed = run is not None and not run.ok
-    run_part = (None if run is None else run.pk, failed, run.findings if failed else None)
-    return head_part + run_part
-
-
-def _check_state(head: LedgerHead | None) -> list[Finding]:
-    """The one row every proof reads its head, edge and verification flag from (kept by
-    triggers) must be what the tables hold: a row changed by hand would serve proofs under a
-    head that is not the latest (a forged one fails the client's signature check), or hide
-    the latest run's findings."""
-    state = LedgerState.objects.filter(pk=1).first()
-    run = LedgerVerification.objects.order_by("-started_at", "-pk").first()
-    found = None
-    if state is not None:
-        found = (
-            state.head_tree_size,
-            None if state.head_root_hash is None else bytes(state.head_root_hash),
-            state.head_timestamp_ms,
-            None if state.head_signature is None else bytes(state.head_signature),
-            state.head_key_id,
-            None if state.head_edge_hashes is None else bytes(state.head_edge_hashes),
-            state.verification_id,
-            state.verification_failed,
-            state.verification_findings,
-        )
-    if found == _state_of(head, run):
-        return []
-    return [
-        Finding(
-            "ledger_state_altered",
-            "the ledger state row (the latest head and verification that proofs read) is not "
-            "what ledger_heads and ledger_verifications hold; it is rewritten from them now",
-            tree_size=state.head_tree_size if state is not None else None,
-        )
-    ]
 
 
 def _leaf_findings(
