@@ -53,12 +53,10 @@ def _entry_cache_key(column: str, pk: int) -> str:
 # rest of the path, the siblings of the leaf's ancestors below the head's frontier (levels
 # 0..L-1, ``merkle.edge_split``), read from ``ledger_tiles``: the leaf's tile of each tier, 4
 # slots a tile sent as int8 key || the sibling at each of the tier's levels. One index scan,
-# = ANY on the keys of tiers 0-3 (2^16 leaves), of tier 4 only in a larger log (it holds
-# levels 16-19, in no path under a head of 2^16 leaves or fewer) and of tiers 5-14 only beyond
-# 2^20 leaves; the tiles of tiers at or above L are read and ignored (cheaper, measured, than a
-# CASE per key to leave them out). The latest verify_ledger run is read for its findings only
-# when it failed. A prepared statement of the session (planning would cost more than its
-# execution).
+# = ANY on the keys of tiers 0-4 (2^20 leaves), and of tiers 5-14 only in a larger log; the
+# tiles of tiers at or above L are read and ignored (cheaper, measured, than a CASE per key to
+# leave them out). The latest verify_ledger run is read for its findings only when it failed.
+# A prepared statement of the session (planning would cost more than its execution).
 def _tier_keys(tiers: range) -> str:
     return ", ".join(f"({t}::bigint << 56) | (l.leaf_index >> {4 * t + 4})" for t in tiers)
 
@@ -71,9 +69,8 @@ _SIBLINGS = "".join(
     for j, offset in enumerate(TILE_OFFSETS)
 )
 _TIER_KEYS = (
-    f"ARRAY[{_tier_keys(range(4))}]"
-    f" || CASE WHEN h.tree_size > {1 << 16} THEN ARRAY[{_tier_keys(range(4, 5))}] END"
-    f" || CASE WHEN h.tree_size > {1 << 20} THEN ARRAY[{_tier_keys(range(5, 15))}] END"
+    f"ARRAY[{_tier_keys(range(5))}] || CASE WHEN h.tree_size > {1 << 20} "
+    f"THEN ARRAY[{_tier_keys(range(5, 15))}] END"
 )
 PROOF_SQL_TEMPLATE = (
     (
@@ -111,11 +108,11 @@ PROOF_SQL = PROOF_SQL_TEMPLATE.format(
     "WHERE f @> jsonb_build_object('leaf_index', l.leaf_index) AND f ? 'product_id' "
     "OR f @> jsonb_build_object('product_id', l.record::jsonb -> 'product_id'))",
 )
-PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v10", ("integer",), ("pk",), PROOF_SQL)
+PROOF_STATEMENT = PreparedStatement("gaveurs_ledger_proof_v9", ("integer",), ("pk",), PROOF_SQL)
 # A recall entry is named in findings by its leaf index.
 ENTRY_PROOF_STATEMENTS = {
     column: PreparedStatement(
-        f"gaveurs_ledger_{column}_proof_v9",
+        f"gaveurs_ledger_{column}_proof_v8",
         ("bigint",),
         ("pk",),
         PROOF_SQL_TEMPLATE.format(
