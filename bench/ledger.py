@@ -23,6 +23,10 @@ Products are bulk-inserted with SQL (not timed). Runs on a throwaway embedded Po
 DATABASE_URL is set. Last line: one JSON object.
 
     .venv/bin/python bench/ledger.py [--sizes 10000,1000000] [--samples 500] [--proofs 1000]
+        [--no-verify] [--breakdown]
+
+``--breakdown`` also times, interleaved call by call on the same leaves, ``SELECT 1``, the
+proof's statement alone, ``product_proof`` with a dummy cache and the cold ``product_proof``.
 """
 
 from __future__ import annotations
@@ -304,7 +308,41 @@ def _backend_cpu_seconds() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: bool) -> dict:
+# --breakdown: what a cold proof is made of, each part timed call by call beside the others.
+BREAKDOWN = ("b_select1", "b_statement", "b_proof_no_cache", "b_proof")
+
+
+def proof_breakdown(products: dict, picks: list[int], timed_call) -> None:
+    """Interleaved call by call, on the same leaves: ``SELECT 1``; the proof's one statement
+    alone (``PROOF_STATEMENT``: the round trip and the driver); ``product_proof`` with a dummy
+    cache (the statement and the assembly); and the cold ``product_proof`` (with the proof
+    cache's miss and set)."""
+    from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+    from django.test.utils import override_settings
+
+    from traceability import ledger
+    from traceability.ledger.proofs import PROOF_STATEMENT
+
+    no_cache = override_settings(
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    )
+    for index in picks:
+        product = products[index]
+        timed_call("b_select1", lambda: select1_seconds(1))
+        timed_call("b_statement", lambda product=product: PROOF_STATEMENT.rows({"pk": product.pk}))
+        with no_cache:  # entered, and the dummy cache built, outside the timed call
+            caches[DEFAULT_CACHE_ALIAS]  # noqa: B018
+            proof = timed_call(
+                "b_proof_no_cache", lambda product=product: ledger.product_proof(product)
+            )
+        assert proof["status"] == "sealed"
+        cache.clear()
+        timed_call("b_proof", lambda product=product: ledger.product_proof(product))
+
+
+def db_stage(
+    fixture: Fixture, size: int, samples: int, proofs: int, verify: bool, breakdown: bool = False
+) -> dict:
     from django.core.cache import cache
     from django.db import connection
 
@@ -347,8 +385,9 @@ def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: boo
     # Baselines and measured paths in alternating turns, so that the load of a shared machine
     # falls on both alike.
     seconds = {"append": 0.0, "insert": 0.0, "proof": 0.0, "select1": 0.0}
+    seconds.update({k: 0.0 for k in BREAKDOWN})
     # CPU of this process and of its PostgreSQL backend, summed over SELECT 1 calls and proofs.
-    turn_cpu = {k: [0.0, 0.0] for k in ("proof", "select1")}
+    turn_cpu = {k: [0.0, 0.0] for k in ("proof", "select1", *BREAKDOWN)}
 
     def timed_call(what: str, fn):
         """One call, its wall time added to ``seconds[what]`` and its CPU to ``turn_cpu``."""
@@ -380,6 +419,8 @@ def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: boo
         seconds["append"] += time.perf_counter() - t
         proofs_and_select1(picks[turn::ROUNDS])
     assert proof["status"] == "sealed"
+    if breakdown:
+        proof_breakdown(products, picks, timed_call)
     ledger.ledger_sign_head(force=True)
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM ledger_leaves")
@@ -415,6 +456,13 @@ def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: boo
         # CPU per call in microseconds: [Python, PostgreSQL backend] (from /proc).
         "proof_cpu_us": [round(c / len(picks) * 1e6, 1) for c in turn_cpu["proof"]],
         "select1_cpu_us": [round(c / len(picks) * 1e6, 1) for c in turn_cpu["select1"]],
+        # --breakdown: per call, [Python CPU, PostgreSQL CPU, wall] in microseconds.
+        "breakdown_us": {
+            k: [round(x / len(picks) * 1e6, 1) for x in (*turn_cpu[k], seconds[k])]
+            for k in BREAKDOWN
+        }
+        if breakdown
+        else None,
     }
 
 
@@ -425,6 +473,11 @@ def main() -> None:
     parser.add_argument("--proofs", type=int, default=1000, help="proofs timed per size")
     parser.add_argument("--no-db", action="store_true", help="memory path only")
     parser.add_argument("--no-verify", action="store_true", help="skip timing ledger_verify")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the parts of a cold proof call by call (statement, assembly, cache)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
@@ -447,7 +500,9 @@ def main() -> None:
         fixture = Fixture()
         for size in sizes:
             t = time.perf_counter()
-            d = db_stage(fixture, size, args.samples, args.proofs, not args.no_verify)
+            d = db_stage(
+                fixture, size, args.samples, args.proofs, not args.no_verify, args.breakdown
+            )
             d["stage_seconds"] = round(time.perf_counter() - t, 1)
             results["db"][str(size)] = d
             bulk = f"{d['seal_pending_per_s']:,}/s" if d["seal_pending_per_s"] else "-"
@@ -462,6 +517,12 @@ def main() -> None:
                 f"(stage {d['stage_seconds']} s)",
                 flush=True,
             )
+            if d["breakdown_us"]:
+                parts = ", ".join(
+                    f"{k[2:]} {py}+{pg} us CPU, {wall} us wall"
+                    for k, (py, pg, wall) in d["breakdown_us"].items()
+                )
+                print(f"        breakdown per call (Python+PostgreSQL): {parts}", flush=True)
     if len(sizes) >= 2:
         small, large = str(sizes[0]), str(sizes[-1])
         # Each path against its own baseline at each size (SHA-256 in memory; in PostgreSQL
