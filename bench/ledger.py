@@ -23,6 +23,10 @@ Products are bulk-inserted with SQL (not timed). Runs on a throwaway embedded Po
 DATABASE_URL is set. Last line: one JSON object.
 
     .venv/bin/python bench/ledger.py [--sizes 10000,1000000] [--samples 500] [--proofs 1000]
+        [--no-verify] [--breakdown]
+
+``--breakdown`` also times, interleaved call by call on the same leaves, ``SELECT 1``, the
+proof's statement alone, the cold ``product_proof`` and its proof cache's miss and set.
 """
 
 from __future__ import annotations
@@ -304,7 +308,43 @@ def _backend_cpu_seconds() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: bool) -> dict:
+# --breakdown: what a cold proof is made of, each part timed call by call beside the others.
+BREAKDOWN = ("b_select1", "b_statement", "b_proof", "b_cache_miss_and_set")
+
+
+def proof_breakdown(products: dict, picks: list[int], timed_call) -> None:
+    """Interleaved call by call, on the same leaves: ``SELECT 1``; the proof's one statement
+    alone (``PROOF_STATEMENT``: the round trip and the driver); the cold ``product_proof``;
+    and the proof cache's part of it, a miss and a set of the proof just built (so the
+    assembly is the proof less the statement and the cache)."""
+    from django.conf import settings
+    from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+
+    from traceability import ledger
+    from traceability.ledger.proofs import PROOF_STATEMENT, _proof_cache_key
+
+    seconds = getattr(settings, "LEDGER_PROOF_CACHE_SECONDS", 60)
+    for index in picks:
+        product = products[index]
+        timed_call("b_select1", lambda: select1_seconds(1))
+        timed_call("b_statement", lambda product=product: PROOF_STATEMENT.rows({"pk": product.pk}))
+        cache.clear()
+        proof = timed_call("b_proof", lambda product=product: ledger.product_proof(product))
+        assert proof["status"] == "sealed"
+        cache.clear()
+        key = _proof_cache_key(product.pk)
+
+        def miss_and_set(key=key, proof=proof) -> None:
+            proofs_cache = caches[DEFAULT_CACHE_ALIAS]
+            proofs_cache.get(key)
+            proofs_cache.set(key, proof, seconds)
+
+        timed_call("b_cache_miss_and_set", miss_and_set)
+
+
+def db_stage(
+    fixture: Fixture, size: int, samples: int, proofs: int, verify: bool, breakdown: bool = False
+) -> dict:
     from django.core.cache import cache
     from django.db import connection
 
@@ -347,8 +387,9 @@ def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: boo
     # Baselines and measured paths in alternating turns, so that the load of a shared machine
     # falls on both alike.
     seconds = {"append": 0.0, "insert": 0.0, "proof": 0.0, "select1": 0.0}
+    seconds.update({k: 0.0 for k in BREAKDOWN})
     # CPU of this process and of its PostgreSQL backend, summed over SELECT 1 calls and proofs.
-    turn_cpu = {k: [0.0, 0.0] for k in ("proof", "select1")}
+    turn_cpu = {k: [0.0, 0.0] for k in ("proof", "select1", *BREAKDOWN)}
 
     def timed_call(what: str, fn):
         """One call, its wall time added to ``seconds[what]`` and its CPU to ``turn_cpu``."""
@@ -380,6 +421,8 @@ def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: boo
         seconds["append"] += time.perf_counter() - t
         proofs_and_select1(picks[turn::ROUNDS])
     assert proof["status"] == "sealed"
+    if breakdown:
+        proof_breakdown(products, picks, timed_call)
     ledger.ledger_sign_head(force=True)
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM ledger_leaves")
@@ -415,6 +458,13 @@ def db_stage(fixture: Fixture, size: int, samples: int, proofs: int, verify: boo
         # CPU per call in microseconds: [Python, PostgreSQL backend] (from /proc).
         "proof_cpu_us": [round(c / len(picks) * 1e6, 1) for c in turn_cpu["proof"]],
         "select1_cpu_us": [round(c / len(picks) * 1e6, 1) for c in turn_cpu["select1"]],
+        # --breakdown: per call, [Python CPU, PostgreSQL CPU, wall] in microseconds.
+        "breakdown_us": {
+            k: [round(x / len(picks) * 1e6, 1) for x in (*turn_cpu[k], seconds[k])]
+            for k in BREAKDOWN
+        }
+        if breakdown
+        else None,
     }
 
 
@@ -425,6 +475,11 @@ def main() -> None:
     parser.add_argument("--proofs", type=int, default=1000, help="proofs timed per size")
     parser.add_argument("--no-db", action="store_true", help="memory path only")
     parser.add_argument("--no-verify", action="store_true", help="skip timing ledger_verify")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the parts of a cold proof call by call (statement, cache)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
@@ -447,7 +502,9 @@ def main() -> None:
         fixture = Fixture()
         for size in sizes:
             t = time.perf_counter()
-            d = db_stage(fixture, size, args.samples, args.proofs, not args.no_verify)
+            d = db_stage(
+                fixture, size, args.samples, args.proofs, not args.no_verify, args.breakdown
+            )
             d["stage_seconds"] = round(time.perf_counter() - t, 1)
             results["db"][str(size)] = d
             bulk = f"{d['seal_pending_per_s']:,}/s" if d["seal_pending_per_s"] else "-"
@@ -462,6 +519,12 @@ def main() -> None:
                 f"(stage {d['stage_seconds']} s)",
                 flush=True,
             )
+            if d["breakdown_us"]:
+                parts = ", ".join(
+                    f"{k[2:]} {py}+{pg} us CPU, {wall} us wall"
+                    for k, (py, pg, wall) in d["breakdown_us"].items()
+                )
+                print(f"        breakdown per call (Python+PostgreSQL): {parts}", flush=True)
     if len(sizes) >= 2:
         small, large = str(sizes[0]), str(sizes[-1])
         # Each path against its own baseline at each size (SHA-256 in memory; in PostgreSQL
