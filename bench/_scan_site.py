@@ -34,13 +34,22 @@ def trivial_db(request: HttpRequest) -> HttpResponse:
 
 
 def trivial_scan_write(request: HttpRequest, qr_code: str) -> HttpResponse:
-    """The trivial view plus the scan page's one statement (resolve the code, store the scan
-    event, bump the counter): the floor of a page that counts every scan durably."""
+    """The trivial view plus the scan page's own scan write, as the page makes it: the code's
+    format and signature, then the one statement that resolves it, stores the scan event (in
+    the request's language) and bumps the counter; no page. The floor of a page that counts
+    every scan durably."""
     from traceability.http import client_origin
     from traceability.models import ScanChannel
-    from traceability.scans import scan_record
+    from traceability.scans import product_scan
 
-    scan_record(qr_code=qr_code, channel=ScanChannel.PAGE, origin=client_origin(request))
+    outcome = product_scan(
+        qr_code=qr_code,
+        channel=ScanChannel.PAGE,
+        origin=client_origin(request),
+        language=getattr(request, "LANGUAGE_CODE", ""),
+    )
+    if outcome.status != "ok":
+        return HttpResponse("unknown", content_type="text/plain", status=404)
     return HttpResponse("ok", content_type="text/plain")
 
 

@@ -18,9 +18,11 @@ in turns (``--rounds`` slices each) so a change of the shared machine's load hit
 - ``/bench/trivial``: a Django view returning "ok" through the same middleware (on both
   servers: each path is compared with the trivial view of its own server);
 - ``/bench/trivial-db``: the same plus one ``SELECT 1`` (one database round trip);
-- ``/bench/trivial-scan-write/<qr_code>``: the trivial view plus the scan page's own statement
-  (resolve, store the scan event, bump the counter) and its cache operations (the day's salt,
-  the per-client limit's add + incr), no page: the floor of any page that counts every scan.
+- ``/bench/trivial-scan-write/<qr_code>``: the trivial view plus the scan page's own scan write
+  (``product_scan`` as the page calls it: the code's format and signature, then the one
+  statement that resolves it, stores the scan event in the request's language and bumps the
+  counter) and its cache operations (the day's salt, the per-client limit's add + incr), no
+  page: the floor of any page that counts every scan.
 
 A cold turn ends when its fresh products have all been scanned once (its rate is over the time
 it took). The cached page and "trivial + scan write" are loaded apart from the others, in

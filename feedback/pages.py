@@ -6,7 +6,11 @@ unit's own review and the recalls that reach it (all read by the scan statement)
 token. So the page of a unit without review or recall is rendered once per language, off the
 request path (``scan_pages_render``: the Celery task run when a signed tree head seals new
 products, ``feedback.tasks``), stored (``ScanPage``) and read by the scan statement in its one
-round trip; a scan then only puts in the review average and the CSRF token.
+round trip; a scan then only puts in the review average and the CSRF token. A page leaves
+this module as UTF-8 bytes cut around those two parts (``PagePieces``): a scan joins the pieces
+into the response body, one copy of the page and no encoding. Each server process keeps the
+pieces of the stored pages it served (``kept_page``), so the statement sends a page again only
+when its version changed.
 
 A stored page is shown only while it is current: its ``version`` is the deployment's digest
 (templates, translations, static URLs) plus ``traceability.scans.PAGE_CONTENT_VERSION_SQL``
@@ -31,13 +35,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
 from django.http import HttpRequest
@@ -231,10 +235,40 @@ def _review_average(language: str, review_count: int, review_sum: int) -> str:
     return render_to_string(REVIEW_AVERAGE_TEMPLATE, {"stats": stats})
 
 
-def filled_in(html: str, scan: ScanCount, language: str) -> str:
-    """A stored or cached page with the lot's review average of this scan put in."""
-    average = _review_average(language, scan.review_count, scan.review_sum)
-    return html.replace(REVIEW_AVERAGE_PLACEHOLDER, average, 1)
+@functools.lru_cache(maxsize=512)
+def _review_average_bytes(language: str, review_count: int, review_sum: int) -> bytes:
+    return _review_average(language, review_count, review_sum).encode()
+
+
+# A page's HTML as UTF-8 bytes with, in place of each per-request part, its marker: the text
+# between the parts is never copied, decoded or encoded again (``page_pieces``, ``page_body``).
+PagePieces = tuple[bytes | int, ...]
+_AVERAGE = 0  # the lot's review average (REVIEW_AVERAGE_PLACEHOLDER, its first occurrence)
+_TOKEN = 1  # the CSRF token (CSRF_PLACEHOLDER, every occurrence: the language form's too)
+
+
+def page_pieces(html: str) -> PagePieces:
+    """A stored, cached or rendered page (with its placeholders) cut into ``PagePieces``."""
+    pieces: list[bytes | int] = []
+    before, found, after = html.partition(REVIEW_AVERAGE_PLACEHOLDER)
+    for part, text in enumerate((before, after) if found else (before,)):
+        if part:
+            pieces.append(_AVERAGE)
+        for chunk, piece in enumerate(text.split(CSRF_PLACEHOLDER)):
+            if chunk:
+                pieces.append(_TOKEN)
+            pieces.append(piece.encode())
+    return tuple(pieces)
+
+
+def page_body(pieces: PagePieces, *, scan: ScanCount, language: str, csrf_token: str) -> bytes:
+    """The page's bytes for this scan: the lot's review average of the scan and this client's
+    CSRF token put in."""
+    parts = (
+        _review_average_bytes(language, scan.review_count, scan.review_sum),
+        csrf_token.encode("ascii"),
+    )
+    return b"".join([parts[p] if p.__class__ is int else p for p in pieces])  # type: ignore[index]
 
 
 def _page_context(product: ConsumerProduct, *, recall_state: str, language: str) -> dict:
@@ -299,26 +333,59 @@ def _pages_store(pages: list[ScanPage]) -> None:
     )
 
 
-def _kept_key(qr_code: str, language: str) -> str:
-    return f"scan-page:stored:v1:{language}:{qr_code}"
+class _KeptPages:
+    """This server process's copies of the stored pages it served, ``(version, pieces)`` by
+    (code, language): at most ``size`` of them (the oldest kept goes first), each for
+    SCAN_PAGE_CACHE_SECONDS. Held as they are, not pickled as Django's local-memory cache does
+    on every read; a copy is used only when the scan statement says its version is current."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._pages: dict[tuple[str, str], tuple[float, str, PagePieces]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> tuple[str, PagePieces] | None:
+        kept = self._pages.get(key)
+        if kept is None:
+            return None
+        if kept[0] <= time.monotonic():
+            with self._lock:
+                if self._pages.get(key) is kept:
+                    del self._pages[key]
+            return None
+        return kept[1], kept[2]
+
+    def put(self, key: tuple[str, str], version: str, pieces: PagePieces, seconds: int) -> None:
+        with self._lock:
+            self._pages.pop(key, None)
+            while len(self._pages) >= self.size:
+                del self._pages[next(iter(self._pages))]
+            self._pages[key] = (time.monotonic() + seconds, version, pieces)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pages.clear()
 
 
-def kept_page(*, qr_code: str, language: str) -> tuple[str, str] | None:
-    """This process's copy of a unit's stored page, (version, html), kept for
+# 500 pages of about 18 KB: some 9 MB per server process.
+kept_pages = _KeptPages(size=500)
+
+
+def kept_page(*, qr_code: str, language: str) -> tuple[str, PagePieces] | None:
+    """This process's copy of a unit's stored page, (version, pieces), kept for
     SCAN_PAGE_CACHE_SECONDS: the scan statement then sends the page only when its version
     differs (a unit scanned again and again, e.g. the same consumer reloading)."""
     if settings.SCAN_PAGE_CACHE_SECONDS <= 0:
         return None
-    return cache.get(_kept_key(qr_code, language))
+    return kept_pages.get((qr_code, language))
 
 
 def current_stored_page(
-    *, qr_code: str, scan: ScanCount, language: str, kept: tuple[str, str] | None = None
-) -> str | None:
-    """The stored page of a scanned unit without recall, with its review average put
-    in (the CSRF placeholder is left to the caller), when it is current: from the scan
-    statement, or ``kept``, this process's copy, when the statement did not send it again. No
-    query. None otherwise: the caller renders the page (``render_scan_page``)."""
+    *, qr_code: str, scan: ScanCount, language: str, kept: tuple[str, PagePieces] | None = None
+) -> PagePieces | None:
+    """The stored page of a scanned unit without recall (reviewed or not), when it is current:
+    from the scan statement, or ``kept``, this process's copy, when the statement did not send
+    it again. No query. None otherwise: the caller renders the page (``render_scan_page``)."""
     if scan.recall_state or not language:
         return None
     version = page_version(scan.content_version, language, reviewed=scan.reviewed)
@@ -326,22 +393,19 @@ def current_stored_page(
         return None
     version = scan.page_version
     if scan.page_html is not None:
+        pieces = page_pieces(scan.page_html)
         if settings.SCAN_PAGE_CACHE_SECONDS > 0:
-            cache.set(
-                _kept_key(qr_code, language),
-                (version, scan.page_html),
-                settings.SCAN_PAGE_CACHE_SECONDS,
-            )
-        return filled_in(scan.page_html, scan, language)
+            kept_pages.put((qr_code, language), version, pieces, settings.SCAN_PAGE_CACHE_SECONDS)
+        return pieces
     if kept is not None and kept[0] == version:
-        return filled_in(kept[1], scan, language)
+        return kept[1]
     return None
 
 
 @dataclass(frozen=True)
 class RenderedPage:
     """A page rendered at a scan, with CSRF_PLACEHOLDER and REVIEW_AVERAGE_PLACEHOLDER left in
-    (``filled_in``); ``stored``: it was stored for the following scans (else the caller may
+    (``page_pieces``); ``stored``: it was stored for the following scans (else the caller may
     cache it)."""
 
     html: str

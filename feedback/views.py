@@ -24,10 +24,10 @@ from django.views.decorators.http import require_POST, require_safe
 
 from feedback.forms import RATING_LABELS, FeedbackForm
 from feedback.pages import (
-    CSRF_PLACEHOLDER,
     current_stored_page,
-    filled_in,
     kept_page,
+    page_body,
+    page_pieces,
     render_scan_page,
     scan_context,
 )
@@ -69,7 +69,7 @@ def _scan_page_cache_key(scan: ScanCount, language: str) -> str:
     verifies). The recalls that reach the unit and their state are in it too, read by the
     same scan statement: a declaration or closing shows on the next scan."""
     return (
-        f"scan-page:v3:{scan.product_pk}:{scan.record_version}:{language}:"
+        f"scan-page:v4:{scan.product_pk}:{scan.record_version}:{language}:"
         f"{int(scan.reviewed)}:{scan.recall_state}"
     )
 
@@ -107,27 +107,24 @@ def scan(request: HttpRequest, qr_code: str) -> HttpResponse:
         return _uncached(render(request, "feedback/scan_forged.html", status=404))
     if outcome.status == "unknown":
         return _uncached(render(request, "feedback/scan_unknown.html", status=404))
-    # A unit without review or recall: its stored page, read by the scan statement.
-    html = current_stored_page(qr_code=qr_code, scan=outcome.scan, language=language, kept=kept)
-    if html is None:
+    # A unit without recall (reviewed or not): its stored page, read by the scan statement.
+    pieces = current_stored_page(qr_code=qr_code, scan=outcome.scan, language=language, kept=kept)
+    if pieces is None:
         # Else the page rendered by this process (a unit reviewed, recalled or not yet sealed),
         # before any rendering: a unit scanned again within SCAN_PAGE_CACHE_SECONDS costs no
         # more than a stored page.
         key = _scan_page_cache_key(outcome.scan, language)
-        cached = cache.get(key)
-        if cached is not None:
-            html = filled_in(cached, outcome.scan, language)
-    if html is None:
+        pieces = cache.get(key)
+    if pieces is None:
         product = product_for_scan(qr_code=qr_code)
         if product is None:  # gone since the scan was counted
             return _uncached(render(request, "feedback/scan_unknown.html", status=404))
         rendered = render_scan_page(product, scan=outcome.scan, language=language, request=request)
+        pieces = page_pieces(rendered.html)
         if not rendered.stored:
-            cache.set(key, rendered.html, settings.SCAN_PAGE_CACHE_SECONDS)
-        html = filled_in(rendered.html, outcome.scan, language)
-    return HttpResponse(
-        html.replace(CSRF_PLACEHOLDER, get_token(request)), headers=NO_CACHE_HEADERS
-    )
+            cache.set(key, pieces, settings.SCAN_PAGE_CACHE_SECONDS)
+    body = page_body(pieces, scan=outcome.scan, language=language, csrf_token=get_token(request))
+    return HttpResponse(body, headers=NO_CACHE_HEADERS)
 
 
 ALREADY_REVIEWED = _("Ce produit a déjà reçu un avis : un seul avis par produit.")

@@ -33,7 +33,7 @@ from django.utils import timezone
 from gaveurs.prepared import PreparedStatement
 from traceability.models import ForgedScanAttempt, PlaceSource, ScanAlert
 from traceability.recalls import recall_state_sql
-from traceability.services import qr_parse, qr_signature_is_valid
+from traceability.services import parsed_qr_signature_is_valid, qr_parse
 
 logger = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ def product_scan(
     parsed = qr_parse(qr_code)
     if parsed is None:
         return ScanOutcome(status="unknown")
-    if not qr_signature_is_valid(qr_code):
+    if not parsed_qr_signature_is_valid(parsed):
         forged_scan_record(
             code=qr_code, claimed_product_id=parsed.product_id, channel=channel, origin=origin
         )

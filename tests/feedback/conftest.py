@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
+from feedback.pages import kept_pages
+
 
 @pytest.fixture(autouse=True)
 def _empty_cache():
@@ -10,3 +12,11 @@ def _empty_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_kept_pages():
+    """Nor does any test find a page kept by this process (``feedback.pages.kept_pages``)."""
+    kept_pages.clear()
+    yield
+    kept_pages.clear()

@@ -1,5 +1,6 @@
 """The consumer page stored ahead of its scans (feedback.pages): a unit's first scan reads it in
-the scan's one round trip, it is the very page a scan renders, and it is never shown stale."""
+the scan's one round trip, it is the very page a scan renders, and it is never shown stale; a
+server process keeps the pages it served and the statement does not send them again."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from django.template.loader import render_to_string
 from django.test import RequestFactory, override_settings
 from django.utils import timezone, translation
 
+from feedback import pages, views
 from feedback.models import ScanPage
-from feedback.pages import CSRF_PLACEHOLDER, blank_form_html, scan_context
+from feedback.pages import CSRF_PLACEHOLDER, blank_form_html, kept_pages, scan_context
 from feedback.selectors import product_for_scan
 from feedback.tasks import scan_pages_render_leaves
 from gaveurs.models import Site
-from tests.factories import make_lot, make_product, review
+from tests.factories import RATINGS, make_lot, make_product, review
 from traceability.ledger import latest_head, ledger_sign_head
 from traceability.models import LedgerLeaf, LedgerVerification, ProductScanStats
 from traceability.recalls import recall_close, recall_declare
@@ -264,3 +266,119 @@ def test_a_head_signing_tells_which_leaves_it_sealed_once_committed(
         head_signed.disconnect(listener)
     assert heard[-1] == (first.tree_size, second.tree_size)
     assert second.tree_size - first.tree_size == 2
+
+
+@pytest.fixture
+def pages_sent(monkeypatch):
+    """Whether the scan statement sent the stored page, scan after scan."""
+    sent = []
+    scan = views.product_scan
+
+    def spy(**kwargs):
+        outcome = scan(**kwargs)
+        sent.append(outcome.scan.page_html is not None)
+        return outcome
+
+    monkeypatch.setattr(views, "product_scan", spy)
+    return sent
+
+
+def test_a_unit_scanned_again_is_served_from_the_process_copy_the_statement_does_not_resend(
+    client, pages_sent, django_assert_num_queries
+):
+    product = make_product()
+    sealed(product)
+
+    from django.test import Client
+
+    first = get(client, product).content.decode()
+    with django_assert_num_queries(1):
+        second = get(Client(), product)  # another visitor
+
+    assert pages_sent == [True, False]
+    html = second.content.decode()
+    assert without_token(html) == without_token(first)
+    assert CSRF_PLACEHOLDER not in html
+    assert len(TOKEN.findall(html)) == 2  # the language switch and the review form
+    assert "csrftoken" in second.cookies  # a new visitor gets the cookie with the token
+
+
+def test_a_kept_page_gives_way_at_once_to_a_review_a_changed_record_and_a_recall(client):
+    lot = make_lot()
+    reviewed, renamed, recalled = (make_product(lot=lot) for _ in range(3))
+    sealed(reviewed, renamed, recalled)
+    for product in (reviewed, renamed, recalled):
+        get(client, product)
+        assert 'name="overall_rating"' in get(client, product).content.decode()  # kept copy
+
+    review(reviewed)
+    html = get(client, reviewed).content.decode()
+    assert "déjà été évalué" in html and 'name="overall_rating"' not in html
+
+    Site.objects.filter(pk=lot.site_id).update(name="Ferme du Nouveau Nom")
+    assert "Ferme du Nouveau Nom" in get(client, renamed).content.decode()
+
+    recall_declare(
+        kind="recall",
+        reference="RC-KEPT-1",
+        reason="Listeria",
+        instructions_fr="Rapportez-le au magasin.",
+        instructions_en="Take it back to the shop.",
+        starts_at=timezone.now(),
+        scope="lots",
+        lot_ids=[lot.pk],
+    )
+    html = get(client, recalled).content.decode()
+    assert 'data-testid="recall-banner"' in html and 'name="overall_rating"' not in html
+
+
+@override_settings(SCAN_PAGE_CACHE_SECONDS=0)
+def test_with_the_page_cache_off_nothing_is_kept_and_each_scan_gets_the_stored_page(
+    client, pages_sent
+):
+    product = make_product()
+    sealed(product)
+
+    first, second = (get(client, product).content.decode() for _ in range(2))
+
+    assert pages_sent == [True, True]
+    assert without_token(first) == without_token(second)
+    assert not kept_pages._pages
+
+
+def test_a_returning_visitor_keeps_its_cookie_and_its_token_of_a_kept_page_is_accepted():
+    from django.test import Client
+
+    product = make_product()
+    sealed(product)
+    visitor = Client(enforce_csrf_checks=True)
+    get(visitor, product)  # a first visit: the cookie is set
+    cookie = visitor.cookies["csrftoken"].value
+
+    again = get(visitor, product)  # served from the process's copy
+    assert "csrftoken" not in again.cookies  # held already: not sent again
+    token = TOKEN.search(again.content.decode()).group(0).split('value="')[1].rstrip('"')
+    answer = visitor.post(
+        f"/p/{product.qr_code}/avis",
+        {**RATINGS, "csrfmiddlewaretoken": token},
+    )
+    assert answer.status_code == 200
+    assert visitor.cookies["csrftoken"].value == cookie
+
+    forged = Client(enforce_csrf_checks=True)
+    forged.cookies["csrftoken"] = cookie
+    refused = forged.post(f"/p/{product.qr_code}/avis", RATINGS)
+    assert refused.status_code == 403  # no token: CSRF protection holds
+
+
+def test_kept_pages_are_bounded_and_expire(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(pages.time, "monotonic", lambda: now[0])
+    kept = pages._KeptPages(size=2)
+    for code in ("a", "b", "c"):
+        kept.put((code, "fr"), "v1", (code.encode(),), 60)
+
+    assert kept.get(("a", "fr")) is None  # the oldest gave way
+    assert kept.get(("c", "fr")) == ("v1", (b"c",))
+    now[0] += 60
+    assert kept.get(("b", "fr")) is None and kept.get(("c", "fr")) is None

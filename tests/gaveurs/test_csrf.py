@@ -1,4 +1,5 @@
-"""gaveurs.csrf.get_token: Django's CSRF token and cookie, from one random read."""
+"""gaveurs.csrf.get_token: Django's CSRF token and cookie, from one random read; the cookie is
+not sent again to a client that holds it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.middleware.csrf import (
     CSRF_SECRET_LENGTH,
     CSRF_TOKEN_LENGTH,
     CsrfViewMiddleware,
+    _mask_cipher_secret,
     _unmask_cipher_token,
 )
 from django.test import RequestFactory
@@ -86,3 +88,47 @@ def test_random_indexes_are_as_many_as_asked_and_in_the_alphabet(count):
 def test_every_character_of_the_alphabet_is_drawn():
     drawn = set(csrf._random_indexes(20_000))
     assert drawn == set(range(len(CSRF_ALLOWED_CHARS)))
+
+
+def _served(cookie: str | None):
+    """A GET through Django's middleware to a view that uses the token, with this cookie."""
+    get = factory.get("/")
+    if cookie is not None:
+        get.COOKIES["csrftoken"] = cookie
+    middleware = CsrfViewMiddleware(lambda request: HttpResponse(csrf.get_token(request)))
+    middleware.process_request(get)
+    return middleware, middleware(get)
+
+
+def _accepted(middleware, cookie: str, token: str) -> bool:
+    post = factory.post("/", {"csrfmiddlewaretoken": token})
+    post.COOKIES["csrftoken"] = cookie
+    return middleware.process_view(post, lambda request: HttpResponse("ok"), (), {}) is None
+
+
+def test_a_client_holding_its_cookie_is_not_sent_it_again_and_its_token_is_accepted():
+    secret = "b" * CSRF_SECRET_LENGTH
+
+    middleware, response = _served(secret)
+
+    assert "csrftoken" not in response.cookies
+    token = response.content.decode()
+    assert _unmask_cipher_token(token) == secret
+    assert _accepted(middleware, secret, token)
+
+
+def test_a_malformed_cookie_is_replaced_by_a_new_secret_sent_to_the_client():
+    middleware, response = _served("not a secret!")
+
+    cookie = response.cookies["csrftoken"].value
+    assert _is_token(cookie, CSRF_SECRET_LENGTH)
+    assert _accepted(middleware, cookie, response.content.decode())
+
+
+def test_a_masked_cookie_from_before_django_4_is_replaced_by_its_secret():
+    secret = "c" * CSRF_SECRET_LENGTH
+
+    middleware, response = _served(_mask_cipher_secret(secret))
+
+    assert response.cookies["csrftoken"].value == secret
+    assert _accepted(middleware, secret, response.content.decode())
