@@ -175,7 +175,7 @@ def codecs() -> dict:
 
 
 def payload_row_cost(
-    text: str | None, pg_pid: int | None, rounds: int = 5, batches: int = 20, batch: int = 12
+    text: str | None, pg_pid: int | None, rounds: int = 5, batches: int = 40, batch: int = 12
 ) -> dict[str, dict]:
     """Each codec's CPU per message here, its output size, and PostgreSQL's CPU per row to store
     that output (all its processes: backend, WAL writer...), in batches of ``batch`` rows per
@@ -219,14 +219,31 @@ def payload_row_cost(
 
 
 def products_queued(broker_url: str) -> int:
-    """Registration tasks waiting in the broker (queue "exports"; no worker runs)."""
+    """Product registrations waiting in the broker (queue "exports"; no worker runs): one per
+    single-sample task, one per request of a batch task."""
+    import base64
+
     import redis
+
+    from traceability.tasks import GENERATE_MANY_TASK
 
     client = redis.Redis.from_url(broker_url)
     try:
-        return client.llen("exports")
+        messages = client.lrange("exports", 0, -1)
     finally:
         client.close()
+    count = 0
+    for raw in messages:
+        message = json.loads(raw)
+        if message["headers"]["task"] != GENERATE_MANY_TASK:
+            count += 1
+            continue
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        _args, kwargs, _embed = json.loads(body)
+        count += len(kwargs["requests"])
+    return count
 
 
 def flat_template() -> str:
