@@ -225,8 +225,6 @@ def products_queued(broker_url: str) -> int:
 
     import redis
 
-    from traceability.tasks import GENERATE_MANY_TASK
-
     client = redis.Redis.from_url(broker_url)
     try:
         messages = client.lrange("exports", 0, -1)
@@ -235,14 +233,11 @@ def products_queued(broker_url: str) -> int:
     count = 0
     for raw in messages:
         message = json.loads(raw)
-        if message["headers"]["task"] != GENERATE_MANY_TASK:
-            count += 1
-            continue
         body = message["body"]
         if message["properties"].get("body_encoding") == "base64":
             body = base64.b64decode(body)
         _args, kwargs, _embed = json.loads(body)
-        count += len(kwargs["requests"])
+        count += len(kwargs["requests"]) if "requests" in kwargs else 1
     return count
 
 
