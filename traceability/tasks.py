@@ -3,8 +3,9 @@
 ``generate_qr_code_async`` registers the consumer product of one compliant sample through
 ``services.product_register`` (the PL/pgSQL ``register_consumer_product``);
 ``generate_qr_codes_async`` registers those of several (an ingestion batch's: one broker message
-for the batch, since publishing a task cost the stations' server 0.4-0.7 ms of CPU per sample),
-each in its own transaction, as the single task would. Delivery guarantees, for both:
+for the batch, since publishing a task per sample cost the stations' server more CPU than storing
+a 5 KB sample, ``bench/ingest.py``), each in its own transaction, as the single task would.
+Delivery guarantees, for both:
 
 1. ``acks_late`` and ``reject_on_worker_lost``: the broker message is acknowledged only once the
    task has returned, so a task a worker dies in is delivered again.
@@ -125,15 +126,23 @@ def generate_qr_code_async(
 )
 def generate_qr_codes_async(self: Any, requests: list[dict[str, Any]]) -> dict[str, Any]:
     """``generate_qr_code_async`` for each of ``requests`` (its keyword arguments), in order,
-    each in its own transaction. A refusal does not stop the others: once they are registered
-    the task fails with every refused sample named. A database error a retry can cure retries
-    the whole task; the registrations already made are found again, not made twice."""
-    products, refused = [], []
+    each in its own transaction. A database error a retry can cure retries the whole task; the
+    registrations already made are found again, not made twice. Any other failure does not stop
+    the others: once they are registered the task fails, with the first unexpected error, else
+    with every refused sample named."""
+    products, refused, failed = [], [], []
     for request in requests:
         try:
             products.append(_register(**request))
+        except (OperationalError, InterfaceError):
+            raise
         except ProductRegistrationRefused as exc:
             refused.append((request["sample_id"], exc))
+        except Exception as exc:
+            logger.exception("product registration failed: sample=%s", request["sample_id"])
+            failed.append(exc)
+    if failed:
+        raise failed[0]
     if refused:
         first = refused[0][1]
         raise ProductRegistrationRefused(

@@ -109,6 +109,27 @@ def test_a_batch_task_retried_after_a_lost_connection_makes_no_second_product(mo
     assert len({p["product_id"] for p in products}) == 3
 
 
+def test_an_unexpected_error_in_a_batch_task_does_not_stop_the_other_registrations(monkeypatch):
+    lot = make_lot()
+    samples = [make_sample(lot=lot) for _ in range(3)]
+    real = services.product_register
+
+    def broken_for_the_first(**kwargs):
+        if kwargs["sample_id"] == samples[0].sample_id:
+            raise ValueError("unexpected")
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "product_register", broken_for_the_first)
+    requests = [{"lot_id": lot.id, "sample_id": s.sample_id, "site_code": "LL"} for s in samples]
+
+    result = tasks.generate_qr_codes_async.apply(kwargs={"requests": requests})
+
+    assert result.failed() and isinstance(result.result, ValueError)
+    assert sorted(ConsumerProduct.objects.values_list("sample_id", flat=True)) == sorted(
+        s.pk for s in samples[1:]
+    )
+
+
 def test_many_requests_are_split_into_tasks_of_at_most_the_batch_size(
     monkeypatch, django_capture_on_commit_callbacks
 ):
