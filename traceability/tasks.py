@@ -187,9 +187,12 @@ def product_registration_request(*, lot_id: int, sample_id: str, site_code: str 
 
 
 def products_registration_request(requests: Sequence[ProductRequest]) -> None:
-    """Ask for products to be registered once the current transaction commits: one sample is
-    ``generate_qr_code_async``, several are ``generate_qr_codes_async`` (one broker message per
-    ``REGISTRATIONS_PER_TASK``).
+    """Ask for products to be registered once the current transaction commits, in
+    ``settings.PRODUCT_TASKS_PER_BATCH`` tasks (the worker's processes; fewer for fewer samples,
+    more past ``REGISTRATIONS_PER_TASK`` a task): a chunk of one sample is
+    ``generate_qr_code_async``, of several ``generate_qr_codes_async``. One task for a whole
+    batch ran its registrations one after the other in one worker process while the other
+    idled; a task per sample cost the stations' server a publish per sample.
 
     Called (through ``sensors.signals.products_wanted``) by ingestion for a batch's eligible
     samples. The tasks run on queue "exports"; they are idempotent, so a repeated request never
@@ -198,12 +201,26 @@ def products_registration_request(requests: Sequence[ProductRequest]) -> None:
     kwargs = [
         {"lot_id": r.lot_id, "sample_id": r.sample_id, "site_code": r.site_code} for r in requests
     ]
-    if len(kwargs) == 1:
-        transaction.on_commit(lambda: generate_qr_code_async.delay(**kwargs[0]))
-        return
-    for start in range(0, len(kwargs), REGISTRATIONS_PER_TASK):
-        chunk = kwargs[start : start + REGISTRATIONS_PER_TASK]
-        transaction.on_commit(lambda chunk=chunk: generate_qr_codes_async.delay(requests=chunk))
+    for chunk in registration_chunks(kwargs, settings.PRODUCT_TASKS_PER_BATCH):
+        if len(chunk) == 1:
+            transaction.on_commit(lambda one=chunk[0]: generate_qr_code_async.delay(**one))
+        else:
+            transaction.on_commit(lambda chunk=chunk: generate_qr_codes_async.delay(requests=chunk))
+
+
+def registration_chunks(items: Sequence[Any], tasks: int) -> list[Sequence[Any]]:
+    """``items`` split into ``tasks`` chunks of near equal size (fewer when there are fewer
+    items; more when a chunk would exceed ``REGISTRATIONS_PER_TASK``), in order."""
+    if not items:
+        return []
+    count = max(min(max(1, tasks), len(items)), -(-len(items) // REGISTRATIONS_PER_TASK))
+    size, extra = divmod(len(items), count)
+    chunks, start = [], 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        chunks.append(items[start:end])
+        start = end
+    return chunks
 
 
 def products_wanted_receiver(
