@@ -226,13 +226,22 @@ def measure_broker(name: str, broker_url: str, broker_env: dict, options: dict, 
         time.sleep(1.0)
         for mode in args.modes:
             size = 1 if mode == "single" else args.batch
-            r = measure_latency(ingest, watcher, proc, f"{name}_{mode}_{run}", args, size)
-            r["burst"] = measure_drain(ingest, watcher, proc, f"{name}_{mode}_{run}", args, size)
-            r["missing"] += r["burst"].pop("missing")
+            variants = [None] if mode == "single" else [None, *args.compare_tasks_per_batch]
+            found = measure_latency(
+                ingest, watcher, proc, f"{name}_{mode}_{run}", args, size, variants
+            )
+            for variant, r in found.items():
+                tag = f"{name}_{mode}_{variant}_{run}"
+                r["burst"] = measure_drain(ingest, watcher, proc, tag, args, size, variant)
+                r["missing"] += r["burst"].pop("missing")
             if mode == "single":
-                result.update(r)
+                result.update(found[None])
             else:
-                result[mode] = {"batch_size": size, **r}
+                result[mode] = {"batch_size": size, **found[None]}
+                if len(variants) > 1:
+                    result[mode]["tasks_per_batch"] = {
+                        str(v): found[v] for v in args.compare_tasks_per_batch
+                    }
         result["noop_task"] = measure_noop(min(args.samples, 100), 1.0 / args.rate)
     finally:
         watcher.stop.set()
@@ -254,35 +263,62 @@ def _wait_products(watcher, pks, timeout: float) -> None:
         time.sleep(0.01)
 
 
-def measure_latency(ingest, watcher, proc, tag: str, args, size: int) -> dict:
-    """``args.samples`` samples at ``args.rate`` per second, in batches of ``size`` (one batch
-    every ``size / rate`` seconds): ack -> product percentiles per sample, and the worker's CPU
-    per product over the run."""
+def measure_latency(
+    ingest, watcher, proc, tag: str, args, size: int, variants: list[int | None]
+) -> dict[int | None, dict]:
+    """``args.samples`` samples per variant at ``args.rate`` per second, in batches of ``size``
+    (one batch every ``size / rate`` seconds): ack -> product percentiles per sample, and the
+    worker's CPU per product (from each batch's start to the next one's). A variant is a value of
+    ``settings.PRODUCT_TASKS_PER_BATCH`` (None: as configured); with several, batches take them
+    in turn, so every variant meets the same load on this shared machine."""
+    from django.conf import settings
+
+    configured = getattr(settings, "PRODUCT_TASKS_PER_BATCH", None)
     acked: dict[int, float] = {}
+    variant_of: dict[int, int | None] = {}
+    cpu = dict.fromkeys(variants, 0.0)
     interval = size / args.rate
-    cpu0 = tree_cpu_seconds(proc.pid)
     t_next = time.perf_counter()
-    for start in range(0, args.samples, size):
-        now = time.perf_counter()
-        if now < t_next:
-            time.sleep(t_next - now)
-        ids = [f"BENCH_{tag}_{i:04d}" for i in range(start, min(start + size, args.samples))]
-        pks = _store(ingest, ids)
-        t_ack = time.perf_counter()
-        for pk in pks:
-            acked[pk] = t_ack
-        t_next += interval
+    batches = [
+        (start, variants[k % len(variants)])
+        for k, start in enumerate(range(0, args.samples * len(variants), size))
+    ]
+    previous: tuple[int | None, float] | None = None
+    try:
+        for start, variant in batches:
+            now = time.perf_counter()
+            if now < t_next:
+                time.sleep(t_next - now)
+            cpu_now = tree_cpu_seconds(proc.pid)
+            if previous is not None:
+                cpu[previous[0]] += cpu_now - previous[1]
+            previous = (variant, cpu_now)
+            settings.PRODUCT_TASKS_PER_BATCH = configured if variant is None else variant
+            end = min(start + size, args.samples * len(variants))
+            pks = _store(ingest, [f"BENCH_{tag}_{i:05d}" for i in range(start, end)])
+            t_ack = time.perf_counter()
+            for pk in pks:
+                acked[pk] = t_ack
+                variant_of[pk] = variant
+            t_next += interval
+    finally:
+        settings.PRODUCT_TASKS_PER_BATCH = configured
     _wait_products(watcher, acked, 120)
-    cpu = tree_cpu_seconds(proc.pid) - cpu0
-    missing = [pk for pk in acked if pk not in watcher.seen]
-    latencies = [(watcher.seen[pk] - acked[pk]) * 1000 for pk in acked if pk in watcher.seen]
-    return {
-        "p50_ms": round(percentile(latencies, 50), 1),
-        "p95_ms": round(percentile(latencies, 95), 1),
-        "max_ms": round(max(latencies), 1),
-        "worker_cpu_ms_per_product": round(cpu * 1000 / max(1, len(latencies)), 2),
-        "missing": len(missing),
-    }
+    if previous is not None:
+        cpu[previous[0]] += tree_cpu_seconds(proc.pid) - previous[1]
+    results = {}
+    for variant in variants:
+        mine = [pk for pk in acked if variant_of[pk] == variant]
+        seen = [pk for pk in mine if pk in watcher.seen]
+        latencies = [(watcher.seen[pk] - acked[pk]) * 1000 for pk in seen]
+        results[variant] = {
+            "p50_ms": round(percentile(latencies, 50), 1),
+            "p95_ms": round(percentile(latencies, 95), 1),
+            "max_ms": round(max(latencies), 1),
+            "worker_cpu_ms_per_product": round(cpu[variant] * 1000 / max(1, len(seen)), 2),
+            "missing": len(mine) - len(seen),
+        }
+    return results
 
 
 def measure_noop(n: int, interval: float) -> dict:
@@ -306,17 +342,27 @@ def measure_noop(n: int, interval: float) -> dict:
     }
 
 
-def measure_drain(ingest, watcher, proc, tag: str, args, size: int) -> dict:
-    """A burst of ``args.burst`` eligible samples ingested back to back (in batches of ``size``):
-    products per second from the burst's start to the last product visible, how long ingestion
-    itself took, and the worker's CPU per product."""
+def measure_drain(
+    ingest, watcher, proc, tag: str, args, size: int, variant: int | None = None
+) -> dict:
+    """A burst of ``args.burst`` eligible samples ingested back to back (in batches of ``size``,
+    ``variant`` tasks per batch as in ``measure_latency``): products per second from the burst's
+    start to the last product visible, how long ingestion itself took, and the worker's CPU per
+    product."""
+    from django.conf import settings
+
+    configured = getattr(settings, "PRODUCT_TASKS_PER_BATCH", None)
     acked: dict[int, float] = {}
     cpu0 = tree_cpu_seconds(proc.pid)
     t0 = time.perf_counter()
-    for start in range(0, args.burst, size):
-        ids = [f"BURST_{tag}_{i:04d}" for i in range(start, min(start + size, args.burst))]
-        for pk in _store(ingest, ids):
-            acked[pk] = time.perf_counter()
+    try:
+        settings.PRODUCT_TASKS_PER_BATCH = configured if variant is None else variant
+        for start in range(0, args.burst, size):
+            ids = [f"BURST_{tag}_{i:04d}" for i in range(start, min(start + size, args.burst))]
+            for pk in _store(ingest, ids):
+                acked[pk] = time.perf_counter()
+    finally:
+        settings.PRODUCT_TASKS_PER_BATCH = configured
     ingested = time.perf_counter() - t0
     _wait_products(watcher, acked, 300)
     cpu = tree_cpu_seconds(proc.pid) - cpu0
@@ -442,6 +488,13 @@ def main() -> None:
     parser.add_argument(
         "--brokers", default="redis,embedded", type=lambda v: [b for b in v.split(",") if b]
     )
+    parser.add_argument(
+        "--compare-tasks-per-batch",
+        default=[],
+        type=lambda v: [int(n) for n in v.split(",") if n],
+        help="values of PRODUCT_TASKS_PER_BATCH whose batches alternate with the configured "
+        "one's in the batch mode (e.g. 1,13: one task per batch, one per sample)",
+    )
     args = parser.parse_args()
     if not set(args.modes) <= {"single", "batch"} or "single" not in args.modes:
         parser.error("--modes: single, then optionally batch")
@@ -449,6 +502,7 @@ def main() -> None:
         parser.error("--brokers: redis and/or embedded")
 
     setup_django()
+    from django.conf import settings
     from django.db import connection
 
     from gaveurs.settings import _embedded_broker_url
@@ -486,7 +540,17 @@ def main() -> None:
         _report(name, "single", r, baseline, args)
         if "batch" in r:
             r["batch"]["floor_p95_ms"] = floor
-            _report(name, f"batch of {args.batch}", r["batch"], baseline, args)
+            r["batch"]["configured_tasks_per_batch"] = getattr(
+                settings, "PRODUCT_TASKS_PER_BATCH", None
+            )
+            label = (
+                f"batch of {args.batch}, {r['batch']['configured_tasks_per_batch']} tasks a batch"
+            )
+            _report(name, label, r["batch"], baseline, args)
+            for variant, v in r["batch"].get("tasks_per_batch", {}).items():
+                v["floor_p95_ms"] = floor
+                _report(name, f"batch of {args.batch}, {variant} tasks a batch", v, baseline, args)
+                v["p95_vs_configured"] = round(v["p95_ms"] / r["batch"]["p95_ms"], 2)
             r["batch"]["p95_vs_single"] = round(r["batch"]["p95_ms"] / r["p95_ms"], 2)
             r["batch"]["drain_vs_single"] = round(
                 r["batch"]["burst"]["products_per_s"] / r["burst"]["products_per_s"], 2

@@ -189,8 +189,8 @@ def product_registration_request(*, lot_id: int, sample_id: str, site_code: str 
 def products_registration_request(requests: Sequence[ProductRequest]) -> None:
     """Ask for products to be registered once the current transaction commits, in
     ``settings.PRODUCT_TASKS_PER_BATCH`` tasks (the worker's processes; fewer for fewer samples,
-    more past ``REGISTRATIONS_PER_TASK`` a task): a chunk of one sample is
-    ``generate_qr_code_async``, of several ``generate_qr_codes_async``. One task for a whole
+    more past ``REGISTRATIONS_PER_TASK`` a task) of ``generate_qr_codes_async``; a lone sample
+    is ``generate_qr_code_async``. One task for a whole
     batch ran its registrations one after the other in one worker process while the other
     idled; a task per sample cost the stations' server a publish per sample.
 
@@ -201,11 +201,11 @@ def products_registration_request(requests: Sequence[ProductRequest]) -> None:
     kwargs = [
         {"lot_id": r.lot_id, "sample_id": r.sample_id, "site_code": r.site_code} for r in requests
     ]
+    if len(kwargs) == 1:
+        transaction.on_commit(lambda: generate_qr_code_async.delay(**kwargs[0]))
+        return
     for chunk in registration_chunks(kwargs, settings.PRODUCT_TASKS_PER_BATCH):
-        if len(chunk) == 1:
-            transaction.on_commit(lambda one=chunk[0]: generate_qr_code_async.delay(**one))
-        else:
-            transaction.on_commit(lambda chunk=chunk: generate_qr_codes_async.delay(requests=chunk))
+        transaction.on_commit(lambda chunk=chunk: generate_qr_codes_async.delay(requests=chunk))
 
 
 def registration_chunks(items: Sequence[Any], tasks: int) -> list[Sequence[Any]]:

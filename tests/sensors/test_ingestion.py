@@ -107,9 +107,14 @@ def test_a_compliant_sample_with_a_lot_asks_for_its_product_once_committed(
     delay.assert_called_once_with(lot_id=lot.id, sample_id="ESP32_LL_01_0001", site_code="LL")
 
 
-def test_a_batch_asks_for_the_products_of_its_eligible_samples_in_one_message_once_committed(
-    django_capture_on_commit_callbacks,
+@pytest.mark.parametrize(
+    ("tasks_per_batch", "messages"),
+    [(1, [[1, 2, 3]]), (2, [[1, 2], [3]]), (4, [[1], [2], [3]])],
+)
+def test_a_batch_asks_for_its_products_once_committed_in_a_message_per_worker_process(
+    django_capture_on_commit_callbacks, settings, tasks_per_batch, messages
 ):
+    settings.PRODUCT_TASKS_PER_BATCH = tasks_per_batch  # the worker's processes
     lot = make_lot()
     texts = [message(f"ESP32_LL_01_{n:04d}", lot_id=lot.id) for n in range(1, 4)]
     texts.append(message("R1", lot_id=lot.id, fusion={"final_grade": "REJECT", "final_score": 0.3}))
@@ -127,12 +132,15 @@ def test_a_batch_asks_for_the_products_of_its_eligible_samples_in_one_message_on
             many.assert_not_called()  # nothing is published before the commit
     assert [r.product_requested for r in results] == [True, True, True, False, False]
     one.assert_not_called()
-    many.assert_called_once_with(
-        requests=[
-            {"lot_id": lot.id, "sample_id": f"ESP32_LL_01_{n:04d}", "site_code": "LL"}
-            for n in range(1, 4)
-        ]
-    )
+    assert many.call_args_list == [
+        mock.call(
+            requests=[
+                {"lot_id": lot.id, "sample_id": f"ESP32_LL_01_{n:04d}", "site_code": "LL"}
+                for n in chunk
+            ]
+        )
+        for chunk in messages
+    ]
 
 
 @pytest.mark.parametrize(

@@ -148,6 +148,33 @@ def test_many_requests_are_split_into_tasks_of_at_most_the_batch_size(
     ]
 
 
+def test_a_batchs_registrations_are_shared_between_the_worker_processes(
+    settings, django_capture_on_commit_callbacks
+):
+    from sensors.signals import ProductRequest
+
+    settings.PRODUCT_TASKS_PER_BATCH = 2
+    requests = [ProductRequest(1, f"S{n}", "LL") for n in range(13)]
+    with (
+        mock.patch.object(tasks.generate_qr_codes_async, "delay") as many,
+        mock.patch.object(tasks.generate_qr_code_async, "delay") as one,
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            tasks.products_registration_request(requests)
+            tasks.products_registration_request(requests[:1])
+    sent = [[r["sample_id"] for r in c.kwargs["requests"]] for c in many.call_args_list]
+    assert sent == [[f"S{n}" for n in range(7)], [f"S{n}" for n in range(7, 13)]]
+    one.assert_called_once_with(lot_id=1, sample_id="S0", site_code="LL")  # a lone sample
+
+
+def test_a_batch_larger_than_the_worker_processes_can_share_keeps_tasks_of_at_most_100():
+    chunks = tasks.registration_chunks(list(range(250)), 2)
+    assert [len(c) for c in chunks] == [84, 83, 83]
+    assert [x for c in chunks for x in c] == list(range(250))
+    assert tasks.registration_chunks(list(range(3)), 8) == [[0], [1], [2]]
+    assert tasks.registration_chunks([], 2) == []
+
+
 def test_the_sweep_finds_eligible_samples_without_product_only():
     lot = make_lot()
     pending = make_sample(lot=lot)
