@@ -188,11 +188,11 @@ def product_registration_request(*, lot_id: int, sample_id: str, site_code: str 
 
 def products_registration_request(requests: Sequence[ProductRequest]) -> None:
     """Ask for products to be registered once the current transaction commits, in
-    ``settings.PRODUCT_TASKS_PER_BATCH`` tasks (the worker's processes; fewer for fewer samples,
-    more past ``REGISTRATIONS_PER_TASK`` a task) of ``generate_qr_codes_async``; a lone sample
-    is ``generate_qr_code_async``. One task for a whole
-    batch ran its registrations one after the other in one worker process while the other
-    idled; a task per sample cost the stations' server a publish per sample.
+    ``settings.PRODUCT_TASKS_PER_BATCH`` tasks (1 by default; fewer for fewer samples, more past
+    ``REGISTRATIONS_PER_TASK`` a task) of ``generate_qr_codes_async``; a lone sample is
+    ``generate_qr_code_async``. A task per sample cost the stations' server a publish per
+    sample; splitting a batch between the worker's processes did not make its products
+    appear sooner on 2 cores (``bench/pipeline.py --compare-tasks-per-batch``).
 
     Called (through ``sensors.signals.products_wanted``) by ingestion for a batch's eligible
     samples. The tasks run on queue "exports"; they are idempotent, so a repeated request never
