@@ -16,7 +16,9 @@ Both ack after commit and enqueue the registrations on commit, as the consumer d
 starts when ingestion returns (the moment the stations' acks are sent: every sample of a batch is
 acked then) and stops when a separate connection sees the committed product row (the moment the
 scan page can show it), polled every 5 ms. The worker's CPU (its process tree, from ``/proc``) is
-printed per product.
+printed per product. ``--compare-tasks-per-batch 2,13`` alternates, batch by batch, the
+configured ``PRODUCT_TASKS_PER_BATCH`` with those values (13: one task per sample), so that each
+variant meets the same load; ``--brokers redis`` skips the embedded transport.
 
 Baselines measured in the same run: the synchronous PL/pgSQL registration (``product_register``
 in this process) and, on each broker, a no-op task's round trip on the same queue and worker
