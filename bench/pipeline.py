@@ -197,10 +197,15 @@ class ProductWatcher(threading.Thread):
 
 
 def use_broker(url: str, options: dict) -> None:
+    from kombu import pools
+
     from gaveurs.celery import app
 
     if app._pool is not None:
         app._pool.force_close_all()
+    # kombu keeps the producer and connection pools in global registries: a closed pool left
+    # there fails the next broker's first publish ("Acquire on closed pool").
+    pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
     app.conf.broker_url = url
