@@ -273,6 +273,27 @@ def wait_worker_ready(proc: subprocess.Popen, log: Path, timeout: float = 60) ->
         time.sleep(0.1)
 
 
+def start_redis(directory: Path) -> tuple[subprocess.Popen, str]:
+    """A private ``redis-server`` on a free loopback port, nothing saved to disk; (process, URL).
+
+    A bench that counts the broker's CPU needs a server of its own: the shared one serves
+    other work too."""
+    port = free_port()
+    log = directory / "redis.log"
+    try:
+        proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
+            + ["--appendonly", "no", "--dir", str(directory), "--logfile", str(log)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise SystemExit("redis-server is not installed (the bench's broker)") from None
+    wait_for_port(port, proc, log, timeout=15)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
 def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
     """SIGTERM the process group started for ``proc`` (its own session), SIGKILL if it lingers."""
     if proc.poll() is not None:

@@ -22,10 +22,25 @@ threads: compression and the database work). After the runs, the per-message ste
 stored path are timed alone in this process (validation by the consumer's parser and by
 pydantic's, zstd at the stored level and at -1, and ``json.loads`` for comparison).
 Goals, both on rate and on server CPU per message (echo CPU / stored CPU): 190 KB >= 0.5,
-5 KB nested >= 0.4. Stations are unregistered (development mode) and the per-connection throttle
-is lifted for the run: it is a protection, and here we measure capacity. The mean batch size
-(samples per transaction) comes from the database (one ``received_at`` per transaction). The
-last line is one JSON object.
+5 KB nested >= 0.4. The per-connection throttle is lifted for the run: it is a protection, and
+here we measure capacity. The mean batch size (samples per transaction) comes from the database
+(one ``received_at`` per transaction). The last line is one JSON object.
+
+The stations are what production runs (since 30 November 2026, evening): registered, each with
+its token (sent in ``Authorization: Bearer`` to both routes; the echo ignores it) and a lot staff
+assigned, unregistered stations refused. Both messages are compliant (grade A and A+), so every
+stored sample also asks for its consumer product: the writer thread enqueues a Celery task on
+commit, on a private ``redis-server`` started by the bench, whose CPU is printed beside
+PostgreSQL's. No worker runs: the tasks stay queued, and registering the products (worker and
+PostgreSQL CPU) is not counted here (``bench/pipeline.py`` measures that path).
+``--unregistered`` runs the bench's former set-up instead (development mode: anonymous stations
+created on their first sample, no lot, so a ``no_lot`` alert counted per sample and no product
+asked for), a path production does not take.
+
+After the runs, the stored row's codec is weighed in the same PostgreSQL: the CPU per message of
+each codec in this process (zstd level 1, the stored one; lz4 when the ``lz4`` package is
+importable) beside PostgreSQL's CPU per row to store what it produced (batches of 12 rows in a
+``bytea`` column with ``STORAGE EXTERNAL``, as ``sqal_sensor_samples.payload``, alternating rounds).
 """
 
 from __future__ import annotations
@@ -45,7 +60,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import percentile, tree_cpu_seconds  # noqa: E402
+from bench.common import (  # noqa: E402
+    django_setup,
+    percentile,
+    start_redis,
+    stop_process,
+    tree_cpu_seconds,
+)
 
 FIXTURE = ROOT / "tests" / "fixtures" / "sensor_data_flat.json"
 
@@ -137,6 +158,89 @@ def codec_breakdown(texts: dict[str, str], repeat: int = 200) -> dict[str, dict[
     return out
 
 
+def codecs() -> dict:
+    """The stored codec (zstd at ``sensors.payload.LEVEL``), and lz4 (level 0, the fast one) when
+    the package is importable: name -> compress(bytes) -> bytes."""
+    import zstandard
+
+    from sensors.payload import LEVEL
+
+    found = {f"zstd_level_{LEVEL}": zstandard.ZstdCompressor(level=LEVEL).compress}
+    try:
+        import lz4.frame
+    except ImportError:
+        return found
+    found["lz4_level_0"] = lambda data: lz4.frame.compress(data, compression_level=0)
+    return found
+
+
+def payload_row_cost(
+    text: str | None, pg_pid: int | None, rounds: int = 5, batches: int = 40, batch: int = 12
+) -> dict[str, dict]:
+    """Each codec's CPU per message here, its output size, and PostgreSQL's CPU per row to store
+    that output (all its processes: backend, WAL writer...), in batches of ``batch`` rows per
+    transaction, codecs alternating round by round; medians over the rounds."""
+    if text is None or pg_pid is None:
+        return {}
+    from django.db import connection, transaction
+
+    data = text.replace("__DEV__", "ESP32_LL_01").replace("__SID__", "S1").encode()
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bench_payload_rows (id bigserial PRIMARY KEY, payload bytea)")
+        cursor.execute("ALTER TABLE bench_payload_rows ALTER payload SET STORAGE EXTERNAL")
+    session = connection.connection
+    sql = "INSERT INTO bench_payload_rows (payload) VALUES " + ", ".join(["(%s)"] * batch)
+    found = {}
+    pg_ms: dict[str, list[float]] = {}
+    for name, compress in codecs().items():
+        out = compress(data)
+        started = time.process_time()
+        for _ in range(200):
+            compress(data)
+        found[name] = {
+            "bytes": len(out),
+            "compress_ms": round((time.process_time() - started) / 200 * 1000, 3),
+        }
+        pg_ms[name] = []
+    for _ in range(rounds):
+        for name, compress in codecs().items():
+            payloads = [compress(data)] * batch
+            before = tree_cpu_seconds(pg_pid)
+            for _ in range(batches):
+                with transaction.atomic():
+                    session.execute(sql, payloads, prepare=True)
+            spent = tree_cpu_seconds(pg_pid) - before
+            pg_ms[name].append(spent / (batches * batch) * 1000)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE bench_payload_rows")
+    for name, values in pg_ms.items():
+        found[name]["postgres_ms"] = round(statistics.median(values), 3)
+    return found
+
+
+def products_queued(broker_url: str) -> int:
+    """Product registrations waiting in the broker (queue "exports"; no worker runs): one per
+    single-sample task, one per request of a batch task."""
+    import base64
+
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    try:
+        messages = client.lrange("exports", 0, -1)
+    finally:
+        client.close()
+    count = 0
+    for raw in messages:
+        message = json.loads(raw)
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        _args, kwargs, _embed = json.loads(body)
+        count += len(kwargs["requests"]) if "requests" in kwargs else 1
+    return count
+
+
 def flat_template() -> str:
     """The fixture byte for byte (190 KB), with placeholders for its own ids."""
     text = FIXTURE.read_text()
@@ -165,12 +269,21 @@ def nested_template() -> str:
 
 
 async def station(
-    url: str, template: str, device_id: str, run_id: str, count: int, window: int
+    url: str,
+    template: str,
+    device_id: str,
+    run_id: str,
+    count: int,
+    window: int,
+    token: str | None = None,
 ) -> tuple[int, float, list[float]]:
     """One station: (frames acknowledged as saved, seconds, ack latencies in ms)."""
     from websockets.asyncio.client import connect
 
-    async with connect(url, max_size=None, open_timeout=20, compression=None) as ws:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with connect(
+        url, max_size=None, open_timeout=20, compression=None, additional_headers=headers
+    ) as ws:
         assert json.loads(await ws.recv())["type"] == "connection_established"
         body = template.replace("__DEV__", device_id)
         saved = 0
@@ -195,15 +308,34 @@ async def station(
         return saved, time.perf_counter() - started, latencies
 
 
+def device_name(n: int) -> str:
+    return f"ESP32_LL_{n + 1:02d}"
+
+
 async def measure(
-    url: str, template: str, devices: int, total: int, window: int, run_id: str
+    url: str,
+    template: str,
+    devices: int,
+    total: int,
+    window: int,
+    run_id: str,
+    tokens: dict[str, str],
 ) -> tuple[float, int, list[float]]:
-    """(acknowledged frames per second, frames, ack latencies in ms) for ``devices`` stations."""
+    """(acknowledged frames per second, frames, ack latencies in ms) for ``devices`` stations
+    (``tokens``: each registered station's token; empty for anonymous stations)."""
     per_device = max(1, total // devices)
     started = time.perf_counter()
     results = await asyncio.gather(
         *(
-            station(url, template, f"ESP32_LL_{n + 1:02d}", run_id, per_device, window)
+            station(
+                url,
+                template,
+                device_name(n),
+                run_id,
+                per_device,
+                window,
+                tokens.get(device_name(n)),
+            )
             for n in range(devices)
         )
     )
@@ -222,6 +354,23 @@ def postmaster_pid(data_dir: Path) -> int | None:
 
 
 GOALS = {"flat_190KB": 0.5, "nested": 0.4}
+STATIONS = 20
+
+
+def register_stations(count: int) -> dict[str, str]:
+    """Stations as production has them: registered on site LL, each with its token and a lot
+    staff assigned to it; returns the tokens by station id."""
+    from bench.builders import make_device, make_gaveur, make_lot, make_site
+    from sensors.services import device_issue_token
+
+    site = make_site(code="LL")
+    gaveur = make_gaveur(site=site, last_name="Bench", first_name="Ingest")
+    tokens = {}
+    for n in range(count):
+        lot = make_lot(site=site, gaveur=gaveur)
+        device = make_device(device_id=device_name(n), site=site, assigned_lot=lot)
+        tokens[device.device_id] = device_issue_token(device=device)
+    return tokens
 
 
 def main() -> None:
@@ -233,6 +382,11 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="alternating echo/stored turns per figure (medians)"
     )
+    parser.add_argument(
+        "--unregistered",
+        action="store_true",
+        help="the former set-up: anonymous stations, no lot (a path production does not take)",
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -240,21 +394,29 @@ def main() -> None:
     from gaveurs.embedded_pg import database_url
 
     db_url = database_url(Path(workdir) / "pg", cleanup_mode="delete")
+    redis, broker_url = start_redis(Path(workdir))
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
         "DJANGO_SETTINGS_MODULE": "gaveurs.settings",
-        "SQAL_ALLOW_UNREGISTERED_DEVICES": "true",
+        "SQAL_ALLOW_UNREGISTERED_DEVICES": "true" if args.unregistered else "false",
         "SQAL_THROTTLE_RATE": "1000000",
         "SQAL_THROTTLE_BURST": "1000000",
         "LOG_LEVEL": "WARNING",
+        "CELERY_BROKER_URL": broker_url,
     }
+    env.pop("CELERY_REDIS_KEY_PREFIX", None)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
         cwd=ROOT,
         env=env,
         check=True,
     )
+    django_setup(db_url, migrate=False)
+    from django.db import connection
+
+    tokens = {} if args.unregistered else register_stations(STATIONS)
+    connection.close()
     port = free_port()
     log = open(Path(workdir) / "daphne.log", "wb")  # noqa: SIM115
     server = subprocess.Popen(
@@ -298,8 +460,9 @@ def main() -> None:
             cpu = server_cpu_seconds(server.pid)
             loop_cpu = loop_thread_cpu_seconds(server.pid)
             db_cpu = tree_cpu_seconds(pg_pid) if pg_pid else 0.0
+            broker_cpu = server_cpu_seconds(redis.pid)
             rate, n, latencies = await measure(
-                base + route, template, devices, total, args.window, f"{run}"
+                base + route, template, devices, total, args.window, f"{run}", tokens
             )
             return {
                 "rate": rate,
@@ -308,6 +471,7 @@ def main() -> None:
                 "cpu_ms": (server_cpu_seconds(server.pid) - cpu) / n * 1000,
                 "loop_cpu_ms": (loop_thread_cpu_seconds(server.pid) - loop_cpu) / n * 1000,
                 "db_cpu_ms": ((tree_cpu_seconds(pg_pid) - db_cpu) / n * 1000) if pg_pid else 0.0,
+                "broker_cpu_ms": (server_cpu_seconds(redis.pid) - broker_cpu) / n * 1000,
             }
 
         def summary(turns: list[dict]) -> dict:
@@ -320,6 +484,9 @@ def main() -> None:
                     statistics.median(t["loop_cpu_ms"] for t in turns), 3
                 ),
                 "db_cpu_ms_per_msg": round(statistics.median(t["db_cpu_ms"] for t in turns), 3),
+                "broker_cpu_ms_per_msg": round(
+                    statistics.median(t["broker_cpu_ms"] for t in turns), 3
+                ),
                 "ack_p50_ms": round(percentile(latencies, 50), 1),
                 "ack_p95_ms": round(percentile(latencies, 95), 1),
                 "ack_p99_ms": round(percentile(latencies, 99), 1),
@@ -329,8 +496,8 @@ def main() -> None:
         async def all_runs():
             # Warm up both routes (connections, imports, the database's caches).
             warm_template = next(iter(templates.values()))[0]
-            await measure(base + "/ws/echo/", warm_template, 2, 40, 4, "warm")
-            await measure(base + "/ws/sensors/", warm_template, 2, 40, 4, "warm")
+            await measure(base + "/ws/echo/", warm_template, 2, 40, 4, "warm", tokens)
+            await measure(base + "/ws/sensors/", warm_template, 2, 40, 4, "warm", tokens)
             for name, (template, total) in templates.items():
                 size = len(template.encode())
                 for devices in (1, 20):
@@ -359,31 +526,45 @@ def main() -> None:
                         f"{stored['ack_p50_ms']:.1f}/{stored['ack_p95_ms']:.1f}/"
                         f"{stored['ack_p99_ms']:.1f} ms, {stored['cpu_ms_per_msg']:.2f} ms cpu "
                         f"(event loop {stored['loop_thread_cpu_ms_per_msg']:.2f}; "
-                        f"+{stored['db_cpu_ms_per_msg']:.2f} ms PostgreSQL) | ratio "
+                        f"+{stored['db_cpu_ms_per_msg']:.2f} ms PostgreSQL, "
+                        f"+{stored['broker_cpu_ms_per_msg']:.2f} ms Redis) | ratio "
                         f"{ratio:4.2f}, cpu ratio {cpu_ratio:4.2f} (goal {GOALS[name]})",
                         flush=True,
                     )
 
         asyncio.run(all_runs())
+        queued = products_queued(broker_url)
     finally:
         server.terminate()
         server.wait(10)
-
-    os.environ.update(DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="gaveurs.settings")
-    import django
-
-    django.setup()
-    from django.db import connection
+        stop_process(redis)
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*), count(DISTINCT received_at) FROM sqal_sensor_samples "
+            "SELECT count(*), count(DISTINCT received_at), count(lot_id) FROM sqal_sensor_samples "
             "WHERE sample_id NOT LIKE %s",
             ["%\\_warm\\_%"],
         )
-        samples, transactions = cursor.fetchone()
+        samples, transactions, with_lot = cursor.fetchone()
     mean_batch = samples / transactions if transactions else 0.0
-    print(f"samples stored {samples} in {transactions} transactions (mean batch {mean_batch:.1f})")
+    print(
+        f"samples stored {samples} in {transactions} transactions (mean batch {mean_batch:.1f}); "
+        f"{with_lot} with a lot; product registrations queued (warm-up included): {queued}"
+    )
+    if not args.unregistered and (with_lot != samples or queued < samples):
+        raise SystemExit("the stored samples did not all get their lot and product request")
+    rows = payload_row_cost(
+        templates["flat_190KB"][0] if "flat_190KB" in templates else None, pg_pid
+    )
+    if rows:
+        print(
+            "stored row of the 190 KB message, by codec (CPU ms per message here, then "
+            "PostgreSQL's to store the row): "
+            + "; ".join(
+                f"{codec} {r['bytes']} B, {r['compress_ms']} + {r['postgres_ms']} ms"
+                for codec, r in rows.items()
+            )
+        )
     breakdown = codec_breakdown(
         {
             name: text.replace("__DEV__", "ESP32_LL_01").replace("__SID__", "S1")
@@ -407,6 +588,9 @@ def main() -> None:
                 "goals": GOALS,
                 "goals_met": all(f["goal_met"] for f in figures.values()),
                 "mean_batch_size": round(mean_batch, 1),
+                "stations": "unregistered, no lot" if args.unregistered else "registered, lot",
+                "products_queued": queued,
+                "payload_row_by_codec": rows,
                 "per_message_steps": breakdown,
                 "cpus": os.cpu_count(),
                 "load_average": [round(x, 2) for x in os.getloadavg()],

@@ -272,6 +272,11 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 # product received more than GRACE seconds (and less than MAX_AGE days) ago (traceability.tasks).
 PRODUCT_SWEEP_GRACE_SECONDS = envint("PRODUCT_SWEEP_GRACE_SECONDS", "60")
 PRODUCT_SWEEP_MAX_AGE_DAYS = envint("PRODUCT_SWEEP_MAX_AGE_DAYS", "30")
+# An ingestion batch's registrations go in this many tasks (fewer for a smaller batch; more past
+# 100 a task). One: splitting a batch of 13 between the worker's 2 processes did not shorten its
+# ack -> product p95 on 2 cores, and cost a publish more per batch (bench/pipeline.py
+# --compare-tasks-per-batch, README "Benchmarks"). Worth measuring again with more cores.
+PRODUCT_TASKS_PER_BATCH = envint("PRODUCT_TASKS_PER_BATCH", "1")
 # Celery's Django fixup closes the database connection around every task (a new PostgreSQL
 # connection per task: half the ack-to-product latency, bench/pipeline.py). Keep them; tasks
 # get Django's own CONN_MAX_AGE and health checks instead (traceability.tasks).

@@ -17,7 +17,8 @@ Per sample, inside the transaction:
      (and, eligible with no product yet, asks for it again: its first request may have been lost);
   4. thresholds staff edit in admin raise quality alerts;
   5. a compliant sample whose grade is not REJECT and that has a lot asks for its consumer
-     product, which traceability registers once the transaction commits.
+     product, which traceability registers once the transaction commits (the batch's requests
+     go in one message).
 If the batch transaction fails, each sample is retried alone so one bad row cannot sink the rest.
 ``_ingest_batch`` names these steps: ``_batch_context`` (reads), ``_sample_prepare`` (1, 2, 4),
 ``storage.samples_insert``, ``_samples_already_stored`` and ``_sample_settle`` (3, 5),
@@ -51,7 +52,7 @@ from sensors.alerts import (
 from sensors.models import Device, QualityThreshold, SensorSample
 from sensors.rules import product_eligible
 from sensors.schemas import Hello, Reading
-from sensors.signals import product_registration_request
+from sensors.signals import ProductRequest, products_registration_request
 from sensors.storage import LotRef, StationRef
 
 logger = logging.getLogger(__name__)
@@ -293,8 +294,10 @@ def _ingest_batch(items: Sequence[SampleInput], *, allow_unregistered: bool) -> 
     inserted = storage.samples_insert(pending.rows, pending.alerts, now=now) if pending.rows else {}
     storage.refused_alerts_upsert(pending.refused)
     stored = _samples_already_stored([key for key in pending.items if key not in inserted])
+    wanted: list[ProductRequest] = []
     for key, indexes in pending.items.items():
-        _sample_settle([results[i] for i in indexes], inserted.get(key), stored.get(key))
+        _sample_settle([results[i] for i in indexes], inserted.get(key), stored.get(key), wanted)
+    products_registration_request(wanted)
     _stations_seen(results, now=now)
     return results
 
@@ -455,10 +458,14 @@ def _samples_already_stored(keys: list[tuple[str, str]]) -> dict[tuple[str, str]
 
 
 def _sample_settle(
-    results: list[IngestResult], inserted_pk: int | None, stored: SensorSample | None
+    results: list[IngestResult],
+    inserted_pk: int | None,
+    stored: SensorSample | None,
+    wanted: list[ProductRequest],
 ) -> None:
     """The outcome of one (station, sample id) of the batch (steps 3 and 5): saved, or a
     duplicate of the stored row; ``results`` are the batch's items with that key, in order.
+    Its product request, if any, is added to ``wanted`` (sent once for the batch).
 
     An eligible sample asks for its product; so does an eligible duplicate that has none yet: it
     was resent because its ack was lost, and so may its product request have been (server
@@ -477,9 +484,7 @@ def _sample_settle(
             fusion_grade=reading.fusion_grade,
             lot_id=first.lot_id,
         ):
-            product_registration_request(
-                lot_id=first.lot_id, sample_id=reading.sample_id, site_code=first.site_code
-            )
+            wanted.append(ProductRequest(first.lot_id, reading.sample_id, first.site_code))
             first.product_requested = True
     else:
         first.alerts = []  # the statement kept none: the sample was already stored
@@ -489,9 +494,7 @@ def _sample_settle(
             is_compliant=stored.is_compliant, fusion_grade=stored.fusion_grade, lot_id=stored.lot_id
         )
         if eligible and not stored.has_product:
-            product_registration_request(
-                lot_id=stored.lot_id, sample_id=stored.sample_id, site_code=stored.site_code
-            )
+            wanted.append(ProductRequest(stored.lot_id, stored.sample_id, stored.site_code))
             first.product_requested = True
     for dup in later:
         dup.status, dup.pk = "duplicate", first.pk
@@ -534,7 +537,7 @@ def station_samples_attach_lot(
 ) -> LotAttachResult:
     """Give ``lot`` to the samples ``device`` sent without one, measured in [since, until]
     (either bound may be open); each eligible one asks for its product through the same
-    registration path as ingestion (``product_registration_request``, on commit). Nothing the
+    registration path as ingestion (``products_registration_request``, on commit). Nothing the
     station sent is changed but the sample's lot (and its site when it had none).
 
     ``assign``: the lot also becomes the station's assigned lot, and its open ``no_lot`` alert
@@ -575,13 +578,13 @@ def station_samples_attach_lot(
         SensorSample.objects.filter(id__in=[r[0] for r in rows], site_code="").update(
             site_code=site
         )
-        requested = 0
-        for _, sample_id, site_code, is_compliant, grade in rows:
-            if product_eligible(is_compliant=is_compliant, fusion_grade=grade, lot_id=lot.pk):
-                product_registration_request(
-                    lot_id=lot.pk, sample_id=sample_id, site_code=site_code or site
-                )
-                requested += 1
+        wanted = [
+            ProductRequest(lot.pk, sample_id, site_code or site)
+            for _, sample_id, site_code, is_compliant, grade in rows
+            if product_eligible(is_compliant=is_compliant, fusion_grade=grade, lot_id=lot.pk)
+        ]
+        products_registration_request(wanted)
+        requested = len(wanted)
         resolved = False
         if assign:
             device.assigned_lot = lot

@@ -1,19 +1,32 @@
 """What ingestion tells the layers above it, without importing them.
 
-``product_wanted`` is sent, inside the sample's transaction, for each eligible sample that has
-no product yet (arguments ``lot_id``, ``sample_id``, ``site_code``). Traceability listens
-(``traceability.tasks``) and enqueues the registration once the transaction commits.
+``products_wanted`` is sent, inside the samples' transaction, once per batch of eligible samples
+that have no product yet (argument ``requests``: a list of ``ProductRequest``). Traceability
+listens (``traceability.tasks``) and enqueues the registrations once the transaction commits, in
+one broker message: publishing a Celery task costs the server more than storing a 5 KB sample
+(``bench/ingest.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from django.dispatch import Signal
 
-product_wanted = Signal()
+products_wanted = Signal()
 
 
-def product_registration_request(*, lot_id: int, sample_id: str, site_code: str | None) -> None:
-    """Ask the layer above for this sample's consumer product (see the module docstring)."""
-    product_wanted.send(
-        sender=product_registration_request, lot_id=lot_id, sample_id=sample_id, site_code=site_code
-    )
+@dataclass(frozen=True)
+class ProductRequest:
+    """One eligible sample whose consumer product is asked for."""
+
+    lot_id: int
+    sample_id: str
+    site_code: str | None
+
+
+def products_registration_request(requests: Sequence[ProductRequest]) -> None:
+    """Ask the layer above for these samples' consumer products (see the module docstring)."""
+    if requests:
+        products_wanted.send(sender=products_registration_request, requests=list(requests))

@@ -10,7 +10,7 @@ class TraceabilityConfig(AppConfig):
 
     def ready(self) -> None:
         # Django's documented place to connect receivers (apps are loaded by now).
-        from sensors.signals import product_wanted
-        from traceability.tasks import product_wanted_receiver
+        from sensors.signals import products_wanted
+        from traceability.tasks import products_wanted_receiver
 
-        product_wanted.connect(product_wanted_receiver, dispatch_uid="traceability.product")
+        products_wanted.connect(products_wanted_receiver, dispatch_uid="traceability.product")

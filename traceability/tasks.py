@@ -1,14 +1,19 @@
 """Celery tasks of the traceability app (queue "exports"). Thin: take ids, call a service.
 
 ``generate_qr_code_async`` registers the consumer product of one compliant sample through
-``services.product_register`` (the PL/pgSQL ``register_consumer_product``). Delivery guarantees:
+``services.product_register`` (the PL/pgSQL ``register_consumer_product``);
+``generate_qr_codes_async`` registers those of several (an ingestion batch's: one broker message
+for the batch, since publishing a task per sample cost the stations' server more CPU than storing
+a 5 KB sample, ``bench/ingest.py``), each in its own transaction, as the single task would.
+Delivery guarantees, for both:
 
 1. ``acks_late`` and ``reject_on_worker_lost``: the broker message is acknowledged only once the
    task has returned, so a task a worker dies in is delivered again.
 2. Database errors a retry can cure (``OperationalError``, ``InterfaceError``: server restarting,
    connection lost) are retried with exponential backoff and jitter.
 3. Refusals (unknown lot or sample, sample not compliant or graded REJECT...) are final: the task
-   fails at once with ``ProductRegistrationRefused(code, detail, status)``, stored as its result.
+   fails at once with ``ProductRegistrationRefused(code, detail, status)``, stored as its result
+   (the batch task registers the others first, then fails naming every refused sample).
 4. ``register_consumer_product`` locks the sample and returns the existing product when there is
    one, so duplicates, retries and redeliveries never make a second product.
 5. kombu's SQLAlchemy transport (the embedded broker) never redelivers a message taken by a worker
@@ -27,6 +32,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +46,17 @@ from django.db import (
     transaction,
 )
 
+from sensors.signals import ProductRequest
 from traceability import services
 from traceability.signals import product_registered
 
 logger = logging.getLogger(__name__)
 
 GENERATE_TASK = "traceability.tasks.generate_qr_code_async"
+GENERATE_MANY_TASK = "traceability.tasks.generate_qr_codes_async"
+# At most this many registrations per batch task: a retry redoes them all (idempotent, but
+# not free), and attaching a station's history to a lot may ask for thousands at once.
+REGISTRATIONS_PER_TASK = 100
 SWEEP_TASK = "traceability.tasks.register_pending_products"
 
 # Test-only hook (ignored in production): after the product row is written and before the
@@ -98,6 +109,62 @@ def _pause_before_commit() -> None:
 def generate_qr_code_async(
     self: Any, lot_id: int, sample_id: str, site_code: str | None = None
 ) -> dict[str, Any]:
+    return _register(lot_id=lot_id, sample_id=sample_id, site_code=site_code)
+
+
+@shared_task(
+    bind=True,
+    name=GENERATE_MANY_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    track_started=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=10,
+    throws=(ProductRegistrationRefused,),
+)
+def generate_qr_codes_async(self: Any, requests: list[dict[str, Any]]) -> dict[str, Any]:
+    """``generate_qr_code_async`` for each of ``requests`` (its keyword arguments), in order,
+    each in its own transaction. A database error a retry can cure retries the whole task; the
+    registrations already made are found again, not made twice. Any other failure does not stop
+    the others: once they are registered the task fails, with the first unexpected error, else
+    with every refused sample named."""
+    products, refused, failed, sealed = [], [], [], []
+    for request in requests:
+        try:
+            products.append(_register(**request, sealed=sealed))
+        except (OperationalError, InterfaceError):
+            raise
+        except ProductRegistrationRefused as exc:
+            refused.append((request["sample_id"], exc))
+        except Exception as exc:
+            logger.exception("product registration failed: sample=%s", request["sample_id"])
+            failed.append(exc)
+    # The units' pages are rendered once every registration of the batch is committed, so
+    # that none waits for the renders of the ones before it.
+    for qr_code in sealed:
+        product_registered.send(sender=GENERATE_MANY_TASK, qr_code=qr_code)
+    if failed:
+        raise failed[0]
+    if refused:
+        first = refused[0][1]
+        raise ProductRegistrationRefused(
+            first.code,
+            f"{len(refused)} of {len(requests)} registrations refused: "
+            + "; ".join(f"{sample_id}: {exc}" for sample_id, exc in refused),
+            first.status,
+        )
+    return {"status": "success", "products": products}
+
+
+def _register(
+    *, lot_id: int, sample_id: str, site_code: str | None = None, sealed: list[str] | None = None
+) -> dict[str, Any]:
+    """One registration in its own transaction (the body of both tasks). A product it appended
+    to the log is announced (``product_registered``) once committed, or added to ``sealed`` for
+    the caller to announce."""
     try:
         with transaction.atomic():
             product = services.product_register(
@@ -115,7 +182,10 @@ def generate_qr_code_async(
         raise ProductRegistrationRefused(exc.code, exc.detail, exc.status) from None
     if product.newly_sealed:
         # Committed: the unit's consumer page can be rendered off the request path.
-        product_registered.send(sender=GENERATE_TASK, qr_code=product.qr_code)
+        if sealed is None:
+            product_registered.send(sender=GENERATE_TASK, qr_code=product.qr_code)
+        else:
+            sealed.append(product.qr_code)
     return {
         "status": "success",
         "lot_id": lot_id,
@@ -126,24 +196,53 @@ def generate_qr_code_async(
 
 
 def product_registration_request(*, lot_id: int, sample_id: str, site_code: str | None) -> None:
-    """Ask for a product to be registered once the current transaction commits.
+    """Ask for a product to be registered once the current transaction commits (see
+    ``products_registration_request``)."""
+    products_registration_request([ProductRequest(lot_id, sample_id, site_code)])
 
-    Called (through ``sensors.signals.product_wanted``) by ingestion for an eligible sample.
-    The task runs on queue "exports"; it is idempotent, so a repeated request never yields a
-    second product.
+
+def products_registration_request(requests: Sequence[ProductRequest]) -> None:
+    """Ask for products to be registered once the current transaction commits, in
+    ``settings.PRODUCT_TASKS_PER_BATCH`` tasks (1 by default; fewer for fewer samples, more past
+    ``REGISTRATIONS_PER_TASK`` a task) of ``generate_qr_codes_async``; a lone sample is
+    ``generate_qr_code_async``. A task per sample cost the stations' server a publish per
+    sample; splitting a batch between the worker's processes did not make its products
+    appear sooner on 2 cores (``bench/pipeline.py --compare-tasks-per-batch``).
+
+    Called (through ``sensors.signals.products_wanted``) by ingestion for a batch's eligible
+    samples. The tasks run on queue "exports"; they are idempotent, so a repeated request never
+    yields a second product.
     """
-    transaction.on_commit(
-        lambda: generate_qr_code_async.delay(
-            lot_id=lot_id, sample_id=sample_id, site_code=site_code
-        )
-    )
+    kwargs = [
+        {"lot_id": r.lot_id, "sample_id": r.sample_id, "site_code": r.site_code} for r in requests
+    ]
+    if len(kwargs) == 1:
+        transaction.on_commit(lambda: generate_qr_code_async.delay(**kwargs[0]))
+        return
+    for chunk in registration_chunks(kwargs, settings.PRODUCT_TASKS_PER_BATCH):
+        transaction.on_commit(lambda chunk=chunk: generate_qr_codes_async.delay(requests=chunk))
 
 
-def product_wanted_receiver(
-    sender: Any, *, lot_id: int, sample_id: str, site_code: str | None, **kwargs: Any
+def registration_chunks(items: Sequence[Any], tasks: int) -> list[Sequence[Any]]:
+    """``items`` split into ``tasks`` chunks of near equal size (fewer when there are fewer
+    items; more when a chunk would exceed ``REGISTRATIONS_PER_TASK``), in order."""
+    if not items:
+        return []
+    count = max(min(max(1, tasks), len(items)), -(-len(items) // REGISTRATIONS_PER_TASK))
+    size, extra = divmod(len(items), count)
+    chunks, start = [], 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        chunks.append(items[start:end])
+        start = end
+    return chunks
+
+
+def products_wanted_receiver(
+    sender: Any, *, requests: Sequence[ProductRequest], **kwargs: Any
 ) -> None:
-    """Connected to ``sensors.signals.product_wanted`` by ``TraceabilityConfig.ready``."""
-    product_registration_request(lot_id=lot_id, sample_id=sample_id, site_code=site_code)
+    """Connected to ``sensors.signals.products_wanted`` by ``TraceabilityConfig.ready``."""
+    products_registration_request(requests)
 
 
 def product_registration_submit(*, lot_id: int, sample_id: str, site_code: str | None) -> str:

@@ -29,7 +29,7 @@ def no_thresholds():
 
 def stored_without_its_request(text: str) -> None:
     """The sample commits, then the server dies before publishing the registration."""
-    with mock.patch("sensors.services.product_registration_request"):
+    with mock.patch("sensors.services.products_registration_request"):
         assert ingest(text).status == "saved"
 
 

@@ -31,7 +31,7 @@ from tests.factories import make_lot, make_product, make_sample, review
 from traceability.ledger import latest_head, ledger_sign_head
 from traceability.models import ConsumerProduct, LedgerLeaf, ProductScanStats
 from traceability.scans import daily_salt
-from traceability.tasks import generate_qr_code_async
+from traceability.tasks import generate_qr_code_async, generate_qr_codes_async
 
 pytestmark = pytest.mark.django_db
 
@@ -251,3 +251,31 @@ def test_a_failed_rendering_is_logged_and_the_registration_stands(client, caplog
     assert not ScanPage.objects.filter(product=product).exists()
     daily_salt(timezone.now().date().isoformat())
     assert PENDING_FR in get(client, product).content.decode()  # rendered by its scan
+
+
+@NO_AUTOMATIC_HEAD
+def test_a_batch_task_registers_all_its_products_before_rendering_their_pages():
+    make_product()
+    ledger_sign_head(force=True)
+    lot = make_lot()
+    samples = [make_sample(lot=lot) for _ in range(3)]
+    registered_at_render: list[int] = []
+
+    def render(*, qr_code: str) -> int:
+        registered_at_render.append(ConsumerProduct.objects.filter(lot=lot).count())
+        return scan_pages_render_unit(qr_code=qr_code)
+
+    with mock.patch("feedback.tasks.scan_pages_render_unit", side_effect=render):
+        result = generate_qr_codes_async.run(
+            requests=[
+                {"lot_id": lot.id, "sample_id": s.sample_id, "site_code": "LL"} for s in samples
+            ]
+        )
+
+    assert result["status"] == "success" and len(result["products"]) == 3
+    # No registration of the batch waited for the pages of the ones before it.
+    assert registered_at_render == [3, 3, 3]
+    for item in result["products"]:
+        pages = ScanPage.objects.filter(product__product_id=item["product_id"])
+        assert sorted(p.language for p in pages) == ["en", "fr"]
+        assert all(PENDING_VERSION_MARK in p.version for p in pages)

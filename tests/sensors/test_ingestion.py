@@ -108,6 +108,42 @@ def test_a_compliant_sample_with_a_lot_asks_for_its_product_once_committed(
 
 
 @pytest.mark.parametrize(
+    ("tasks_per_batch", "messages"),
+    [(1, [[1, 2, 3]]), (2, [[1, 2], [3]]), (4, [[1], [2], [3]])],
+)
+def test_a_batch_asks_for_its_products_once_committed_in_a_message_per_worker_process(
+    django_capture_on_commit_callbacks, settings, tasks_per_batch, messages
+):
+    settings.PRODUCT_TASKS_PER_BATCH = tasks_per_batch  # the worker's processes
+    lot = make_lot()
+    texts = [message(f"ESP32_LL_01_{n:04d}", lot_id=lot.id) for n in range(1, 4)]
+    texts.append(message("R1", lot_id=lot.id, fusion={"final_grade": "REJECT", "final_score": 0.3}))
+    texts.append(texts[0])  # the same sample twice in the batch: one product asked for
+    items = [
+        SampleInput(reading=Reading.from_message(parse_message(t, max_bytes=10**6)), payload=t)
+        for t in texts
+    ]
+    with (
+        mock.patch("traceability.tasks.generate_qr_codes_async.delay") as many,
+        mock.patch("traceability.tasks.generate_qr_code_async.delay") as one,
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            results = ingest_samples(items=items, allow_unregistered=True)
+            many.assert_not_called()  # nothing is published before the commit
+    assert [r.product_requested for r in results] == [True, True, True, False, False]
+    one.assert_not_called()
+    assert many.call_args_list == [
+        mock.call(
+            requests=[
+                {"lot_id": lot.id, "sample_id": f"ESP32_LL_01_{n:04d}", "site_code": "LL"}
+                for n in chunk
+            ]
+        )
+        for chunk in messages
+    ]
+
+
+@pytest.mark.parametrize(
     "fusion",
     [
         {"final_grade": "REJECT", "final_score": 0.3},
