@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -61,8 +61,9 @@ class ProductRegistrationError(Exception):
 class RegisteredProduct:
     product_id: str
     qr_code: str
-    # Whether this call appended the product to the log (False when it was registered before).
-    newly_sealed: bool = False
+    # Whether this call appended the product to the log (False when it was registered before):
+    # not part of the product's identity (a repeated registration returns an equal product).
+    newly_sealed: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
