@@ -93,38 +93,28 @@ def _pause_before_commit() -> None:
     time.sleep(float(seconds))
 
 
-@shared_task(
-    bind=True,
-    name=GENERATE_TASK,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    track_started=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=1,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=10,
-    throws=(ProductRegistrationRefused,),
-)
+# Both registration tasks: retried on a lost database, refusals recorded as failures.
+REGISTRATION_TASK_OPTIONS: dict[str, Any] = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "track_started": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 1,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 10,
+    "throws": (ProductRegistrationRefused,),
+}
+
+
+@shared_task(bind=True, name=GENERATE_TASK, **REGISTRATION_TASK_OPTIONS)
 def generate_qr_code_async(
     self: Any, lot_id: int, sample_id: str, site_code: str | None = None
 ) -> dict[str, Any]:
     return _register(lot_id=lot_id, sample_id=sample_id, site_code=site_code)
 
 
-@shared_task(
-    bind=True,
-    name=GENERATE_MANY_TASK,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    track_started=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=1,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=10,
-    throws=(ProductRegistrationRefused,),
-)
+@shared_task(bind=True, name=GENERATE_MANY_TASK, **REGISTRATION_TASK_OPTIONS)
 def generate_qr_codes_async(self: Any, requests: list[dict[str, Any]]) -> dict[str, Any]:
     """``generate_qr_code_async`` for each of ``requests`` (its keyword arguments), in order,
     each in its own transaction. A database error a retry can cure retries the whole task; the

@@ -7,27 +7,23 @@ sealed page once the head is signed."""
 from __future__ import annotations
 
 import logging
-import re
 import time
 from unittest import mock
 
 import pytest
 from django.core.cache import cache
-from django.template.loader import render_to_string
-from django.test import RequestFactory, override_settings
-from django.utils import timezone, translation
+from django.test import override_settings
+from django.utils import timezone
 
 from feedback.models import ScanPage
 from feedback.pages import (
     CSRF_PLACEHOLDER,
     PENDING_VERSION_MARK,
-    blank_form_html,
-    scan_context,
     scan_pages_render_unit,
 )
-from feedback.selectors import product_for_scan
 from feedback.tasks import scan_pages_render_leaves, scan_pages_render_unit_task
 from tests.factories import make_lot, make_product, make_sample, review
+from tests.support.scan_pages import TOKEN, get, rendered_per_scan, without_token
 from traceability.ledger import latest_head, ledger_sign_head
 from traceability.models import ConsumerProduct, LedgerLeaf, ProductScanStats
 from traceability.scans import daily_salt
@@ -35,7 +31,6 @@ from traceability.tasks import generate_qr_code_async, generate_qr_codes_async
 
 pytestmark = pytest.mark.django_db
 
-TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="[^"]+"')
 PENDING_FR = "Intégrité bientôt vérifiable"
 PENDING_EN = "Integrity can be checked soon"
 # No head signed by time or by count while a test runs: only the test signs them.
@@ -59,26 +54,6 @@ def registered_live(lot=None) -> ConsumerProduct:
     cache.clear()  # no cached proof nor page: what a consumer's first scan meets
     daily_salt(timezone.now().date().isoformat())  # the client-hash salt: read once a day
     return ConsumerProduct.objects.get(product_id=result["product_id"])
-
-
-def get(client, product, language="fr"):
-    return client.get(f"/p/{product.qr_code}", headers={"accept-language": language})
-
-
-def rendered_per_scan(product, language):
-    """The page as a scan renders it when nothing is stored."""
-    request = RequestFactory().get(f"/p/{product.qr_code}")
-    request.LANGUAGE_CODE = language
-    with translation.override(language):
-        product = product_for_scan(qr_code=product.qr_code)
-        context = scan_context(product, form=None, recall_state="", language=language)
-        context["form_html"] = blank_form_html(product.qr_code)
-        context["csrf_token"] = CSRF_PLACEHOLDER
-        return render_to_string("feedback/scan.html", context, request=request)
-
-
-def without_token(html):
-    return TOKEN.sub('name="csrfmiddlewaretoken" value=""', html)
 
 
 @NO_AUTOMATIC_HEAD

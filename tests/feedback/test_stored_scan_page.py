@@ -4,22 +4,19 @@ server process keeps the pages it served and the statement does not send them ag
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from django.core.cache import cache
 from django.db import connection
-from django.template.loader import render_to_string
-from django.test import RequestFactory, override_settings
-from django.utils import timezone, translation
+from django.test import override_settings
+from django.utils import timezone
 
 from feedback import pages, views
 from feedback.models import ScanPage
-from feedback.pages import CSRF_PLACEHOLDER, blank_form_html, kept_pages, scan_context
-from feedback.selectors import product_for_scan
+from feedback.pages import CSRF_PLACEHOLDER, kept_pages
 from feedback.tasks import scan_pages_render_leaves
 from gaveurs.models import Site
 from tests.factories import RATINGS, make_lot, make_product, review
+from tests.support.scan_pages import TOKEN, get, rendered_per_scan, without_token
 from traceability.ledger import latest_head, ledger_sign_head
 from traceability.models import LedgerLeaf, LedgerVerification, ProductScanStats
 from traceability.recalls import recall_close, recall_declare
@@ -27,8 +24,6 @@ from traceability.scans import daily_salt
 from traceability.signals import head_signed
 
 pytestmark = pytest.mark.django_db
-
-TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="[^"]+"')
 
 
 @pytest.fixture(autouse=True)
@@ -45,27 +40,6 @@ def sealed(*products):
     scan_pages_render_leaves(first, head.tree_size)
     cache.clear()  # no cached proof nor page: what a consumer's first scan meets
     daily_salt(timezone.now().date().isoformat())  # the client-hash salt: read once a day
-
-
-def get(client, product, language="fr"):
-    return client.get(f"/p/{product.qr_code}", headers={"accept-language": language})
-
-
-def rendered_per_scan(product, language):
-    """The page as a scan renders it when nothing is stored (the view's other path: with the
-    request, so its context processors run)."""
-    request = RequestFactory().get(f"/p/{product.qr_code}")
-    request.LANGUAGE_CODE = language
-    with translation.override(language):
-        product = product_for_scan(qr_code=product.qr_code)
-        context = scan_context(product, form=None, recall_state="", language=language)
-        context["form_html"] = blank_form_html(product.qr_code)
-        context["csrf_token"] = CSRF_PLACEHOLDER
-        return render_to_string("feedback/scan.html", context, request=request)
-
-
-def without_token(html):
-    return TOKEN.sub('name="csrfmiddlewaretoken" value=""', html)
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])
