@@ -15,6 +15,7 @@ from feedback.services import feedback_submit
 from gaveurs.models import Gaveur, Lot, Site
 from sensors.models import Device, SensorSample
 from traceability.models import ConsumerProduct
+from traceability.recalls import recall_declare
 from traceability.services import product_register
 
 _counter = itertools.count(1)
@@ -113,3 +114,17 @@ def review(product: ConsumerProduct, **kw: Any) -> ConsumerFeedback:
 def forged(code: str) -> str:
     """The same code with its signature's last hex digit changed."""
     return code[:-1] + ("0" if code[-1] != "0" else "1")
+
+
+def declare_lot_recall(lot: Lot, *, reference: str = "RC-TEST-1"):
+    """A recall of ``lot``, in force from now, with instructions in French and English."""
+    return recall_declare(
+        kind="recall",
+        reference=reference,
+        reason="Listeria",
+        instructions_fr="Rapportez-le au magasin.",
+        instructions_en="Take it back to the shop.",
+        starts_at=timezone.now(),
+        scope="lots",
+        lot_ids=[lot.pk],
+    )

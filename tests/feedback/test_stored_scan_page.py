@@ -15,11 +15,11 @@ from feedback.models import ScanPage
 from feedback.pages import CSRF_PLACEHOLDER, kept_pages
 from feedback.tasks import scan_pages_render_leaves
 from gaveurs.models import Site
-from tests.factories import RATINGS, make_lot, make_product, review
+from tests.factories import RATINGS, declare_lot_recall, make_lot, make_product, review
 from tests.support.scan_pages import TOKEN, get, rendered_per_scan, without_token
 from traceability.ledger import latest_head, ledger_sign_head
 from traceability.models import LedgerLeaf, LedgerVerification, ProductScanStats
-from traceability.recalls import recall_close, recall_declare
+from traceability.recalls import recall_close
 from traceability.scans import daily_salt
 from traceability.signals import head_signed
 
@@ -124,16 +124,7 @@ def test_a_recall_declared_after_the_page_was_stored_shows_at_the_next_scan_and_
     sealed(product)
     assert 'data-testid="recall-banner"' not in get(client, product).content.decode()
 
-    recall = recall_declare(
-        kind="recall",
-        reference="RC-STORED-1",
-        reason="Listeria",
-        instructions_fr="Rapportez-le au magasin.",
-        instructions_en="Take it back to the shop.",
-        starts_at=timezone.now(),
-        scope="lots",
-        lot_ids=[lot.pk],
-    )
+    recall = declare_lot_recall(lot, reference="RC-STORED-1")
     html = get(client, product).content.decode()
     assert 'data-testid="recall-banner"' in html and "Rapportez-le au magasin." in html
     assert 'name="overall_rating"' not in html
@@ -292,16 +283,7 @@ def test_a_kept_page_gives_way_at_once_to_a_review_a_changed_record_and_a_recall
     Site.objects.filter(pk=lot.site_id).update(name="Ferme du Nouveau Nom")
     assert "Ferme du Nouveau Nom" in get(client, renamed).content.decode()
 
-    recall_declare(
-        kind="recall",
-        reference="RC-KEPT-1",
-        reason="Listeria",
-        instructions_fr="Rapportez-le au magasin.",
-        instructions_en="Take it back to the shop.",
-        starts_at=timezone.now(),
-        scope="lots",
-        lot_ids=[lot.pk],
-    )
+    declare_lot_recall(lot, reference="RC-KEPT-1")
     html = get(client, recalled).content.decode()
     assert 'data-testid="recall-banner"' in html and 'name="overall_rating"' not in html
 
